@@ -1,0 +1,1 @@
+"""Training: models, data, losses, optimiser settings and loops."""
