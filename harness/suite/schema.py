@@ -1,0 +1,120 @@
+"""JSON Schema of a suite file (``suites/*.yaml``), validated with :mod:`jsonschema`."""
+from __future__ import annotations
+
+_SCALAR = {"type": ["string", "number", "integer", "boolean", "null"]}
+_PARAM_VALUES = {"type": "array", "minItems": 1, "items": _SCALAR}
+_MATRIX = {"type": "object", "additionalProperties": _PARAM_VALUES}
+_COMBOS = {"type": "array", "items": {"type": "object", "additionalProperties": _SCALAR}}
+
+_METHOD = {
+    "oneOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "object", "required": ["name"], "additionalProperties": False,
+         "properties": {"name": {"type": "string", "minLength": 1},
+                        "params": {"type": "object"},
+                        "label": {"type": "string", "minLength": 1}}},
+    ]
+}
+
+_PRESET = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "description": {"type": "string"},
+        "matrix": _MATRIX,
+        "include": _COMBOS,
+        "exclude": _COMBOS,
+        "seeds": {"type": "array", "minItems": 1, "items": {"type": "integer"}},
+        "settings": {"type": "object"},
+        "methods": {"type": "array", "minItems": 1, "items": _METHOD},
+        "device": {"type": "string"},
+        "timeout": {"type": "number", "exclusiveMinimum": 0},
+    },
+}
+
+_CHECK = {
+    "type": "object",
+    "required": ["name", "metric", "assert", "cite"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
+        "metric": {"type": "string"},
+        "assert": {"type": "string", "minLength": 1},
+        "when": {"type": "string", "minLength": 1},
+        "cite": {"type": "string", "minLength": 1},
+        "description": {"type": "string"},
+    },
+}
+
+_COMPARE = {
+    "type": "object",
+    "required": ["metric", "rule"],
+    "properties": {
+        "metric": {"type": "string"},
+        "rule": {"enum": ["exact", "directional", "noisy"]},
+        "rtol": {"type": "number", "minimum": 0},
+        "atol": {"type": "number", "minimum": 0},
+        "better": {"enum": ["lower", "higher"]},
+        "threshold": {"type": "number", "minimum": 0},
+        "alpha": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        "min_effect": {"type": "number", "minimum": 0},
+    },
+    "additionalProperties": False,
+    "allOf": [
+        {"if": {"properties": {"rule": {"const": "directional"}}},
+         "then": {"required": ["better"]}},
+        {"if": {"properties": {"rule": {"const": "noisy"}}},
+         "then": {"required": ["better"]}},
+    ],
+}
+
+_PLOT = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {
+        "type": {"enum": ["line", "scatter", "bars", "trace", "images"]},
+        "title": {"type": "string"},
+        "x": {"type": "string"},
+        "y": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "group": {"type": "string"},
+        "facet": {"type": "string"},
+        "series": {"type": "string"},
+        "logx": {"type": "boolean"},
+        "logy": {"type": "boolean"},
+        "where": {"type": "object"},
+        "xlabel": {"type": "string"},
+        "ylabel": {"type": "string"},
+        "reference": {"type": "array", "items": {
+            "type": "object", "required": ["label", "expr"], "additionalProperties": False,
+            "properties": {"label": {"type": "string"}, "expr": {"type": "string"}}}},
+    },
+    "additionalProperties": False,
+}
+
+SUITE_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["name", "description", "kind", "seeds", "presets", "metrics"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+        "description": {"type": "string", "minLength": 1},
+        "kind": {"type": "string", "minLength": 1},
+        "methods": {"type": "array", "items": _METHOD},
+        "matrix": _MATRIX,
+        "include": _COMBOS,
+        "exclude": _COMBOS,
+        "seeds": {"type": "array", "minItems": 1, "items": {"type": "integer"}},
+        "settings": {"type": "object"},
+        "device": {"type": "string"},
+        "timeout": {"type": "number", "exclusiveMinimum": 0},
+        "presets": {"type": "object", "required": ["ci", "full"],
+                    "additionalProperties": _PRESET},
+        "metrics": {"type": "object", "minProperties": 1, "additionalProperties": {
+            "type": "object", "required": ["unit"], "additionalProperties": False,
+            "properties": {"unit": {"type": "string"}, "description": {"type": "string"}}}},
+        "checks": {"type": "array", "items": _CHECK},
+        "compare": {"type": "array", "items": _COMPARE},
+        "plots": {"type": "array", "items": _PLOT},
+    },
+}
