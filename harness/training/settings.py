@@ -63,7 +63,9 @@ def get_settings(spec: str | Mapping[str, Any] | AdamSettings, **overrides: Any)
     elif isinstance(spec, Mapping):
         spec = dict(spec)
         if "base" in spec:
-            return get_settings(spec.pop("base"), **{**spec, **overrides}, name="custom")
+            merged = {**spec, **overrides}
+            merged.setdefault("name", "custom")
+            return get_settings(merged.pop("base"), **merged)
         unknown = set(spec) - set(AdamSettings.__dataclass_fields__)
         if unknown:
             raise TypeError(f"unknown setting field(s) {sorted(unknown)}")
