@@ -42,6 +42,7 @@ class Case:
     """One unit of work: a parameter combination, a method (or none) and a seed."""
 
     suite: str
+    kind: str
     case: str
     params: dict[str, Any]
     method: MethodSpec | None
@@ -121,5 +122,5 @@ class Suite:
         if not self.raw.get("methods") and methods is None:
             specs = [None]
         dev = device or r.get("device", "cpu")
-        return [Case(self.name, case_id(p), dict(p), spec, seed, dict(r.get("settings", {})), dev)
+        return [Case(self.name, self.kind, case_id(p), dict(p), spec, seed, dict(r.get("settings", {})), dev)
                 for p in combos for spec in specs for seed in r["seeds"]]

@@ -1,0 +1,79 @@
+"""Bound checks written as data in suite files; they need no baseline.
+
+A check names a metric, an ``assert`` expression and optionally a ``when``
+precondition. For every row of that metric the expression sees ``value``, the case
+parameters, ``method``, ``seed`` and the other metrics of the same case, method and
+seed by name. A false precondition gives ``n/a`` with the reason (never a silent pass).
+"""
+from __future__ import annotations
+
+import ast
+import json
+import math
+from typing import Any
+
+import pandas as pd
+
+from harness.suite import ExpressionError, Suite, compile_expression
+
+from .verdict import verdict_row
+
+
+def _bound_of(text: str, names: dict[str, Any]) -> float:
+    """The right-hand side of ``value <op> EXPR``, for the report; NaN otherwise."""
+    tree = ast.parse(text, mode="eval").body
+    if (isinstance(tree, ast.Compare) and isinstance(tree.left, ast.Name) and tree.left.id == "value"
+            and len(tree.comparators) == 1):
+        try:
+            return float(compile_expression(ast.unparse(tree.comparators[0])).evaluate(names))
+        except (ExpressionError, TypeError, ValueError, ZeroDivisionError):
+            return math.nan
+    return math.nan
+
+
+def _scopes(rows: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
+    """Per (case, method, seed): the metrics by name (ok rows only)."""
+    scopes: dict[tuple, dict[str, Any]] = {}
+    for row in rows.itertuples(index=False):
+        if row.status == "ok" and row.metric.isidentifier():
+            scopes.setdefault((row.case, row.method, row.seed), {})[row.metric] = row.value
+    return scopes
+
+
+def evaluate_checks(suite: Suite, rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """Verdict rows (kind ``check``) for every check of ``suite`` on its result rows."""
+    mine = rows[rows["suite"] == suite.name]
+    scopes = _scopes(mine)
+    verdicts = []
+    for check in suite.checks:
+        assertion = compile_expression(check["assert"])
+        when = compile_expression(check["when"]) if "when" in check else None
+        for row in mine[mine["metric"] == check["metric"]].itertuples(index=False):
+            ident = dict(suite=suite.name, case=row.case, method=row.method, seed=row.seed,
+                         metric=row.metric, check=check["name"], kind="check", value=row.value)
+            if row.status != "ok":
+                verdicts.append(verdict_row(**ident, verdict="n/a" if row.status == "diverged" else "error",
+                                            detail=f"no value to check: {row.status} {row.message[:200]}"))
+                continue
+            names = {**scopes.get((row.case, row.method, row.seed), {}), **json.loads(row.params or "{}"),
+                     "value": row.value, "method": row.method, "seed": row.seed}
+            verdicts.append(_judge(assertion, when, names, check, ident))
+    return verdicts
+
+
+def _judge(assertion, when, names, check, ident) -> dict[str, Any]:
+    cite = check["cite"]
+    try:
+        if when is not None and not when.evaluate(names):
+            return verdict_row(**ident, verdict="n/a", detail=f"precondition `{when.text}` does not hold")
+        held = bool(assertion.evaluate(names))
+    except (ExpressionError, TypeError, ValueError, ZeroDivisionError) as exc:
+        return verdict_row(**ident, verdict="error", detail=f"cannot evaluate `{assertion.text}`: {exc}")
+    bound = _bound_of(assertion.text, names)
+    shown = ", ".join(f"{k}={_short(names[k])}" for k in sorted(assertion.names) if k in names)
+    detail = f"`{assertion.text}` {'holds' if held else 'is violated'} with {shown} ({cite})"
+    return verdict_row(**ident, verdict="pass" if held else "violation", reference=bound, detail=detail)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)

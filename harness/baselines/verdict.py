@@ -1,0 +1,30 @@
+"""Verdict rows: one per check or comparison (see README, "Verdicts")."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+VERDICT_COLUMNS = ["suite", "case", "method", "seed", "metric", "check", "kind", "verdict",
+                   "value", "reference", "detail"]
+FAILING = ("violation", "regression", "missing", "error")
+VERDICTS = ("pass", "violation", "regression", "improvement", "new", "missing", "error", "n/a")
+
+
+def verdict_row(*, suite: str, case: str, method: str, seed: int, metric: str, check: str,
+                kind: str, verdict: str, value: float = math.nan, reference: float = math.nan,
+                detail: str = "") -> dict[str, Any]:
+    if verdict not in VERDICTS:
+        raise ValueError(f"unknown verdict {verdict!r}")
+    return dict(suite=suite, case=case, method=method, seed=int(seed), metric=metric, check=check,
+                kind=kind, verdict=verdict, value=float(value), reference=float(reference), detail=detail)
+
+
+def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
+
+
+def passed(verdicts: pd.DataFrame) -> bool:
+    """True when no verdict is failing (violation, regression, missing, error)."""
+    return not verdicts["verdict"].isin(FAILING).any()

@@ -1,0 +1,82 @@
+"""The runner interface: one runner per suite ``kind``, a few small functions each."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Iterable
+
+import pandas as pd
+import torch
+
+from harness.results import Measurement
+from harness.suite import Case
+
+_RUNNERS: dict[str, "Runner"] = {}
+
+
+@dataclass
+class RunContext:
+    """What a runner gets besides its case: the device, the built method, trace and artifact sinks."""
+
+    device: torch.device
+    method: Any = None  # harness.methods.Method or None for method-free suites
+    artifact_dir: Path | None = None
+    traces: list[dict[str, Any]] = field(default_factory=list)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+
+    def trace(self, series: str, step: int, value: float) -> None:
+        self.traces.append({"series": series, "step": int(step), "value": float(value)})
+
+    def artifact_path(self, case: Case, name: str) -> Path:
+        """Where to write an image for ``case``; recorded for the report."""
+        if self.artifact_dir is None:
+            raise RuntimeError("this run keeps no artifacts")
+        label = case.method.label if case.method else "none"
+        safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in f"{case.case}-{label}-{case.seed}-{name}")
+        path = self.artifact_dir / case.suite / safe
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.artifacts.append({"kind": "image", "path": str(path), "name": name})
+        return path
+
+
+class Runner:
+    """Base class. Subclasses set ``kind`` and implement :meth:`run`."""
+
+    kind: ClassVar[str] = ""
+    #: Whether the suite's cases carry a method (False: theory suites about random matrices).
+    uses_methods: ClassVar[bool] = True
+
+    def applies_to(self, method: Any) -> bool:
+        """Whether ``method`` can be run through this suite (``lipbench check`` asks)."""
+        return True
+
+    def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
+        raise NotImplementedError
+
+    def summarize(self, rows: pd.DataFrame, config: dict[str, Any]) -> list[Measurement]:
+        """Suite-level metrics over all cases (a fit, a constant); case ``summary``."""
+        return []
+
+
+def register(cls: type[Runner]) -> type[Runner]:
+    """Class decorator adding a runner under its ``kind``."""
+    _RUNNERS[cls.kind] = cls()
+    return cls
+
+
+def runner_for(kind: str) -> Runner:
+    _load_builtin()
+    try:
+        return _RUNNERS[kind]
+    except KeyError:
+        raise KeyError(f"no runner for suite kind {kind!r}; known: {', '.join(kinds())}") from None
+
+
+def kinds() -> list[str]:
+    _load_builtin()
+    return sorted(_RUNNERS)
+
+
+def _load_builtin() -> None:
+    from harness.runners import builtin  # noqa: F401  (registers the shipped runners)
+
