@@ -13,8 +13,16 @@ from .inception import InceptionExtractor, InceptionUnavailableError, find_incep
 from .classifier import (ClassifierExtractor, ClassifierMetrics, classifier_metrics,
                          classifier_metrics_from_probs, digits_extractor, load_digits_images,
                          train_classifier_extractor)
+from .two_d import (GRID25, RING8, Mixture, ModeMetrics, energy_distance, grid_centers,
+                    mode_metrics, ring_centers, sample_mixture)
+from .timing import (Timer, TimingSamples, interleaved, peak_memory_mib, summarize,
+                     time_call)
+from .stats import MeanSE, mean_se
 
 __all__ = [
+    "GRID25", "RING8", "Mixture", "ModeMetrics", "energy_distance", "grid_centers",
+    "mode_metrics", "ring_centers", "sample_mixture", "Timer", "TimingSamples",
+    "interleaved", "peak_memory_mib", "summarize", "time_call", "MeanSE", "mean_se",
     "ExtractorMismatchError", "FeatureExtractor", "Features", "require_same_extractor",
     "SampleQuality", "compare_sample_quality", "compute_sample_quality", "fid",
     "inception_score", "kid", "sample_quality", "InceptionExtractor",
