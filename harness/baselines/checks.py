@@ -1,6 +1,7 @@
 """Bound checks written as data in suite files; they need no baseline.
 
-A check names a metric, an ``assert`` expression and optionally a ``when``
+A check names a metric, an ``assert`` expression, optionally a ``where`` scope (rows
+outside it are not this check's business and get no verdict) and a ``when``
 precondition. For every row of that metric the expression sees ``value``, the case
 parameters, ``method``, ``seed`` and the other metrics of the same case, method and
 seed by name. A false precondition gives ``n/a`` with the reason (never a silent pass).
@@ -48,22 +49,29 @@ def evaluate_checks(suite: Suite, rows: pd.DataFrame) -> list[dict[str, Any]]:
     for check in suite.checks:
         assertion = compile_expression(check["assert"])
         when = compile_expression(check["when"]) if "when" in check else None
+        where = compile_expression(check["where"]) if "where" in check else None
         for row in mine[mine["metric"] == check["metric"]].itertuples(index=False):
-            ident = dict(suite=suite.name, case=row.case, method=row.method, seed=row.seed,
-                         metric=row.metric, check=check["name"], kind="check", value=row.value)
-            if row.status != "ok":
-                verdicts.append(verdict_row(**ident, verdict="n/a" if row.status == "diverged" else "error",
-                                            detail=f"no value to check: {row.status} {row.message[:200]}"))
-                continue
             names = {**scopes.get((row.case, row.method, row.seed), {}), **json.loads(row.params or "{}"),
                      "value": row.value, "method": row.method, "seed": row.seed}
-            verdicts.append(_judge(assertion, when, names, check, ident))
+            ident = dict(suite=suite.name, case=row.case, method=row.method, seed=row.seed,
+                         metric=row.metric, check=check["name"], kind="check", value=row.value)
+            if row.status == "error":
+                continue  # reported once, as a run error
+            if row.status == "diverged":
+                verdicts.append(verdict_row(**ident, verdict="n/a", detail=f"no value to check: {row.message}"))
+                continue
+            verdict = _judge(assertion, when, where, names, check, ident)
+            if verdict is not None:
+                verdicts.append(verdict)
     return verdicts
 
 
-def _judge(assertion, when, names, check, ident) -> dict[str, Any]:
+def _judge(assertion, when, where, names, check, ident) -> dict[str, Any] | None:
+    """The verdict of one row; ``None`` when the row is outside the check's ``where`` scope."""
     cite = check["cite"]
     try:
+        if where is not None and not where.evaluate(names):
+            return None
         if when is not None and not when.evaluate(names):
             return verdict_row(**ident, verdict="n/a", detail=f"precondition `{when.text}` does not hold")
         held = bool(assertion.evaluate(names))

@@ -6,9 +6,8 @@ Verdicts: ``pass``, ``regression``, ``improvement``, ``new`` (no baseline),
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -116,17 +115,26 @@ def _opts(rule: dict, *keys: str) -> dict[str, Any]:
     return {k: rule[k] for k in keys if k in rule}
 
 
-def judge(suites: Sequence[Suite], rows: pd.DataFrame, *, baselines: str | Path, device_class: str,
-          preset: str, planned: Iterable[Sequence] = ()) -> pd.DataFrame:
-    """All verdicts of a run: errors, bound checks, baseline comparisons."""
+def judge(suites: Sequence[Suite], rows: pd.DataFrame,
+          baseline_for: Callable[[str], pd.DataFrame | None],
+          planned: Iterable[Sequence] = ()) -> pd.DataFrame:
+    """All verdicts of a run: errors, bound checks, comparisons with ``baseline_for(suite)``."""
     planned = [tuple(p) for p in planned]
     verdicts = run_errors(rows)
     for suite in suites:
         verdicts += evaluate_checks(suite, rows)
-        baseline = load_baseline(baselines, device_class, suite.name, preset)
-        verdicts += compare_suite(suite, rows, baseline, planned)
+        verdicts += compare_suite(suite, rows, baseline_for(suite.name), planned)
     return to_frame(verdicts)
 
 
-def verdicts_json(verdicts: pd.DataFrame) -> str:
-    return json.dumps(verdicts.to_dict("records"), indent=1, default=float)
+def stored_baselines(root: str | Path, device_class: str, preset: str) -> Callable[[str], pd.DataFrame | None]:
+    """``baseline_for`` reading ``baselines/<device class>/<suite>.<preset>.json``."""
+    return lambda suite: load_baseline(root, device_class, suite, preset)
+
+
+def results_as_baseline(rows: pd.DataFrame) -> Callable[[str], pd.DataFrame | None]:
+    """``baseline_for`` taking another run's rows (``lipbench compare A B``)."""
+    def lookup(suite: str) -> pd.DataFrame | None:
+        mine = rows[rows["suite"] == suite]
+        return mine if len(mine) else None
+    return lookup

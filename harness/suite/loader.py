@@ -91,7 +91,7 @@ def _semantic_problems(data: dict, known_kinds, known_methods) -> list[tuple[tup
     for i, check in enumerate(data.get("checks", [])):
         if check["metric"] not in metrics:
             found.append((("checks", i, "metric"), f"metric {check['metric']!r} is not declared in metrics"))
-        for key in ("assert", "when"):
+        for key in ("assert", "when", "where"):
             if key in check:
                 try:
                     compile_expression(check[key])

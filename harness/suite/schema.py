@@ -41,6 +41,7 @@ _CHECK = {
         "metric": {"type": "string"},
         "assert": {"type": "string", "minLength": 1},
         "when": {"type": "string", "minLength": 1},
+        "where": {"type": "string", "minLength": 1},
         "cite": {"type": "string", "minLength": 1},
         "description": {"type": "string"},
     },

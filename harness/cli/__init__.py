@@ -1,0 +1,1 @@
+"""The ``lipbench`` command line."""

@@ -1,0 +1,151 @@
+"""The ``lipbench`` sub-commands (argument parsing lives in :mod:`harness.cli.main`)."""
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+
+import yaml
+
+from harness.baselines import IncompleteRunError, judge, results_as_baseline, update_baselines
+from harness.methods import available
+from harness.results import ResultsDir
+from harness.runners import runner_for
+from harness.suite import MethodSpec, Suite
+
+from .locate import baselines_dir, resolve_suites, suite_files, suites_dir
+from .pipeline import execute, judge_results, publish
+
+
+class UsageError(ValueError):
+    """A command-line mistake that is not a suite-file error (exit code 2)."""
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    directory = suites_dir(args.suites_dir)
+    suites = resolve_suites([], directory) if suite_files(directory) else []
+    print(f"suites ({directory}):")
+    for s in suites:
+        sizes = ", ".join(f"{p}: {len(s.cases(p))} cases" for p in s.presets)
+        print(f"  {s.name:24s} kind={s.kind:22s} {sizes}")
+    print("methods:")
+    print("  " + ", ".join(available()))
+    presets = sorted({p for s in suites for p in s.presets})
+    print("presets:")
+    print("  " + ", ".join(presets))
+    return 0
+
+
+def _method_specs(text: str | None) -> list[MethodSpec] | None:
+    if not text:
+        return None
+    return [MethodSpec.parse(name.strip()) for name in text.split(",") if name.strip()]
+
+
+def _out(args: argparse.Namespace, default: str) -> Path:
+    return Path(args.out or default)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    suites = resolve_suites(args.suites, suites_dir(args.suites_dir))
+    out = _out(args, f"results/run-{args.preset}")
+    results = execute(suites, preset=args.preset, out=out, device=args.device, resume=args.resume,
+                      methods=_method_specs(args.methods), timeout=args.timeout)
+    rows = results.rows()
+    print(f"{len(rows)} rows, {int((rows['status'] == 'error').sum())} error(s) -> {results.path}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    suites = resolve_suites(args.suites, suites_dir(args.suites_dir))
+    results = execute(suites, preset=args.preset, out=Path(args.out), device=args.device,
+                      resume=args.resume, timeout=args.timeout, fresh=True)
+    verdicts = judge_results(suites, results, baselines_dir(args.baselines))
+    return publish(suites, results, verdicts, report=_path(args.report), junit=_path(args.junit),
+                   title=f"lipbench verify ({args.preset})")
+
+
+def _path(text: str | None) -> Path | None:
+    return Path(text) if text else None
+
+
+def _parse_params(items: list[str]) -> dict:
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param {item!r}: expected KEY=VALUE")
+        params[key] = yaml.safe_load(value)
+    return params
+
+
+def _with_methods(suite: Suite, specs: list[MethodSpec]) -> Suite:
+    """A copy of ``suite`` whose method list (in every preset) is ``specs``."""
+    raw = copy.deepcopy(suite.raw)
+    raw["methods"] = [{"name": s.name, "params": dict(s.params), "label": s.label} for s in specs]
+    for preset in raw["presets"].values():
+        preset.pop("methods", None)
+    return Suite.from_dict(raw, source=suite.source)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Run a user's variant beside built-in methods through every suite that applies to it."""
+    params = _parse_params(args.param)
+    label = args.as_name or args.variant
+    variant = MethodSpec(name=args.variant, params=tuple(sorted(params.items())), label=label)
+    instance = variant.build()  # fails early, exit 2, when the variant does not load
+    if args.as_name and args.as_name not in available():
+        raise UsageError(f"--as {args.as_name!r} is not a built-in method; available: {', '.join(available())}")
+    chosen = []
+    for suite in resolve_suites(args.suite_names or [], suites_dir(args.suites_dir)):
+        runner = runner_for(suite.kind)
+        if not runner.uses_methods or not runner.applies_to(instance):
+            continue
+        against = ([MethodSpec.parse(m) for m in args.against] if args.against
+                   else suite.method_specs(args.preset))
+        chosen.append(_with_methods(suite, [variant] + [s for s in against if s.label != label]))
+    if not chosen:
+        raise UsageError(f"no suite applies to {args.variant!r}")
+    results = execute(chosen, preset=args.preset, out=Path(args.out), device=args.device,
+                      resume=False, timeout=args.timeout, fresh=True)
+    verdicts = judge_results(chosen, results, baselines_dir(args.baselines))
+    print(f"checked {args.variant} as {label!r} in: {', '.join(s.name for s in chosen)}")
+    return publish(chosen, results, verdicts, report=_path(args.report), junit=_path(args.junit),
+                   title=f"lipbench check {label}")
+
+
+def _suites_of(results: ResultsDir, directory: Path) -> list[Suite]:
+    names = sorted(set(results.rows()["suite"]))
+    return resolve_suites(names, directory)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    results = ResultsDir(args.results)
+    suites = _suites_of(results, suites_dir(args.suites_dir))
+    verdicts = judge_results(suites, results, baselines_dir(args.baselines))
+    return publish(suites, results, verdicts, report=Path(args.output), junit=_path(args.junit),
+                   title=f"lipbench report {results.path}")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Judge results B with results A standing in for the baselines."""
+    a, b = ResultsDir(args.a), ResultsDir(args.b)
+    suites = _suites_of(b, suites_dir(args.suites_dir))
+    verdicts = judge(suites, b.rows(), results_as_baseline(a.rows()), b.read_json("plan.json", []))
+    return publish(suites, b, verdicts, report=_path(args.report), junit=None,
+                   title=f"lipbench compare {a.path} -> {b.path}")
+
+
+def cmd_baseline_update(args: argparse.Namespace) -> int:
+    try:
+        written = update_baselines(ResultsDir(args.results), baselines_dir(args.baselines))
+    except (IncompleteRunError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .inspect import inspect_target
+    return inspect_target(args)

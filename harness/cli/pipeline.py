@@ -1,0 +1,53 @@
+"""Run, judge and report: the steps ``verify``, ``check`` and ``report`` share."""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from harness.baselines import judge, passed, stored_baselines
+from harness.reporting import terminal_summary, write_html, write_junit
+from harness.results import ResultsDir
+from harness.runners import run_suites
+from harness.suite import MethodSpec, Suite
+
+
+def execute(suites: Sequence[Suite], *, preset: str, out: Path, device: str, resume: bool,
+            methods: Sequence[MethodSpec] | None = None, timeout: float | None = None,
+            fresh: bool = False) -> ResultsDir:
+    """Run the suites into ``out`` (emptied first when ``fresh`` and not resuming)."""
+    results = ResultsDir(out)
+    if fresh and not resume and out.exists():
+        shutil.rmtree(out)
+    run_suites(suites, preset, results, device=device, methods=methods, resume=resume,
+               timeout=timeout, progress=sys.stderr.isatty(), command=sys.argv)
+    return results
+
+
+def judge_results(suites: Sequence[Suite], results: ResultsDir, baselines: Path) -> pd.DataFrame:
+    """Verdicts of a results folder against the stored baselines of its device class and preset."""
+    manifest = results.read_json("manifest.json") or {}
+    lookup = stored_baselines(baselines, manifest.get("device_class", "cpu"), manifest.get("preset", "ci"))
+    return judge(suites, results.rows(), lookup, results.read_json("plan.json", []))
+
+
+def publish(suites: Sequence[Suite], results: ResultsDir, verdicts: pd.DataFrame, *,
+            report: Path | None, junit: Path | None, title: str) -> int:
+    """Write the report files and the terminal summary; returns the exit code (0 or 1)."""
+    manifest = results.read_json("manifest.json") or {}
+    verdicts.to_csv(results.path / "verdicts.csv", index=False)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        write_html(report, results.rows(), verdicts, [s.raw for s in suites], manifest,
+                   traces=results.traces(), artifacts=results.artifact_list(), title=title)
+    if junit is not None:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        write_junit(junit, verdicts)
+    print(terminal_summary(verdicts))
+    for label, path in (("report", report), ("junit", junit), ("results", results.path)):
+        if path is not None:
+            print(f"{label}: {path}")
+    return 0 if passed(verdicts) else 1

@@ -1,0 +1,2 @@
+"""Import every shipped runner so it registers its kind."""
+from . import thm2_variance  # noqa: F401
