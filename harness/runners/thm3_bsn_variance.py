@@ -1,0 +1,69 @@
+"""``thm3_bsn_variance``: parameter variance of conv kernels under BSN and SNw (seed 001, Thm 3).
+
+For a kernel W (c_out, c_in, k_h, k_w) with i.i.d. symmetric entries, BSN divides by
+``σ_w = (||Ŵ₁|| + ||Ŵ₂||)/2`` (the two reshapes, out- and in-channels first). Since
+``||Ŵᵢ|| >= ||W||_F / sqrt(rᵢ)`` with ``rᵢ`` the rank bound of each reshape,
+``Var(w/σ_w) <= 4 / (N (1/sqrt(r₁) + 1/sqrt(r₂))²)``, ``N = c_out c_in k_h k_w``
+(REFERENCE.md claim 3, derived like Thm 2): Xavier-like. SNw divides by ``||Ŵ₁||`` and
+obeys Thm 2's ``1/max(c_out, c_in k_h k_w)``: LeCun-like. Both are measured side by side
+with Xavier's ``2/((c_in + c_out) k_h k_w)`` and LeCun's ``1/(c_in k_h k_w)``.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+from harness.results import Measurement
+from harness.suite import Case
+
+from .base import RunContext, Runner, register
+from .randomness import case_generator, random_entries
+from .thm2_variance import mean_with_interval, top_singular_values
+
+
+def thm3_bound(c_out: int, c_in: int, k_h: int, k_w: int) -> float:
+    """``4 / (N (1/sqrt r₁ + 1/sqrt r₂)²)`` with r₁ = min(c_out, c_in k k), r₂ = min(c_in, c_out k k)."""
+    n = c_out * c_in * k_h * k_w
+    r1, r2 = min(c_out, c_in * k_h * k_w), min(c_in, c_out * k_h * k_w)
+    return 4 / (n * (r1 ** -0.5 + r2 ** -0.5) ** 2)
+
+
+def normalized_moments(kernels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per kernel of a batch (B, c_out, c_in, k, k): mean of (w/σ_bsn)² and of (w/||Ŵ₁||)².
+
+    The batched reshapes follow :func:`harness.layers.reshape_matrix` (Ŵ₁) and
+    :func:`harness.layers.swapped_reshape_matrix` (Ŵ₂).
+    """
+    batch, c_out, c_in = kernels.shape[:3]
+    s1 = top_singular_values(kernels.reshape(batch, c_out, -1))
+    s2 = top_singular_values(kernels.transpose(1, 2).reshape(batch, c_in, -1))
+    second = kernels.pow(2).mean(dim=(1, 2, 3, 4))
+    return second / ((s1 + s2) / 2) ** 2, second / s1 ** 2
+
+
+@register
+class Thm3BsnVarianceRunner(Runner):
+    kind = "thm3_bsn_variance"
+    uses_methods = False
+
+    def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
+        p = case.params
+        c_out, c_in, k = int(p["c_out"]), int(p["c_in"]), int(p["k"])
+        count, confidence = int(case.settings["kernels"]), float(case.settings.get("confidence", 0.99))
+        kernels = random_entries((count, c_out, c_in, k, k), p["distribution"], case_generator(case.seed, case.case))
+        bsn, snw = normalized_moments(kernels)
+        bsn_mean, bsn_low, _ = mean_with_interval(bsn.numpy(), confidence)
+        snw_mean, snw_low, _ = mean_with_interval(snw.numpy(), confidence)
+        xavier = 2 / ((c_in + c_out) * k * k)
+        return [
+            Measurement("variance_bsn", bsn_mean),
+            Measurement("variance_bsn_ci_low", bsn_low),
+            Measurement("bound_bsn", thm3_bound(c_out, c_in, k, k)),
+            Measurement("variance_snw", snw_mean),
+            Measurement("variance_snw_ci_low", snw_low),
+            Measurement("bound_snw", 1 / max(c_out, c_in * k * k)),
+            Measurement("xavier", xavier),
+            Measurement("lecun", 1 / (c_in * k * k)),
+            Measurement("bsn_over_xavier", bsn_mean / xavier),
+        ]
