@@ -1,0 +1,303 @@
+"""Spectral norm ``‖W̃‖₂`` of a layer's linear map on inputs of a given size, with a certified bracket.
+
+``W̃`` is the layer without bias as a linear operator on inputs of the layer's real size,
+stride, padding, dilation and groups (seed 001 §2; ../shared/REFERENCE.md, "Exact and
+certified operator norms of convolutions"). Every path computes in float64 on the CPU,
+whatever the weight's dtype or device, and returns an :class:`OperatorNorm`
+``(value, lower, upper, method, rel_width)`` with ``lower ≤ ‖W̃‖₂ ≤ upper``:
+
+``"svd"``      linear layers: ``σ₁`` of the weight by LAPACK SVD (exact to rounding).
+``"fft"``      circular padding whose outputs are exactly the periodic strided convolution
+               (``s | n`` and ``m = n/s`` per axis): exact, Sedghi et al. ICLR 2019 plus the
+               polyphase form (:mod:`.conv_fft`); ``lower = upper = value``.
+``"dense"``    small operators (``in_dim · out_dim ≤ dense_limit``): materialised on the
+               identity basis, ``σ₁`` by SVD; ``lower`` is ``‖W̃v‖/‖v‖`` of the top singular
+               vector, ``upper = σ₁ (1 + 8 max(m, n) u)`` (LAPACK SVD backward error).
+``"lanczos"``  everything else (and on request): ``value`` by ARPACK Lanczos on the Gram
+               operator through conv / conv-transpose matvecs (:mod:`.lanczos`), converged to
+               ``tol`` relative; ``lower = ‖W̃v‖/‖v‖`` recomputed from the returned vector
+               ``v`` (rigorous for any ``v``); ``upper`` rigorous, see below.
+
+Why ``upper`` is rigorous on the Lanczos path:
+
+* zero padding: output ``o`` of an axis reads input ``i = s·o + d·t − p`` (tap ``t``); all
+  such ``i`` lie in ``[−p, s(m−1) + d(k−1) − p]``. Put the input in the first ``n`` cells
+  of a periodic grid of ``N ≥ max(n + p, s(m−1) + d(k−1) − p + 1, s·m)`` cells (``s | N``),
+  zeros elsewhere. Indices ``< 0`` wrap to ``[N − p, N) ⊂ [n, N)`` and indices ``≥ n`` stay
+  in ``[n, N)``: both read zeros, exactly as zero padding does. So ``W̃ = R C_N E`` with
+  ``E`` an isometric embedding, ``R`` a restriction to the first ``m`` outputs
+  (``‖R‖ ≤ 1``) and ``C_N`` the periodic strided convolution, whose norm is exact by
+  the polyphase FFT: ``‖W̃‖ ≤ ‖C_N‖`` (REFERENCE.md; Delattre et al. 2024, §IV).
+* circular padding that is not exactly periodic (``s ∤ n`` or ``m ≠ n/s``): the outputs are
+  rows of the periodic convolution (stride ``s`` when ``s | n``, else stride 1) selected
+  with repetition ``r`` (the largest number of outputs reading the same periodic row), so
+  ``‖W̃‖ ≤ √r ‖C‖``.
+* if that bracket is wider than ``max_rel_width`` and the smaller Gram matrix has at most
+  ``certify_limit`` rows, the Gram matrix is assembled from the tap products and
+  ``λ_max ≤ μ`` is proved by a Cholesky factorisation of ``μI − G`` with the floating-
+  point error terms added (:func:`.certify.cholesky_certificate`); ``μ`` starts at
+  ``lower² (1 + tol)``.
+
+``rel_width = (upper − lower) / lower`` is the bracket's relative width.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.layers import geometry
+
+from ._spec import ConvSpec, as_float64, make_spec
+from .certify import U, cholesky_certificate, conv_gram, materialize
+from .conv_fft import circular_conv_norm
+from .lanczos import rayleigh_lower, top_singular_pair
+
+#: Materialise and SVD when ``in_dim * out_dim`` is at most this (32 MB of float64).
+DENSE_LIMIT = 4_000_000
+#: Largest Gram side for the Cholesky certificate (8192² float64 = 512 MiB).
+CERTIFY_LIMIT = 8192
+METHODS = ("auto", "fft", "dense", "lanczos")
+
+
+@dataclass(frozen=True)
+class OperatorNorm:
+    """``‖W̃‖₂`` with a bracket: ``lower ≤ ‖W̃‖₂ ≤ upper``; ``value`` is the best estimate.
+
+    ``rel_width = (upper − lower)/lower`` (0 when both are 0, ``inf`` when only ``lower`` is).
+    ``vector`` (Lanczos/dense paths) is an input-shaped vector with ``‖W̃v‖/‖v‖ = lower``
+    up to rounding; ``detail`` says how the upper bound was obtained.
+    """
+
+    value: float
+    lower: float
+    upper: float
+    method: str
+    rel_width: float = field(init=False)
+    detail: str = field(default="", compare=False)
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("value", "lower", "upper"):
+            v = getattr(self, name)
+            if not math.isfinite(v) and not (name == "upper" and v == math.inf):
+                raise ValueError(f"OperatorNorm.{name} is not finite: {v}")
+        if self.lower > 0:
+            width = (self.upper - self.lower) / self.lower
+        else:
+            width = 0.0 if self.upper == 0 else math.inf
+        object.__setattr__(self, "rel_width", width)
+
+    def contains(self, truth: float, rtol: float = 1e-9) -> bool:
+        """``lower ≤ truth ≤ upper`` up to a relative float tolerance ``rtol``."""
+        slack = rtol * max(abs(truth), 1e-300)
+        return self.lower - slack <= truth <= self.upper + slack
+
+
+def linear_operator_norm(weight) -> OperatorNorm:
+    """``‖W‖₂`` of a dense weight ``(out, in)`` by float64 LAPACK SVD (exact to rounding)."""
+    w = as_float64(weight)
+    if w.dim() != 2:
+        raise ValueError(f"linear weight must be 2-D (out, in), got shape {tuple(w.shape)}")
+    s = float(torch.linalg.svdvals(w)[0])
+    return OperatorNorm(s, s, s, "svd", detail="LAPACK SVD, float64")
+
+
+def is_exactly_periodic(spec: ConvSpec) -> bool:
+    """Circular padding whose outputs are exactly one period of the strided periodic map."""
+    if spec.padding_mode != "circular" or spec.crop is not None:
+        return False
+    return all(n % s == 0 and m == n // s
+               for n, s, m in zip(spec.in_hw, spec.stride, spec.natural_out_hw))
+
+
+def _fft_norm(spec: ConvSpec) -> float:
+    return circular_conv_norm(spec.weight, spec.in_hw, spec.stride, spec.dilation, spec.groups)
+
+
+def zero_padding_grid(spec: ConvSpec) -> tuple[int, int]:
+    """Smallest periodic grid ``N`` (per axis, ``s | N``) of which zero padding is a restriction."""
+    grid = []
+    for n, p, s, e, m in zip(spec.in_hw, spec.padding, spec.stride, spec.effective_kernel,
+                             spec.natural_out_hw):
+        big = max(n + p, s * (m - 1) + e - p, s * m)
+        grid.append(big + (-big) % s)
+    return tuple(grid)
+
+
+def circular_upper(spec: ConvSpec) -> tuple[float, str]:
+    """A rigorous upper bound on ``‖W̃‖`` from a periodic convolution (see module docstring)."""
+    if spec.padding_mode == "zeros":
+        grid = zero_padding_grid(spec)
+        return (circular_conv_norm(spec.weight, grid, spec.stride, spec.dilation, spec.groups),
+                f"periodic embedding N={grid}")
+    strides, reps = [], 1
+    for n, s, m in zip(spec.in_hw, spec.stride, spec.out_hw):
+        if n % s == 0:
+            strides.append(s)
+            reps *= -(-m // (n // s))
+        else:
+            strides.append(1)
+            counts = np.bincount((s * np.arange(m)) % n, minlength=n)
+            reps *= int(counts.max())
+    norm = circular_conv_norm(spec.weight, spec.in_hw, tuple(strides), spec.dilation, spec.groups)
+    return math.sqrt(reps) * norm, f"periodic rows, stride {tuple(strides)}, repetition {reps}"
+
+
+def _certify(spec: ConvSpec, lower: float, upper: float, tol: float,
+             certify_limit: int) -> tuple[float, str] | None:
+    groups = spec.split_groups()
+    g0 = groups[0]
+    side = "input" if g0.x_dim <= g0.y_dim else "output"
+    dim = min(g0.x_dim, g0.y_dim)
+    if dim > certify_limit or lower <= 0:
+        return None
+    co, ci = g0.weight.shape[:2]
+    terms = (co if side == "input" else ci) * math.prod(g0.kernel) ** 2
+    frob2 = math.prod(g0.out_hw) * float((g0.weight ** 2).sum()) * (1 + 1e-12)
+    grams = [conv_gram(g, side) for g in groups]
+    delta = max(tol, 1e-12)
+    while lower ** 2 * (1 + delta) < upper ** 2:
+        mu = lower ** 2 * (1 + delta)
+        bounds = [cholesky_certificate(g.clone(), mu, frob2, terms) for g in grams]
+        if all(b is not None for b in bounds):
+            return math.sqrt(max(bounds)), f"Cholesky certificate of μI - Gram ({side} side, {dim} rows)"
+        delta *= 30
+    return None
+
+
+def conv_operator_norm(weight, input_hw, stride=1, padding=0, padding_mode: str = "zeros",
+                       dilation=1, kind: str = "conv2d", tol: float = 1e-6, *, groups: int = 1,
+                       output_padding=0, method: str = "auto", max_rel_width: float = 0.01,
+                       seed: int = 0, dense_limit: int = DENSE_LIMIT,
+                       certify_limit: int = CERTIFY_LIMIT) -> OperatorNorm:
+    """``‖W̃‖₂`` of a convolution (no bias) on inputs of spatial size ``input_hw``.
+
+    ``weight`` is the layer's weight in torch layout (``ConvTranspose2d``: ``(c_in, c_out/g,
+    k_h, k_w)``), any dtype/device; the computation is float64 on the CPU. ``kind`` is one
+    of ``conv1d``, ``conv2d``, ``conv_transpose2d`` or ``linear`` (then ``input_hw`` is
+    ignored). ``method``: ``"auto"`` (fft if exact, else dense if small, else lanczos),
+    or force ``"fft"``, ``"dense"`` or ``"lanczos"``. ``tol`` is the relative accuracy of
+    ``value`` on the Lanczos path; ``max_rel_width`` the bracket width above which the
+    Cholesky certificate is tried. Formulas, tolerances and sources: module docstring.
+    Raises ``ValueError`` for bad sizes, a kernel larger than the padded input, or
+    non-finite weights.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not (0 < tol < 1):
+        raise ValueError(f"tol must be in (0, 1), got {tol}")
+    if kind == "linear":
+        return linear_operator_norm(weight)
+    spec = make_spec(weight, input_hw, kind=kind, stride=stride, padding=padding,
+                     padding_mode=padding_mode, dilation=dilation, groups=groups,
+                     output_padding=output_padding)
+    return spec_operator_norm(spec, tol=tol, method=method, max_rel_width=max_rel_width,
+                              seed=seed, dense_limit=dense_limit, certify_limit=certify_limit)
+
+
+def spec_operator_norm(spec: ConvSpec, *, tol: float = 1e-6, method: str = "auto",
+                       max_rel_width: float = 0.01, seed: int = 0,
+                       dense_limit: int = DENSE_LIMIT,
+                       certify_limit: int = CERTIFY_LIMIT) -> OperatorNorm:
+    """:func:`conv_operator_norm` on an already validated :class:`~._spec.ConvSpec`."""
+    if not bool(spec.weight.any()):
+        return OperatorNorm(0.0, 0.0, 0.0, "zero", detail="all-zero weight")
+    periodic = is_exactly_periodic(spec)
+    if method == "fft" and not periodic:
+        raise ValueError("method='fft' is exact only for circular padding with stride dividing the "
+                         f"input and m = n/stride outputs; got padding_mode={spec.padding_mode!r}, "
+                         f"input {spec.in_hw}, stride {spec.stride}, outputs {spec.out_hw}")
+    if method == "auto":
+        if periodic:
+            method = "fft"
+        elif spec.x_dim * spec.y_dim <= dense_limit:
+            method = "dense"
+        else:
+            method = "lanczos"
+    if method == "fft":
+        s = _fft_norm(spec)
+        return OperatorNorm(s, s, s, "fft", detail="polyphase FFT (Sedghi et al. 2019), exact")
+    if method == "dense":
+        return _dense(spec)
+    return _lanczos(spec, tol, max_rel_width, seed, certify_limit)
+
+
+def _dense(spec: ConvSpec) -> OperatorNorm:
+    a = materialize(spec.layer_matvec, spec.layer_in_shape)
+    _, s, vh = torch.linalg.svd(a, full_matrices=False)
+    sigma = float(s[0])
+    v = vh[0].numpy().copy()
+    lower = min(sigma, rayleigh_lower(spec.layer_matvec, v, spec.layer_in_shape))
+    upper = sigma * (1 + 8 * max(a.shape) * U)
+    return OperatorNorm(sigma, lower, upper, "dense", detail=f"SVD of the {tuple(a.shape)} matrix",
+                        vector=v.reshape(spec.layer_in_shape))
+
+
+def _lanczos(spec: ConvSpec, tol: float, max_rel_width: float, seed: int,
+             certify_limit: int) -> OperatorNorm:
+    sigma, v = top_singular_pair(spec.layer_matvec, spec.layer_rmatvec, spec.layer_in_shape,
+                                 spec.layer_out_shape, tol=tol, seed=seed)
+    lower = rayleigh_lower(spec.layer_matvec, v, spec.layer_in_shape)
+    if periodic_exact := is_exactly_periodic(spec):
+        upper, detail = _fft_norm(spec), "polyphase FFT, exact"
+    else:
+        upper, detail = circular_upper(spec)
+    upper = max(upper, lower)  # both rigorous up to rounding; never report upper < lower
+    if not periodic_exact and (upper - lower) > max_rel_width * lower:
+        cert = _certify(spec, lower, upper, tol, certify_limit)
+        if cert is not None and cert[0] < upper:
+            upper, detail = cert
+    value = min(max(sigma, lower), upper)
+    return OperatorNorm(value, lower, upper, "lanczos", detail=detail,
+                        vector=np.asarray(v).reshape(spec.layer_in_shape))
+
+
+def materialize_operator(weight, input_hw, stride=1, padding=0, padding_mode: str = "zeros",
+                         dilation=1, kind: str = "conv2d", *, groups: int = 1,
+                         output_padding=0) -> torch.Tensor:
+    """Dense float64 matrix ``(out_dim, in_dim)`` of ``W̃`` (the identity basis through the layer).
+
+    Row/column order is that of ``y.reshape(-1)`` / ``x.reshape(-1)`` for the layer's own
+    ``(c, h, w)`` (or ``(c, l)``) tensors. For tests and tiny layers only.
+    """
+    if kind == "linear":
+        return as_float64(weight).clone()
+    spec = make_spec(weight, input_hw, kind=kind, stride=stride, padding=padding,
+                     padding_mode=padding_mode, dilation=dilation, groups=groups,
+                     output_padding=output_padding)
+    return materialize(spec.layer_matvec, spec.layer_in_shape)
+
+
+def layer_operator_norm(layer: nn.Module, input_shape: Sequence[int] | None = None,
+                        **kwargs) -> OperatorNorm:
+    """:func:`conv_operator_norm` of a ``Linear``/``Conv1d``/``Conv2d``/``ConvTranspose2d`` layer.
+
+    Reads ``layer.weight`` (the effective weight, also under ``torch.nn.utils.parametrize``)
+    and the geometry from :func:`harness.layers.geometry`. ``input_shape`` is the input's
+    shape with or without batch and channel dims (``(B, C, H, W)``, ``(C, H, W)`` or
+    ``(H, W)``; for ``Conv1d`` ``(B, C, L)``, ``(C, L)`` or ``(L,)``); unused for ``Linear``.
+    """
+    geom = geometry(layer)
+    weight = layer.weight
+    if geom.kind == "linear":
+        return linear_operator_norm(weight)
+    if input_shape is None:
+        raise ValueError(f"{type(layer).__name__} needs input_shape (its spatial size)")
+    dims = 1 if geom.kind == "conv1d" else 2
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) < dims:
+        raise ValueError(f"input_shape {shape} has fewer than {dims} spatial dims")
+    if len(shape) > dims:
+        c_in = getattr(layer, "in_channels", None)
+        if c_in is not None and shape[-dims - 1] != c_in:
+            raise ValueError(f"input_shape {shape} has {shape[-dims - 1]} channels, "
+                             f"layer expects {c_in}")
+    return conv_operator_norm(weight, shape[-dims:], stride=geom.stride, padding=geom.padding,
+                              padding_mode=geom.padding_mode, dilation=geom.dilation,
+                              kind=geom.kind, groups=geom.groups,
+                              output_padding=geom.output_padding or 0, **kwargs)
