@@ -147,6 +147,8 @@ class Session:
                 "opt_d": self.opt_d.state_dict(), "rng": rng}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if set(state["D"]) != set(self.D.state_dict()):
+            self._materialize()
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         self.opt_g.load_state_dict(state["opt_g"])
@@ -157,6 +159,13 @@ class Session:
         self.sampler.load_state_dict(rng["sampler"])
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
+
+    def _materialize(self) -> None:
+        """One no-grad D forward, so method state created lazily by the first forward (e.g. a
+        power-iteration vector shaped by the input) exists before a checkpoint is loaded into
+        it; everything it touches (buffers, global RNG) is overwritten by the load."""
+        with torch.no_grad():
+            self.D(self.source.sample(2, seed=0).to(self.device))
 
     def config(self) -> dict[str, Any]:
         """What must match for a checkpoint to be resumed."""
@@ -182,8 +191,7 @@ def prepare(G: nn.Module, D: nn.Module, method: Any = None, loss: str | GANLoss 
     G.to(device).train()
     D.to(device).train()
     if apply_method:
-        D = method.apply(D) or D
-        D.to(device)
+        D = method.apply(D) or D  # methods create their state on the weight's device
     return Session(G, D, method, get_loss(loss), get_settings(settings), as_source(data),
                    batch_size, seed, device)
 
