@@ -106,7 +106,7 @@ def normalize_suite(suite: Any) -> dict:
         "name": text(d.get("name")),
         "description": text(d.get("description")),
         "kind": text(d.get("kind")),
-        "plots": [p for p in (d.get("plots") or []) if isinstance(p, dict)],
+        "plots": list(d.get("plots") or []),   # non-mappings become "plot failed" notes
         "checks": [c for c in (d.get("checks") or []) if isinstance(c, dict)],
         "compare": [c for c in (d.get("compare") or []) if isinstance(c, dict)],
         "metrics": d.get("metrics") if isinstance(d.get("metrics"), dict) else {},

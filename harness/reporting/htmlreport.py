@@ -192,7 +192,7 @@ def _suite_section(suite: dict, anchor: str, res: pd.DataFrame, ver: pd.DataFram
     name = suite["name"]
     plots: list[PlotOutput] = [render_plot(p, name, all_results, traces, artifacts, params, colors)
                                for p in suite["plots"]]
-    if not any(p.get("type") == "images" for p in suite["plots"]) and \
+    if not any(isinstance(p, dict) and p.get("type") == "images" for p in suite["plots"]) and \
             any(a["suite"] == name and a["kind"] == "image" for a in artifacts):
         plots.append(render_plot({"type": "images", "title": "Samples"}, name, all_results,
                                  traces, artifacts, params, colors))
