@@ -18,7 +18,6 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import jinja2
 import numpy as np

@@ -300,7 +300,7 @@ def _xy_frame(spec: dict, suite: str, results: pd.DataFrame) -> pd.DataFrame:
     y = spec.get("y")
     if not isinstance(y, str) or not spec.get("x"):
         raise ValueError(f"a {spec.get('type')} plot needs 'x' and a single metric 'y'")
-    y_is_metric, yname = _metric_name(y)
+    _, yname = _metric_name(y)
     df = _ok_metric(results, suite, yname)
     if df.empty:
         raise _NoData
