@@ -92,7 +92,7 @@ class OperatorSpectralNorm(SigmaParametrization):
                      for n, o, s, p, d, kk in zip(shape[2:], out, g.stride, g.padding, g.dilation, k))
 
     # --- the operator -----------------------------------------------------------------
-    def _apply(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _op(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return apply_operator(self.geom, w, x)
 
     def _adjoint(self, w: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -122,7 +122,7 @@ class OperatorSpectralNorm(SigmaParametrization):
                                          dilation=g.dilation, groups=g.groups)
         with torch.enable_grad():
             wg = w.detach().requires_grad_(True)
-            (out,) = torch.autograd.grad(self._apply(wg, u), wg, grad_outputs=v)
+            (out,) = torch.autograd.grad(self._op(wg, u), wg, grad_outputs=v)
         return out
 
     # --- SigmaParametrization ---------------------------------------------------------
@@ -138,7 +138,7 @@ class OperatorSpectralNorm(SigmaParametrization):
     def iterate(self, weight, k):
         w = weight.detach()
         # persistent u lives in the input space: iterate on A = W̃ᵀ (σ(A) = σ(W̃))
-        u, v, sigma = power_iteration(lambda y: self._adjoint(w, y), lambda x: self._apply(w, x),
+        u, v, sigma = power_iteration(lambda y: self._adjoint(w, y), lambda x: self._op(w, x),
                                       self._u, k, self.eps)
         self._buffers["_u"], self._buffers["_v"] = u, v
         return (u, v), sigma
@@ -147,7 +147,7 @@ class OperatorSpectralNorm(SigmaParametrization):
         u, v = state
         if u is None:
             return self.alpha * torch.linalg.vector_norm(weight)
-        return torch.vdot(v.reshape(-1), self._apply(weight, u).reshape(-1))
+        return torch.vdot(v.reshape(-1), self._op(weight, u).reshape(-1))
 
     def add_sigma_grad(self, grad, beta, alpha, state):
         u, v = state

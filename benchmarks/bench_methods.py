@@ -1,0 +1,138 @@
+"""asv benchmarks: cost of one discriminator update per method.
+
+One update = forward on real and on fake (two calls, as a GAN training loop makes them),
+hinge loss, the method's penalty, backward, Adam step (Miyato setting C), ``after_step``;
+Miyato's standard CNN discriminator at 32×32, batch 64, float32, CPU, torch's default
+thread count.
+
+* ``MethodStep.time_step``: asv's own timing of one update, per method.
+* ``track_ratio``: all methods measured *interleaved in one process* (round-robin over
+  methods, warm-up rounds, ``ROUNDS`` timed rounds) and reported as the median step time
+  divided by ``none``'s median from the same run; ratios taken from separate asv runs
+  would mostly measure machine noise.
+
+Run as a script for a table (``python benchmarks/bench_methods.py [rounds]``).
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+import torch
+
+from harness.methods import available, get
+from harness.training.models import StandardCNNDiscriminator
+
+BATCH = 64
+SIZE = 32
+WARMUP = 3
+ROUNDS = 15
+
+
+def methods() -> list[str]:
+    """Built-in methods (entry-point plug-ins are left out)."""
+    return [m for m in available() if m in _BUILTINS]
+
+
+_BUILTINS = ("none", "weight_clip", "grad_penalty", "sn_w", "torch_sn", "sn_conv", "ssn", "bsn",
+             "bssn", "weight_norm", "frobenius_norm", "orthonormal_reg")
+
+
+class Step:
+    """A discriminator, its optimiser, fixed real/fake batches and one-update closure."""
+
+    def __init__(self, method: str, seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.method = get(method)
+        self.D = self.method.apply(StandardCNNDiscriminator(SIZE)).train()
+        self.opt = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        g = torch.Generator().manual_seed(seed + 1)
+        self.real = torch.randn(BATCH, 3, SIZE, SIZE, generator=g)
+        self.fake = torch.randn(BATCH, 3, SIZE, SIZE, generator=g)
+        self()  # first call: sn_conv records input sizes, allocators warm up
+
+    def __call__(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        loss = (torch.relu(1 - self.D(self.real)).mean() + torch.relu(1 + self.D(self.fake)).mean()
+                + self.method.penalty(self.D, self.real, self.fake))
+        loss.backward()
+        self.opt.step()
+        self.method.after_step(self.D)
+
+
+def interleaved(names: list[str] | None = None, rounds: int = ROUNDS, warmup: int = WARMUP
+                ) -> dict[str, dict[str, float]]:
+    """Median/min/max ms per step for each method, measured round-robin in one process,
+    and the ratio of medians to ``none``."""
+    names = list(names or methods())
+    if "none" not in names:
+        names.insert(0, "none")
+    steps = {n: Step(n) for n in names}
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(warmup + rounds):
+        order = names if r % 2 == 0 else names[::-1]  # alternate to cancel drift
+        for n in order:
+            t0 = time.perf_counter()
+            steps[n]()
+            dt = time.perf_counter() - t0
+            if r >= warmup:
+                times[n].append(dt * 1e3)
+    base = statistics.median(times["none"])
+    return {n: {"median_ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t),
+                "ratio": statistics.median(t) / base} for n, t in times.items()}
+
+
+class MethodStep:
+    """asv: wall time of one discriminator update."""
+
+    params = methods()
+    param_names = ["method"]
+    timeout = 300
+    number = 1
+    repeat = (3, 10, 60.0)
+    warmup_time = 0.0
+
+    def setup(self, method: str) -> None:
+        self.step = Step(method)
+        self.step()
+
+    def time_step(self, method: str) -> None:
+        self.step()
+
+
+_RATIOS: dict[str, dict[str, float]] | None = None
+
+
+def _ratios() -> dict[str, dict[str, float]]:
+    global _RATIOS
+    if _RATIOS is None:
+        _RATIOS = interleaved()
+    return _RATIOS
+
+
+def track_ratio(method: str) -> float:
+    """Median step time / ``none``'s, both from one interleaved run (see module docstring)."""
+    return _ratios()[method]["ratio"]
+
+
+track_ratio.params = methods()
+track_ratio.param_names = ["method"]
+track_ratio.unit = "x none"
+track_ratio.timeout = 1800
+
+
+def main(argv: list[str]) -> None:
+    rounds = int(argv[1]) if len(argv) > 1 else ROUNDS
+    names = argv[2].split(",") if len(argv) > 2 else None
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {BATCH}, "
+          f"{rounds} rounds")
+    res = interleaved(names, rounds=rounds)
+    print("| method | median ms / step | min | max | × none |\n| --- | --- | --- | --- | --- |")
+    for n, r in res.items():
+        print(f"| {n} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {r['max_ms']:.1f} | "
+              f"{r['ratio']:.3f} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,285 @@
+"""Spectral methods: each claim checked against exact float64 norms, and shown to catch a
+deliberately broken variant (the same check function must report a violation)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from harness.layers import reshape_matrix
+from harness.methods import estimate_sigma, get, power_iterate, sigma_parametrization
+from harness.methods.checks import (check_gradients, check_normalised, check_same_sigma, exact_norm)
+from harness.methods.operator import OperatorSpectralNorm, SNConv
+from harness.methods.power import power_iteration
+from harness.methods.spectral import BSN, SNw, ReshapeSpectralNorm
+from harness.training.models import StandardCNNDiscriminator
+
+# (layer factory, input shape without batch) -- small enough for dense references
+LAYERS = {
+    "linear": (lambda: nn.Linear(6, 5), (6,)),
+    "conv1d": (lambda: nn.Conv1d(3, 4, 3, padding=1), (3, 7)),
+    "conv2d": (lambda: nn.Conv2d(3, 4, 3, padding=1), (3, 5, 5)),
+    "conv2d_s2": (lambda: nn.Conv2d(2, 3, 4, stride=2, padding=1), (2, 6, 6)),
+    "conv_transpose2d": (lambda: nn.ConvTranspose2d(4, 3, 4, stride=2, padding=1), (4, 3, 3)),
+}
+CONVS = [k for k in LAYERS if k != "linear"]
+ITER = 2000  # power-iteration steps before checking "after convergence" (tiny layers)
+
+
+def make(key: str, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:
+    torch.manual_seed(seed)
+    factory, shape = LAYERS[key]
+    return factory().double(), shape
+
+
+def with_method(key, method, seed=0):
+    layer, shape = make(key, seed)
+    return method.apply(layer), shape
+
+
+# --- broken variants ------------------------------------------------------------------------
+
+class ScaledSN(SNw):
+    """sn_w whose output is 1.3 times too large."""
+    name = "broken_scaled_sn"
+
+    def scale(self):
+        return 1.3
+
+
+class _NoTransposeNorm(ReshapeSpectralNorm):
+    """Power iteration that skips the transpose (iterates Ŵ instead of ŴᵀŴ)."""
+
+    def iterate(self, weight, k):
+        mat = reshape_matrix(weight.detach(), self.kind)
+        u, v, sigma = power_iteration(lambda x: mat @ x, lambda y: mat @ y, self._u, k, self.eps)
+        self._buffers["_u"], self._buffers["_v"] = u, v
+        return ((u, v),), sigma
+
+
+class NoTransposeSN(SNw):
+    name = "broken_no_transpose"
+
+    def parametrization(self, name, layer, kind):
+        return _NoTransposeNorm(layer.weight, kind)
+
+
+class _NoSigmaGrad(ReshapeSpectralNorm):
+    """Backward forgets the ∂σ/∂W term of the quotient rule."""
+
+    def add_sigma_grad(self, grad, beta, alpha, state):
+        return grad * beta
+
+
+class NoSigmaGradSN(SNw):
+    name = "broken_no_sigma_grad"
+
+    def parametrization(self, name, layer, kind):
+        return _NoSigmaGrad(layer.weight, kind)
+
+
+class _Detached(nn.Module):
+    def forward(self, w):
+        return w.detach() / torch.linalg.matrix_norm(w.detach().flatten(1), 2)
+
+
+class DetachedSN(SNw):
+    name = "broken_detached"
+
+    def parametrization(self, name, layer, kind):
+        return _Detached()
+
+
+class FakeSNConv(SNw):
+    """Claims SNConv but normalises the reshape."""
+    name = "broken_sn_conv"
+
+
+class FakeBSN(SNw):
+    """Claims BSN but normalises only the first reshape."""
+    name = "broken_bsn"
+
+
+# --- sn_w / ssn / torch_sn ------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", LAYERS)
+@pytest.mark.parametrize("name,params,target", [("sn_w", {}, 1.0), ("torch_sn", {}, 1.0),
+                                                  ("ssn", {"s": 1.5}, 1.5), ("ssn", {"s": 0.7}, 0.7)])
+def test_reshape_norm_after_convergence(key, name, params, target):
+    layer, _ = with_method(key, get(name, **params))
+    assert check_normalised(layer, "reshape", target, iterations=ITER) == []
+
+
+@pytest.mark.parametrize("key", ["conv2d", "conv_transpose2d", "linear"])
+def test_reshape_check_catches_scaled_sn(key):
+    layer, _ = with_method(key, ScaledSN())
+    assert check_normalised(layer, "reshape", 1.0, iterations=ITER)
+
+
+def test_reshape_check_catches_power_iteration_without_transpose():
+    torch.manual_seed(3)
+    layer = nn.Linear(6, 6).double()  # square, so the broken iteration even runs
+    NoTransposeSN().apply(layer)
+    assert check_normalised(layer, "reshape", 1.0, iterations=ITER)
+    layer2 = SNw().apply(nn.Linear(6, 6).double().requires_grad_(False).requires_grad_(True))
+    assert check_normalised(layer2, "reshape", 1.0, iterations=ITER) == []
+
+
+@pytest.mark.parametrize("key", LAYERS)
+def test_sn_w_matches_torch_spectral_norm(key):
+    a, _ = make(key, seed=1)
+    b, _ = make(key, seed=1)
+    get("sn_w").apply(a)
+    get("torch_sn").apply(b)
+    power_iterate(a, ITER)
+    power_iterate(b, ITER)
+    assert check_same_sigma(a, b) == []
+    assert estimate_sigma(a) == pytest.approx(estimate_sigma(b), rel=1e-9)
+    c, _ = make(key, seed=1)
+    ScaledSN().apply(c)
+    power_iterate(c, ITER)
+    assert check_same_sigma(c, b)
+
+
+def test_fresh_sigma_is_sensible_and_one_step_per_training_forward():
+    torch.manual_seed(0)
+    layer = get("sn_w").apply(nn.Conv2d(64, 128, 3, padding=1))
+    exact = float(torch.linalg.matrix_norm(layer.parametrizations.weight.original.detach()
+                                           .double().flatten(1), 2))
+    assert estimate_sigma(layer) == pytest.approx(exact, rel=5e-2)  # after the 15 init steps
+    p = sigma_parametrization(layer)
+    u0 = p._u.clone()
+    layer.eval()
+    layer(torch.randn(1, 64, 4, 4))
+    assert torch.equal(p._u, u0)  # eval: no update
+    layer.train()
+    layer(torch.randn(1, 64, 4, 4))
+    assert not torch.equal(p._u, u0)
+    assert power_iterate(layer, 200) == pytest.approx(exact, rel=1e-4)
+
+
+def test_two_forwards_then_backward_and_gradient_penalty_with_sn():
+    torch.manual_seed(0)
+    D = get("sn_w").apply(StandardCNNDiscriminator(8))
+    x, y = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    loss = D(x).mean() - D(y).mean() + get("grad_penalty").penalty(D, x, y)
+    loss.backward()
+    grads = [p.grad for p in D.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_buffers_follow_weight_dtype():
+    layer = get("sn_w").apply(nn.Conv2d(3, 4, 3).double())
+    p = sigma_parametrization(layer)
+    assert p._u.dtype == torch.float64 and p._v.dtype == torch.float64
+    layer = get("sn_conv", input_shape={"": (3, 6, 6)}).apply(nn.Conv2d(3, 4, 3).double())
+    assert sigma_parametrization(layer)._u.dtype == torch.float64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["sn_w", "bsn", "sn_conv", "ssn", "weight_norm"])
+def test_cuda(name):
+    D = get(name).apply(StandardCNNDiscriminator(8).cuda())
+    D(torch.randn(2, 3, 8, 8, device="cuda")).sum().backward()
+    assert all(p.grad.is_cuda for p in D.parameters())
+
+
+# --- bsn / bssn -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", LAYERS)
+@pytest.mark.parametrize("name,params,target", [("bsn", {}, 1.0), ("bssn", {"s": 1.7}, 1.7)])
+def test_balanced_norm_after_convergence(key, name, params, target):
+    layer, _ = with_method(key, get(name, **params))
+    assert check_normalised(layer, "balanced", target, iterations=ITER) == []
+
+
+@pytest.mark.parametrize("key", CONVS)
+def test_balanced_check_catches_single_reshape(key):
+    layer, _ = with_method(key, FakeBSN())
+    assert check_normalised(layer, "balanced", 1.0, iterations=ITER)
+
+
+# --- sn_conv --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", LAYERS)
+def test_operator_norm_after_convergence(key):
+    layer, shape = make(key)
+    SNConv().apply(layer)
+    layer(torch.randn(2, *shape, dtype=torch.float64))  # first forward records the size
+    assert sigma_parametrization(layer).input_shape == shape
+    assert check_normalised(layer, "operator", 1.0, shape, iterations=ITER) == []
+
+
+@pytest.mark.parametrize("key", ["conv2d", "conv2d_s2", "conv_transpose2d"])
+def test_operator_check_catches_reshape_normalisation(key):
+    layer, shape = with_method(key, FakeSNConv())
+    assert check_normalised(layer, "operator", 1.0, shape, iterations=ITER)
+
+
+def test_operator_norm_with_circular_padding_uses_the_vjp_adjoint():
+    torch.manual_seed(0)
+    layer = nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular").double()
+    get("sn_conv", input_shape={"": (2, 4, 4)}).apply(layer)
+    assert check_normalised(layer, "operator", 1.0, (2, 4, 4), iterations=300) == []
+
+
+def test_sn_conv_before_first_forward_is_certified_and_stateless():
+    layer, shape = make("conv2d_s2")
+    SNConv().apply(layer)
+    p = sigma_parametrization(layer)
+    assert p.input_shape is None and p._u is None
+    assert exact_norm(layer, "operator", shape) <= 1.0  # fallback divides by α‖Ŵ‖_F
+    layer(torch.randn(1, *shape, dtype=torch.float64))
+    assert p.input_shape == shape and p._u.shape == (1, *shape)
+
+
+def test_sn_conv_records_every_layer_from_the_model_input_shape():
+    D = get("sn_conv", input_shape=(3, 8, 8), init_iterations=2).apply(StandardCNNDiscriminator(8))
+    p = sigma_parametrization(D.features[4])  # third conv: after 3->64 s1 and 64->64 s2
+    assert p.input_shape == (64, 4, 4)
+    assert sigma_parametrization(D.head).input_shape == (512,)
+
+
+# --- gradients ------------------------------------------------------------------------------
+
+GRAD_METHODS = [("sn_w", {}), ("ssn", {"s": 1.5}), ("bsn", {}), ("bssn", {"s": 0.8}),
+                ("torch_sn", {}), ("weight_norm", {}), ("frobenius_norm", {})]
+
+
+@pytest.mark.parametrize("key", LAYERS)
+@pytest.mark.parametrize("name,params", GRAD_METHODS + [("sn_conv", {})])
+def test_gradcheck_through_parametrization(key, name, params):
+    layer, shape = make(key)
+    if name == "sn_conv":
+        params = {"input_shape": {"": shape}}
+    get(name, **params).apply(layer)
+    assert check_gradients(layer) == []
+
+
+@pytest.mark.parametrize("method", [NoSigmaGradSN(), DetachedSN()], ids=["no_sigma_grad", "detached"])
+def test_gradcheck_catches_broken_backward(method):
+    layer, _ = with_method("conv2d", method)
+    assert check_gradients(layer)
+
+
+def test_sn_conv_fused_adjoint_matches_vjp():
+    from harness.layers import apply_adjoint
+    for key in CONVS + ["linear"]:
+        layer, shape = make(key)
+        get("sn_conv", input_shape={"": shape}).apply(layer)
+        p = sigma_parametrization(layer)
+        assert isinstance(p, OperatorSpectralNorm)
+        w = layer.parametrizations.weight.original.detach()
+        y = torch.randn(p._out_shape, dtype=torch.float64)
+        ref = apply_adjoint(p.geom, w, y, (1, *shape))
+        assert torch.allclose(p._adjoint(w, y), ref, atol=1e-12), key
+        u = torch.randn(1, *shape, dtype=torch.float64)
+        wg = w.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(p._op(wg, u), wg, grad_outputs=y)
+        assert torch.allclose(p._sigma_grad(w, u, y), g, atol=1e-12), key
+
+
+def test_bsn_on_linear_is_sn_w():
+    a, _ = with_method("linear", BSN())
+    p = sigma_parametrization(a)
+    assert p.normalises == "reshape" and not hasattr(p, "_u2")
