@@ -20,6 +20,8 @@ Checkpoints (``<checkpoint_dir>/checkpoint.pt``, written to a temporary file the
 hold G, D (parametrization originals and buffers such as the persistent ``u``), both Adam
 states, every RNG state, the sampler position, the iteration and the traces so far; with
 ``resume=True`` a run continues from one and ends in the same state as an uninterrupted run.
+Method state kept in plain Python attributes (not in D's buffers) is not checkpointed; the
+built-in methods keep theirs in buffers. Checkpoints load with ``weights_only=True``.
 
 :func:`d_step` and :func:`g_step` are the exact steps the loop uses; :func:`prepare` builds a
 :class:`Session` (models on the device, method applied, optimisers, sampler) so a caller can
@@ -292,7 +294,7 @@ def _run(s: Session, iterations: int, callbacks: Sequence[Callable], tracer: Tra
 
     start = 0
     if ckpt is not None and resume and ckpt.exists():
-        state = torch.load(ckpt, map_location=s.device, weights_only=True)
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)  # RNG states must stay on the CPU
         _check_config(state["config"], config, ckpt)
         if state["iteration"] > iterations:
             raise CheckpointMismatchError(f"{ckpt} is at iteration {state['iteration']}, beyond the "
