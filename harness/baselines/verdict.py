@@ -6,10 +6,14 @@ from typing import Any
 
 import pandas as pd
 
-VERDICT_COLUMNS = ["suite", "case", "method", "seed", "metric", "check", "kind", "verdict",
-                   "value", "reference", "detail"]
-FAILING = ("violation", "regression", "missing", "error")
-VERDICTS = ("pass", "violation", "regression", "improvement", "new", "missing", "error", "n/a")
+VERDICT_COLUMNS = ("suite", "case", "method", "seed", "metric", "check", "kind", "verdict",
+                   "value", "reference", "detail")
+#: Every verdict, in display order (worst first).
+VERDICTS = ("error", "violation", "regression", "missing", "improvement", "new", "pass", "n/a")
+#: Verdicts that make a run fail.
+FAILING = frozenset({"violation", "regression", "missing", "error"})
+#: Verdicts that do not; anything outside this set fails (fail closed).
+NON_FAILING = frozenset({"pass", "improvement", "new", "n/a"})
 
 
 def verdict_row(*, suite: str, case: str, method: str, seed: int, metric: str, check: str,
@@ -22,9 +26,9 @@ def verdict_row(*, suite: str, case: str, method: str, seed: int, metric: str, c
 
 
 def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
+    return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
 
 
 def passed(verdicts: pd.DataFrame) -> bool:
-    """True when no verdict is failing (violation, regression, missing, error)."""
-    return not verdicts["verdict"].isin(FAILING).any()
+    """True when every verdict is a known non-failing one (an unknown verdict fails)."""
+    return bool(verdicts["verdict"].isin(NON_FAILING).all())

@@ -14,16 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-#: Every verdict the baselines code may emit, in display order (worst first).
-VERDICTS: tuple[str, ...] = ("error", "violation", "regression", "missing",
-                             "improvement", "new", "pass", "n/a")
-#: Verdicts that make a run fail.
-FAILING: frozenset[str] = frozenset({"violation", "regression", "missing", "error"})
-#: Verdicts that do not make a run fail.
-NON_FAILING: frozenset[str] = frozenset({"pass", "improvement", "new", "n/a"})
+from harness.baselines.verdict import FAILING, NON_FAILING, VERDICT_COLUMNS, VERDICTS
 
-VERDICT_COLUMNS: tuple[str, ...] = ("suite", "case", "method", "seed", "metric", "check",
-                                    "kind", "verdict", "value", "reference", "detail")
 _TEXT_COLUMNS = ("suite", "case", "method", "metric", "check", "kind", "detail")
 
 #: Sort rank: failing verdicts first (unknown ones right after the known failing ones).

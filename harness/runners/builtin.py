@@ -1,3 +1,4 @@
 """Import every shipped runner so it registers its kind."""
 from . import thm2_variance  # noqa: F401
 from . import thm3_bsn_variance  # noqa: F401
+from . import gradient_bounds  # noqa: F401
