@@ -1,0 +1,1 @@
+"""Examples of third-party lipbench extensions (not part of the installed package)."""
