@@ -53,6 +53,26 @@ def _fold(k: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     return k.reshape(*k.shape[:-1], (lw + pw) // mw, mw).sum(-2)
 
 
+def polyphase_kernel(weight: torch.Tensor, stride, dilation) -> torch.Tensor:
+    """Stacked polyphase kernel ``(c_out, s_h s_w c_in, L_h, L_w)``: ``[:, (a,b,c), q] = K[:, c, s·q + (a,b)]``."""
+    sh, sw = stride
+    k = dilate_kernel(weight, tuple(dilation))
+    lh, lw = -(-k.shape[-2] // sh), -(-k.shape[-1] // sw)
+    k = torch.nn.functional.pad(k, (0, lw * sw - k.shape[-1], 0, lh * sh - k.shape[-2]))
+    co, ci = k.shape[:2]
+    k = k.reshape(co, ci, lh, sh, lw, sw).permute(0, 3, 5, 1, 2, 4)
+    return k.reshape(co, sh * sw * ci, lh, lw)
+
+
+def _check_grid(grid, stride) -> tuple[int, int]:
+    (nh, nw), (sh, sw) = tuple(grid), tuple(stride)
+    if nh <= 0 or nw <= 0:
+        raise ValueError(f"grid must be positive, got {grid}")
+    if nh % sh or nw % sw:
+        raise ValueError(f"polyphase form needs the stride {stride} to divide the grid {grid}")
+    return nh // sh, nw // sw
+
+
 def frequency_matrices(weight, grid, stride=(1, 1), dilation=(1, 1)) -> torch.Tensor:
     """Per-frequency matrices of the strided circular convolution, ``(F, c_out, c_in s_h s_w)``.
 
@@ -60,18 +80,41 @@ def frequency_matrices(weight, grid, stride=(1, 1), dilation=(1, 1)) -> torch.Te
     circular input size ``(N_h, N_w)`` with ``s_h | N_h`` and ``s_w | N_w``. Only the
     ``rfft`` half of the frequencies is returned (the rest are complex conjugates).
     """
-    w = as_float64(weight)
-    (nh, nw), (sh, sw) = tuple(grid), tuple(stride)
-    if nh <= 0 or nw <= 0:
-        raise ValueError(f"grid must be positive, got {grid}")
-    if nh % sh or nw % sw:
-        raise ValueError(f"polyphase form needs the stride {stride} to divide the grid {grid}")
-    small = (nh // sh, nw // sw)
-    k = dilate_kernel(w, tuple(dilation))
-    blocks = [torch.fft.rfft2(_fold(k[:, :, a::sh, b::sw], small))
-              for a in range(sh) for b in range(sw)]
-    p = torch.cat(blocks, dim=1)  # (c_out, c_in s², M_h, M_w//2+1)
+    small = _check_grid(grid, stride)
+    k = polyphase_kernel(as_float64(weight), tuple(stride), tuple(dilation))
+    p = torch.fft.rfft2(_fold(k, small))  # (c_out, c_in s², M_h, M_w//2+1)
     return p.permute(2, 3, 0, 1).reshape(-1, p.shape[0], p.shape[1])
+
+
+def frequency_grams(weight, grid, stride=(1, 1), dilation=(1, 1)) -> torch.Tensor:
+    """Hermitian Gram matrices ``P(u)P(u)ᴴ`` (or ``P(u)ᵀ conj(P(u))``, the smaller side), ``(F, c, c)``.
+
+    Their largest eigenvalues are the squared per-frequency norms. Computed either in the
+    frequency domain or, when cheaper, as the DFT of the (folded) spatial autocorrelation
+    ``R[δ] = Σ_q K[q] K[q − δ]ᵀ`` of the stacked polyphase kernel (real arithmetic):
+    ``P(u)P(u)ᴴ = Σ_δ R[δ] e^{-2πi δ·u/M}``, and folding ``δ`` modulo the grid is exact.
+    """
+    small = _check_grid(grid, stride)
+    k = polyphase_kernel(as_float64(weight), tuple(stride), tuple(dilation))
+    if k.shape[0] > k.shape[1]:
+        k = k.transpose(0, 1)  # Pᵀ has the singular values of P
+    c, cb, lh, lw = k.shape
+    nfreq = small[0] * (small[1] // 2 + 1)
+    if 2 * (lh * lw * c) ** 2 * cb < 8 * nfreq * c * c * cb:
+        x = k.permute(2, 3, 0, 1).reshape(lh * lw * c, cb)
+        z = (x @ x.T).reshape(lh, lw, c, lh, lw, c)  # z[q, :, r, :] = K[q] K[r]ᵀ
+        z = z.permute(0, 3, 1, 4, 2, 5).reshape(-1, c, c)  # (qh, rh, qw, rw)
+        ar_h, ar_w = torch.arange(lh), torch.arange(lw)
+        dh = (ar_h.view(-1, 1) - ar_h.view(1, -1)) % small[0]  # δ = q - r, folded
+        dw = (ar_w.view(-1, 1) - ar_w.view(1, -1)) % small[1]
+        idx = (dh.view(lh, lh, 1, 1) * small[1] + dw.view(1, 1, lw, lw)).reshape(-1)
+        r = k.new_zeros(small[0] * small[1], c, c).index_add_(0, idx, z)
+        r = r.reshape(small[0], small[1], c, c).permute(2, 3, 0, 1)
+        g = torch.fft.rfft2(r)
+        return g.permute(2, 3, 0, 1).reshape(-1, c, c)
+    p = torch.fft.rfft2(_fold(k, small))
+    p = p.permute(2, 3, 0, 1).reshape(-1, c, cb)
+    return p @ p.mH
 
 
 def batched_top_singular(p: torch.Tensor) -> torch.Tensor:
@@ -101,6 +144,6 @@ def circular_conv_norm(weight, grid, stride=1, dilation=1, groups: int = 1) -> f
     per = w.shape[0] // groups
     best = 0.0
     for g in range(groups):
-        p = frequency_matrices(w[g * per:(g + 1) * per], grid, stride, dilation)
-        best = max(best, float(batched_top_singular(p).max()))
+        gram = frequency_grams(w[g * per:(g + 1) * per], grid, stride, dilation)
+        best = max(best, float(torch.linalg.eigvalsh(gram)[..., -1].max().clamp_min(0).sqrt()))
     return best

@@ -36,8 +36,8 @@ def top_singular_pair(matvec: Matvec, rmatvec: Matvec, in_shape: Sequence[int],
 
     ``matvec`` maps a tensor of ``in_shape`` to ``out_shape``; ``rmatvec`` is its adjoint.
     Deterministic for a ``seed`` (the start vector is drawn from it). ``tol`` is the
-    target relative accuracy of σ; ARPACK is run at ``tol_eig = min(tol, 1e-6)·1e-3`` on
-    ``λ = σ²``. If the output side is smaller, Lanczos runs on ``AAᵀ`` with vector ``u`` and
+    target relative accuracy of σ; ARPACK is run at ``tol_eig = tol`` on ``λ = σ²``
+    (Ritz residual ``≤ tol·λ`` bounds the eigenvalue error by ``tol·λ``, i.e. ``tol/2`` on σ). If the output side is smaller, Lanczos runs on ``AAᵀ`` with vector ``u`` and
     ``v = Aᵀu/‖Aᵀu‖`` is returned (then ``‖Av‖ ≥ ‖Aᵀu‖/‖u‖`` by Cauchy-Schwarz).
     """
     in_shape, out_shape = tuple(in_shape), tuple(out_shape)
@@ -58,7 +58,7 @@ def top_singular_pair(matvec: Matvec, rmatvec: Matvec, in_shape: Sequence[int],
         lam1, u = float(lam[-1]), vec[:, -1]
     else:
         op = LinearOperator((dim, dim), matvec=gram, dtype=np.float64)
-        tol_eig = min(tol, 1e-6) * 1e-3
+        tol_eig = tol
         ncv = min(dim - 1, 24)
         try:
             lam, vec = eigsh(op, k=1, which="LA", v0=v0, tol=tol_eig, ncv=ncv,
