@@ -9,7 +9,8 @@ count modes of generated digits with a pretrained classifier).
 Determinism: the model is initialised and trained on CPU under ``torch.manual_seed``
 inside ``torch.random.fork_rng`` (the caller's RNG is untouched), with batches drawn
 from a seeded ``torch.Generator`` and ``torch.use_deterministic_algorithms(True)``
-(restored afterwards). The trained weights are cached on disk under
+and a single intra-op thread, so the reduction order does not depend on the core count
+(all restored afterwards). The trained weights are cached on disk under
 ``$LIPBENCH_CACHE/extractors/<id>.pt`` (default ``~/.cache/lipbench``), where ``id`` =
 ``<name>-<sha256 of config and training data>[:10]``; a second call with the same
 config and data loads the file instead of training. Bitwise reproducibility of
@@ -226,8 +227,9 @@ def train_classifier_extractor(images: torch.Tensor, labels: torch.Tensor, name:
     ext_id = f"{name}-{config_key(cfg, _data_digest(x, y))}"
     path = Path(cache_dir) if cache_dir is not None else lipbench_cache_dir() / "extractors"
     path = path / f"{ext_id}.pt"
-    model = SmallCNN(cfg.in_channels, cfg.num_classes, cfg.width, cfg.feat_dim)
     if path.is_file():
+        with torch.random.fork_rng(devices=[]):  # init is overwritten; keep caller's RNG
+            model = SmallCNN(cfg.in_channels, cfg.num_classes, cfg.width, cfg.feat_dim)
         blob = torch.load(path, map_location="cpu", weights_only=True)
         if blob.get("config") != asdict(cfg):
             raise ValueError(f"cache entry {path} holds a different config; delete it")
@@ -236,7 +238,9 @@ def train_classifier_extractor(images: torch.Tensor, labels: torch.Tensor, name:
 
     det, warn_only = (torch.are_deterministic_algorithms_enabled(),
                       torch.is_deterministic_algorithms_warn_only_enabled())
+    threads = torch.get_num_threads()
     torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.set_num_threads(1)  # same reduction order whatever the core count
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -247,6 +251,7 @@ def train_classifier_extractor(images: torch.Tensor, labels: torch.Tensor, name:
                 model.feature_scale.fill_(float(f.pow(2).sum(1).mean() / f.shape[1]) ** -0.5)
     finally:
         torch.use_deterministic_algorithms(det, warn_only=warn_only)
+        torch.set_num_threads(threads)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
         meta: dict[str, Any] = {

@@ -18,6 +18,7 @@ compare results from different extractors.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -53,7 +54,17 @@ def fid(real_feats: Any, fake_feats: Any) -> float:
     r, f, _ = _unpack(real_feats, fake_feats)
     mu1, s1 = gaussian_stats(r)
     mu2, s2 = gaussian_stats(f)
-    return float(frechet_distance(mu1, s1, mu2, s2))
+    if r.shape[1] == 1:
+        # clean-fid 0.1.35 + SciPy 1.17: sqrtm(1×1, disp=False) returns no tuple and
+        # frechet_distance fails to unpack it; the scalar formula is exact here.
+        v1, v2 = float(s1[0, 0]), float(s2[0, 0])
+        return float((mu1[0] - mu2[0]) ** 2 + v1 + v2 - 2.0 * np.sqrt(max(v1 * v2, 0.0)))
+    with warnings.catch_warnings():
+        # clean-fid passes sqrtm(..., disp=False), deprecated in SciPy 1.17 (removed in
+        # 1.18, where frechet_distance will need a clean-fid fix).
+        warnings.filterwarnings("ignore", message=".*`disp` argument is deprecated.*",
+                                category=DeprecationWarning)
+        return float(frechet_distance(mu1, s1, mu2, s2))
 
 
 def kid(real_feats: Any, fake_feats: Any, num_subsets: int = 100,
