@@ -26,7 +26,11 @@ Class probabilities (for the Inception Score) come from the same TorchScript mod
 called as ``base(x, no_output_bias=True)``, which returns the 1008-way softmax; this is
 how StyleGAN2-ADA's ``metrics/inception_score.py`` computes IS with this file ("match
 the original implementation by not applying bias in the softmax layer"). It is not
-exercised in this repository's tests with the real file (no weights are shipped).
+exercised in this repository's tests with the real file (no weights are shipped);
+the tests use a TorchScript stand-in with the same interface.
+
+torch 2.14 marks ``torch.jit.load`` deprecated (FutureWarning); clean-fid's own loader
+uses it too, and the file exists only as TorchScript, so the warning is expected.
 """
 from __future__ import annotations
 
