@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -54,13 +55,40 @@ def _selection(n: int, m: int, k: int, s: int, d: int, p: int, circular: bool) -
     return sel
 
 
-def conv_gram(spec: ConvSpec, side: str, order: str = "chw") -> tuple[torch.Tensor, int, int]:
-    """Dense ``AᵀA`` (``side="input"``) or ``AAᵀ`` (``side="output"``) of a single-group spec.
+@dataclass
+class BlockGram:
+    """Lower block triangle of a symmetric Gram matrix in ``(h, w, c)`` order.
 
-    ``order="chw"`` indexes like ``x.reshape(-1)`` of ``(c, h, w)`` tensors; ``order="hwc"``
-    puts the spatial row first, which makes the matrix block banded for zero padding.
-    Returns ``(G, block_size, block_bandwidth)``: blocks of one spatial row
-    (``order="hwc"``), and the largest row distance with a non-zero block.
+    ``blocks[(r, j)]`` (``r ≥ j``) is the ``bs x bs`` block coupling spatial rows ``r`` and
+    ``j``; absent blocks are zero. ``bandwidth`` is the largest ``r − j`` with a block
+    (zero padding makes the matrix block banded, so the factor has no fill outside it).
+    """
+
+    blocks: dict
+    bs: int
+    nb: int
+    bandwidth: int
+
+    @property
+    def dim(self) -> int:
+        return self.bs * self.nb
+
+    def dense(self) -> torch.Tensor:
+        g = torch.zeros(self.dim, self.dim, dtype=torch.float64)
+        for (r, j), b in self.blocks.items():
+            g[r * self.bs:(r + 1) * self.bs, j * self.bs:(j + 1) * self.bs] = b
+            if r != j:
+                g[j * self.bs:(j + 1) * self.bs, r * self.bs:(r + 1) * self.bs] = b.T
+        return g
+
+
+def conv_gram_blocks(spec: ConvSpec, side: str) -> BlockGram:
+    """``AᵀA`` (``side="input"``) or ``AAᵀ`` (``side="output"``) of a single-group spec, by blocks.
+
+    ``A = Σ_t (S^h_{t_h} ⊗ S^w_{t_w}) ⊗ W_t`` (``S`` the 0/1 selection matrices of one axis),
+    so ``AᵀA = Σ_{a,b} (S^hᵀ_a S^h_b) ⊗ Q_{ab}`` with ``Q_{ab} = Σ_{c,d} (S^wᵀ_c S^w_d) ⊗
+    (W_{a,c}ᵀ W_{b,d})``: the ``k_h²`` matrices ``Q_{ab}`` of one spatial row are formed
+    once and every block is a 0/1 combination of them.
     """
     if spec.groups != 1:
         raise ValueError("conv_gram needs a single-group spec (use spec.split_groups())")
@@ -82,70 +110,91 @@ def conv_gram(spec: ConvSpec, side: str, order: str = "chw") -> tuple[torch.Tens
     else:
         raise ValueError(f"side must be 'input' or 'output', got {side!r}")
     m = (wt.T @ wt).reshape(kh, kw, c, kh, kw, c)  # [a, c, x, b, d, y]
-    t1 = torch.einsum("abij,acxbdy->ijcxdy", e_h, m)
-    if order == "chw":
-        g = torch.einsum("cdkl,ijcxdy->xikyjl", e_w, t1)
-    elif order == "hwc":
-        g = torch.einsum("cdkl,ijcxdy->ikxjly", e_w, t1)
-    else:
+    q = torch.einsum("cdkl,acxbdy->abkxly", e_w, m)
+    nrow, ncol = e_w.shape[-1], c
+    q = q.reshape(kh * kh, nrow * ncol, nrow * ncol)
+    coef = e_h.reshape(kh * kh, e_h.shape[-2], e_h.shape[-1])
+    nb, bs = e_h.shape[-1], nrow * ncol
+    blocks, bandwidth = {}, 0
+    for r in range(nb):
+        for j in range(r + 1):
+            cf = coef[:, r, j]
+            nz = torch.nonzero(cf, as_tuple=True)[0]
+            if nz.numel():
+                blocks[(r, j)] = torch.tensordot(cf[nz], q[nz], dims=1)
+                bandwidth = max(bandwidth, r - j)
+    return BlockGram(blocks, bs, nb, bandwidth)
+
+
+def conv_gram(spec: ConvSpec, side: str, order: str = "chw") -> torch.Tensor:
+    """Dense ``AᵀA`` / ``AAᵀ``; ``order="chw"`` indexes like ``x.reshape(-1)`` (tests, small layers)."""
+    bg = conv_gram_blocks(spec, side)
+    g = bg.dense()
+    if order == "hwc":
+        return g
+    if order != "chw":
         raise ValueError(f"order must be 'chw' or 'hwc', got {order!r}")
-    n = g.shape[0] * g.shape[1] * g.shape[2]
-    rows = torch.nonzero(e_h.abs().sum((0, 1)), as_tuple=True)
-    bandwidth = int((rows[0] - rows[1]).abs().max()) if rows[0].numel() else 0
-    return g.reshape(n, n), n // e_h.shape[-1], bandwidth
+    c = spec.c_in if side == "input" else spec.c_out
+    hw = spec.in_hw if side == "input" else spec.out_hw
+    perm = torch.arange(bg.dim).reshape(*hw, c).permute(2, 0, 1).reshape(-1)
+    return g[perm][:, perm]
 
 
-def _block_banded_cholesky_ok(h: torch.Tensor, bs: int, bw: int) -> bool:
-    """In-place blocked Cholesky of a block-banded SPD candidate; ``False`` if a pivot fails.
+def _block_cholesky_ok(bg: BlockGram, mu: float) -> bool:
+    """Blocked Cholesky of ``μI − G`` (band-limited); ``False`` as soon as a pivot fails.
 
-    Blocks are ``bs x bs``; blocks more than ``bw`` block rows off the diagonal are zero
-    and stay zero in the factor (no fill outside a band), so they are never touched.
+    Blocks more than ``bandwidth`` rows off the diagonal are zero and stay zero in the
+    factor (no fill outside a band), so they are never formed.
     """
-    nb = h.shape[0] // bs
+    bs, nb, bw = bg.bs, bg.nb, bg.bandwidth
+    eye = torch.eye(bs, dtype=torch.float64)
+    lo_blocks: dict = {}
 
-    def blk(i: int, j: int) -> torch.Tensor:
-        return h[i * bs:(i + 1) * bs, j * bs:(j + 1) * bs]
+    def h(r: int, j: int) -> torch.Tensor:
+        b = bg.blocks.get((r, j))
+        out = -b if b is not None else torch.zeros(bs, bs, dtype=torch.float64)
+        if r == j:
+            out += mu * eye
+        return out
 
     for j in range(nb):
         lo = max(0, j - bw)
-        if lo < j:
-            lj = h[j * bs:(j + 1) * bs, lo * bs:j * bs]
-            blk(j, j).sub_(lj @ lj.T)
-        lfac, info = torch.linalg.cholesky_ex(blk(j, j))
+        d = h(j, j)
+        for i in range(lo, j):
+            d -= lo_blocks[(j, i)] @ lo_blocks[(j, i)].T
+        lfac, info = torch.linalg.cholesky_ex(d)
         if int(info) != 0:
             return False
-        blk(j, j).copy_(lfac)
+        lo_blocks[(j, j)] = lfac
         for r in range(j + 1, min(nb, j + bw + 1)):
-            i0 = max(0, r - bw)
-            if i0 < j:
-                blk(r, j).sub_(h[r * bs:(r + 1) * bs, i0 * bs:j * bs]
-                               @ h[j * bs:(j + 1) * bs, i0 * bs:j * bs].T)
-            blk(r, j).copy_(torch.linalg.solve_triangular(lfac.T, blk(r, j), upper=True, left=False))
+            b = h(r, j)
+            for i in range(max(0, r - bw), j):
+                b -= lo_blocks[(r, i)] @ lo_blocks[(j, i)].T
+            lo_blocks[(r, j)] = torch.linalg.solve_triangular(lfac.T, b, upper=True, left=False)
+        for i in range(lo, j):  # row j - bw is no longer needed by later steps
+            if j - i >= bw:
+                lo_blocks.pop((j - bw, i), None)
     return True
 
 
-def cholesky_certificate(gram: torch.Tensor, mu: float, frob2: float, terms: int,
-                         block: int = 0, bandwidth: int = -1) -> float | None:
+def cholesky_certificate(gram: BlockGram, mu: float, frob2: float, terms: int) -> float | None:
     """A rigorous bound ``λ_max(G_exact) ≤ returned value`` if ``μI − G`` factors, else ``None``.
 
-    ``gram`` is the computed (rounded) Gram matrix (not modified), ``frob2`` an upper
-    bound on ``‖A‖_F²`` and ``terms`` the number of products summed per Gram entry (for
-    the ``γ_K`` term). With ``block > 0`` and ``0 ≤ bandwidth`` the matrix is block banded
-    and a blocked banded Cholesky is used; its backward error obeys the same bound with
-    a blocking constant, covered here by using ``γ_{4D}`` instead of ``γ_{D+1}``.
+    ``gram`` is the computed (rounded) Gram matrix by blocks, ``frob2`` an upper bound on
+    ``‖A‖_F²`` and ``terms`` the number of products summed per Gram entry (``γ_K`` term).
+    Floating-point Cholesky that completes on ``H`` factors ``H + E`` exactly with
+    ``‖E‖₂ ≤ γ·tr(H)/(1 − Dγ)``; for the blocked (Level-3 BLAS) algorithm we take
+    ``γ = γ_{4D}`` instead of ``γ_{D+1}`` to cover the blocking constant (Higham, Thm 10.5
+    and §13). The returned ``μ + margin`` adds that, ``γ_K‖A‖_F²`` for forming ``G`` and
+    ``u·max|h_ii|`` for the diagonal shift.
     """
-    d = gram.shape[0]
-    h = -gram
-    h.diagonal().add_(mu)
-    trace = float(h.diagonal().sum())
-    max_diag = float(h.diagonal().abs().max())
-    nb = d // block if block > 0 else 1
-    if block > 0 and 0 <= bandwidth < nb - 1:
-        ok = _block_banded_cholesky_ok(h, block, bandwidth)
-    else:
-        ok = int(torch.linalg.cholesky_ex(h)[1]) == 0
-    del h
-    if not ok:
+    d = gram.dim
+    diag = torch.cat([gram.blocks[(j, j)].diagonal() if (j, j) in gram.blocks
+                      else torch.zeros(gram.bs, dtype=torch.float64) for j in range(gram.nb)])
+    h_diag = mu - diag
+    trace = float(h_diag.sum())
+    max_diag = float(h_diag.abs().max())
+    if not _block_cholesky_ok(gram, mu):
         return None
     gam_d = 4 * d * U / (1 - 4 * d * U)
     gam_k = terms * U / (1 - terms * U)

@@ -53,7 +53,7 @@ from torch import nn
 from harness.layers import geometry
 
 from ._spec import ConvSpec, as_float64, make_spec
-from .certify import U, cholesky_certificate, conv_gram, materialize
+from .certify import U, cholesky_certificate, conv_gram_blocks, materialize
 from .conv_fft import circular_conv_norm
 from .lanczos import rayleigh_lower, top_singular_pair
 
@@ -159,11 +159,11 @@ def _certify(spec: ConvSpec, lower: float, upper: float, tol: float,
     co, ci = g0.weight.shape[:2]
     terms = (co if side == "input" else ci) * math.prod(g0.kernel) ** 2
     frob2 = math.prod(g0.out_hw) * float((g0.weight ** 2).sum()) * (1 + 1e-12)
-    grams = [conv_gram(g, side, order="hwc") for g in groups]
+    grams = [conv_gram_blocks(g, side) for g in groups]
     delta = max(2 * tol, 1e-12)
     while lower ** 2 * (1 + delta) < upper ** 2:
         mu = lower ** 2 * (1 + delta)
-        bounds = [cholesky_certificate(g, mu, frob2, terms, bs, bw) for g, bs, bw in grams]
+        bounds = [cholesky_certificate(g, mu, frob2, terms) for g in grams]
         if all(b is not None for b in bounds):
             return math.sqrt(max(bounds)), f"Cholesky certificate of μI - Gram ({side} side, {dim} rows)"
         delta *= 30
