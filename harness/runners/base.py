@@ -20,6 +20,7 @@ class RunContext:
 
     device: torch.device
     method: Any = None  # harness.methods.Method or None for method-free suites
+    methods: dict[str, Any] = field(default_factory=dict)  # label -> Method, grouped runners only
     artifact_dir: Path | None = None
     traces: list[dict[str, Any]] = field(default_factory=list)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
@@ -45,6 +46,9 @@ class Runner:
     kind: ClassVar[str] = ""
     #: Whether the suite's cases carry a method (False: theory suites about random matrices).
     uses_methods: ClassVar[bool] = True
+    #: Whether one case takes every method at once (``ctx.methods``), e.g. to interleave timings;
+    #: its measurements then name their method (``Measurement.method``).
+    groups_methods: ClassVar[bool] = False
 
     def applies_to(self, method: Any) -> bool:
         """Whether ``method`` can be run through this suite (``lipbench check`` asks)."""

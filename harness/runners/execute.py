@@ -74,7 +74,7 @@ def plan(suites: Sequence[Suite], preset: str, device: str,
     for suite in suites:
         runner = runner_for(suite.kind)
         override = list(methods) if (methods is not None and runner.uses_methods) else None
-        cases += suite.cases(preset, device=device, methods=override)
+        cases += suite.cases(preset, device=device, methods=override, grouped=runner.groups_methods)
     return cases
 
 
@@ -87,6 +87,7 @@ def run_case(case: Case, timeout: float | None, artifact_dir) -> tuple[list[dict
     try:
         with time_limit(timeout):
             ctx.method = case.method.build() if case.method else None
+            ctx.methods = {spec.label: spec.build() for spec in case.methods}
             measurements = list(runner_for(case.kind).run(case, ctx))
         if not measurements:
             raise RuntimeError("the runner returned no measurements")

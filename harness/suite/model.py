@@ -49,6 +49,8 @@ class Case:
     seed: int
     settings: dict[str, Any]
     device: str
+    #: For runners that take every method at once (interleaved timing): all of them.
+    methods: tuple[MethodSpec, ...] = ()
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -114,13 +116,19 @@ class Suite:
         return [MethodSpec.parse(m) for m in self.resolved(preset).get("methods", [])]
 
     def cases(self, preset: str, device: str | None = None,
-              methods: list[MethodSpec] | None = None) -> list[Case]:
-        """Expand the preset into cases: parameter combinations x methods x seeds."""
+              methods: list[MethodSpec] | None = None, grouped: bool = False) -> list[Case]:
+        """Expand the preset into cases: parameter combinations x methods x seeds.
+
+        ``grouped``: one case per combination and seed carrying every method (``Case.methods``).
+        """
         r = self.resolved(preset)
         combos = expand(r.get("matrix", {}), r.get("include", []), r.get("exclude", []))
         specs: list[MethodSpec | None] = list(methods if methods is not None else self.method_specs(preset))
-        if not self.raw.get("methods") and methods is None:
+        group: tuple[MethodSpec, ...] = ()
+        if grouped:
+            specs, group = [None], tuple(s for s in specs if s is not None)
+        elif not self.raw.get("methods") and methods is None:
             specs = [None]
         dev = device or r.get("device", "cpu")
-        return [Case(self.name, self.kind, case_id(p), dict(p), spec, seed, dict(r.get("settings", {})), dev)
+        return [Case(self.name, self.kind, case_id(p), dict(p), spec, seed, dict(r.get("settings", {})), dev, group)
                 for p in combos for spec in specs for seed in r["seeds"]]
