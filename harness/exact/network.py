@@ -330,7 +330,9 @@ def lipschitz_lower_bound(model: nn.Module, samples: torch.Tensor, n_random: int
     step = step_size * scale * math.sqrt(x[0].numel())
     for _ in range(steps):
         xr, gn = _grad_norms(net, best_x, True)
-        (d,) = torch.autograd.grad(gn.sum(), xr, allow_unused=True)
+        d = None
+        if gn.requires_grad:
+            (d,) = torch.autograd.grad(gn.sum(), xr, allow_unused=True)
         d = torch.zeros_like(best_x) if d is None else d.detach()
         dn = d.flatten(1).norm(dim=1).view(-1, *[1] * (x.dim() - 1))
         noise = torch.randn(best_x.shape, generator=gen, dtype=torch.float64)
