@@ -82,6 +82,39 @@ class BlockGram:
         return g
 
 
+def _classes(need: torch.Tensor) -> torch.Tensor | None:
+    """Labels of taps if "pair needed" is an equivalence relation (strided output side), else None."""
+    labels = need.to(torch.int64).argmax(1)  # first partner of each tap
+    same = labels.view(-1, 1) == labels.view(1, -1)
+    return labels if bool((same == need).all()) else None
+
+
+def _tap_products(wt: torch.Tensor, e_h: torch.Tensor, e_w: torch.Tensor, c: int) -> torch.Tensor:
+    """``W_{a,c}ᵀ W_{b,d}`` for all tap pairs, shape ``(kh, kw, c, kh, kw, c)``.
+
+    Pairs whose selection products ``e_h[a, b]``, ``e_w[c, d]`` vanish are never used; on
+    the output side of a strided layer the used pairs are those with equal tap residues,
+    so only those blocks are computed (zeros elsewhere).
+    """
+    kh, kw = e_h.shape[0], e_w.shape[0]
+    need_h = e_h.flatten(2).any(-1)
+    need_w = e_w.flatten(2).any(-1)
+    lab_h, lab_w = _classes(need_h), _classes(need_w)
+    if lab_h is None or lab_w is None or (bool(need_h.all()) and bool(need_w.all())):
+        return (wt.T @ wt).reshape(kh, kw, c, kh, kw, c)
+    m = wt.new_zeros(kh, kw, c, kh, kw, c)
+    w3 = wt.reshape(wt.shape[0], kh, kw, c)
+    for lh in lab_h.unique():
+        ia = torch.nonzero(lab_h == lh, as_tuple=True)[0]
+        for lw in lab_w.unique():
+            ic = torch.nonzero(lab_w == lw, as_tuple=True)[0]
+            x = w3[:, ia][:, :, ic].reshape(wt.shape[0], -1)
+            blk = (x.T @ x).reshape(len(ia), len(ic), c, len(ia), len(ic), c)
+            m[ia.view(-1, 1, 1, 1), ic.view(1, -1, 1, 1), :, ia.view(1, 1, -1, 1),
+              ic.view(1, 1, 1, -1), :] = blk.permute(0, 1, 3, 4, 2, 5)
+    return m
+
+
 def conv_gram_blocks(spec: ConvSpec, side: str) -> BlockGram:
     """``AᵀA`` (``side="input"``) or ``AAᵀ`` (``side="output"``) of a single-group spec, by blocks.
 
@@ -109,7 +142,7 @@ def conv_gram_blocks(spec: ConvSpec, side: str) -> BlockGram:
         c = w.shape[0]
     else:
         raise ValueError(f"side must be 'input' or 'output', got {side!r}")
-    m = (wt.T @ wt).reshape(kh, kw, c, kh, kw, c)  # [a, c, x, b, d, y]
+    m = _tap_products(wt, e_h, e_w, c)  # [a, c, x, b, d, y]
     q = torch.einsum("cdkl,acxbdy->abkxly", e_w, m)
     nrow, ncol = e_w.shape[-1], c
     q = q.reshape(kh * kh, nrow * ncol, nrow * ncol)
