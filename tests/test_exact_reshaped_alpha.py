@@ -11,6 +11,18 @@ from harness.exact import alpha, alpha_bound, materialize_operator, reshaped_nor
 from harness.layers import reshape_matrix
 
 
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny float64 ops: threads only add contention on a shared 2-core box (restored after)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.parametrize("kind, shape", [("linear", (5, 7)), ("conv1d", (4, 3, 5)),
                                          ("conv2d", (6, 3, 3, 3)), ("conv_transpose2d", (3, 6, 4, 4))])
 def test_reshaped_norm_vs_numpy(kind, shape):

@@ -56,6 +56,8 @@ def top_singular_pair(matvec: Matvec, rmatvec: Matvec, in_shape: Sequence[int],
         g = np.stack([gram(e) for e in np.eye(dim)], axis=1)
         lam, vec = np.linalg.eigh((g + g.T) / 2)
         lam1, u = float(lam[-1]), vec[:, -1]
+    elif not np.any(gram(v0)):  # a non-zero kernel that only ever reads padding: A = 0
+        return 0.0, v0 if on_input else rng.standard_normal(n_in)
     else:
         op = LinearOperator((dim, dim), matvec=gram, dtype=np.float64)
         tol_eig = tol
