@@ -7,9 +7,11 @@ thread count.
 
 * ``MethodStep.time_step``: asv's own timing of one update, per method.
 * ``track_ratio``: all methods measured *interleaved in one process* (round-robin over
-  methods, warm-up rounds, ``ROUNDS`` timed rounds) and reported as the median step time
-  divided by ``none``'s median from the same run; ratios taken from separate asv runs
-  would mostly measure machine noise.
+  methods, order reversed every other round, warm-up rounds, ``ROUNDS`` timed rounds)
+  and reported as the median step time divided by ``none``'s median from the same run;
+  ratios taken from separate asv runs would mostly measure machine noise.
+  ``track_ratio_cpu`` is the same from process CPU time, which is far less disturbed by
+  other processes on a shared machine.
 
 Run as a script for a table (``python benchmarks/bench_methods.py [rounds]``).
 """
@@ -70,17 +72,23 @@ def interleaved(names: list[str] | None = None, rounds: int = ROUNDS, warmup: in
         names.insert(0, "none")
     steps = {n: Step(n) for n in names}
     times: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     for r in range(warmup + rounds):
         order = names if r % 2 == 0 else names[::-1]  # alternate to cancel drift
         for n in order:
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             steps[n]()
-            dt = time.perf_counter() - t0
+            dt, dc = time.perf_counter() - t0, time.process_time() - c0
             if r >= warmup:
                 times[n].append(dt * 1e3)
+                cpu[n].append(dc * 1e3)
     base = statistics.median(times["none"])
+    base_min = min(times["none"])
+    base_cpu = statistics.median(cpu["none"])
     return {n: {"median_ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t),
-                "ratio": statistics.median(t) / base} for n, t in times.items()}
+                "ratio": statistics.median(t) / base, "ratio_min": min(t) / base_min,
+                "cpu_ms": statistics.median(cpu[n]), "ratio_cpu": statistics.median(cpu[n]) / base_cpu}
+            for n, t in times.items()}
 
 
 class MethodStep:
@@ -116,10 +124,16 @@ def track_ratio(method: str) -> float:
     return _ratios()[method]["ratio"]
 
 
-track_ratio.params = methods()
-track_ratio.param_names = ["method"]
-track_ratio.unit = "x none"
-track_ratio.timeout = 1800
+def track_ratio_cpu(method: str) -> float:
+    """As :func:`track_ratio`, from process CPU time."""
+    return _ratios()[method]["ratio_cpu"]
+
+
+for _f in (track_ratio, track_ratio_cpu):
+    _f.params = methods()
+    _f.param_names = ["method"]
+    _f.unit = "x none"
+    _f.timeout = 1800
 
 
 def main(argv: list[str]) -> None:
@@ -128,10 +142,11 @@ def main(argv: list[str]) -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {BATCH}, "
           f"{rounds} rounds")
     res = interleaved(names, rounds=rounds)
-    print("| method | median ms / step | min | max | × none |\n| --- | --- | --- | --- | --- |")
+    print("| method | median ms / step | min | max | × none (median) | × none (min) "
+          "| CPU ms / step | × none (CPU) |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
     for n, r in res.items():
         print(f"| {n} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {r['max_ms']:.1f} | "
-              f"{r['ratio']:.3f} |")
+              f"{r['ratio']:.3f} | {r['ratio_min']:.3f} | {r['cpu_ms']:.1f} | {r['ratio_cpu']:.3f} |")
 
 
 if __name__ == "__main__":

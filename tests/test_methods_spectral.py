@@ -283,3 +283,49 @@ def test_bsn_on_linear_is_sn_w():
     a, _ = with_method("linear", BSN())
     p = sigma_parametrization(a)
     assert p.normalises == "reshape" and not hasattr(p, "_u2")
+
+
+# --- the memo: one power-iteration step per weight value -------------------------------------
+
+def test_forwards_on_an_unchanged_weight_share_one_step_and_one_output():
+    torch.manual_seed(0)
+    layer = get("sn_w").apply(nn.Linear(5, 4).double())
+    p = sigma_parametrization(layer)
+    w1 = layer.weight
+    u1 = p._u
+    assert layer.weight is w1 and p._u is u1  # second access: no new step
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    (layer(torch.randn(3, 5, dtype=torch.float64)).sum()).backward()
+    opt.step()
+    assert layer.weight is not w1 and p._u is not u1  # new weight value: one new step
+    with torch.no_grad():
+        a = layer.weight
+        assert layer.weight is not a  # no memo without grad
+
+
+def test_memoised_weight_gives_the_same_gradients_as_separate_graphs():
+    x, y = torch.randn(3, 5, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
+    grads = []
+    for separate in (False, True):
+        torch.manual_seed(0)
+        layer = get("sn_w").apply(nn.Linear(5, 4).double())
+        p = sigma_parametrization(layer)
+        ra = layer(x).pow(2).sum()
+        if separate:
+            p.forget()  # recompute the weight for the second graph (no new step: eval-free)
+            p.n_power_iterations = 0
+        rb = layer(y).sin().sum()
+        ra.backward()  # separate backward calls through a shared output must work too
+        rb.backward()
+        grads.append(layer.parametrizations.weight.original.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-12)
+
+
+def test_deepcopy_and_device_moves_drop_the_memo():
+    import copy
+    D = get("sn_w").apply(StandardCNNDiscriminator(8))
+    D(torch.randn(2, 3, 8, 8)).sum().backward()
+    D2 = copy.deepcopy(D)
+    assert sigma_parametrization(D2.head)._memo is None
+    D2.double()
+    D2(torch.randn(2, 3, 8, 8, dtype=torch.float64)).sum().backward()

@@ -145,7 +145,8 @@ def check_penalty(method: Method, D: nn.Module, real: torch.Tensor, fake: torch.
     want = reference()
     out = []
     if not torch.allclose(got.detach(), want.detach(), rtol=rtol, atol=1e-12):
-        out.append(f"penalty {float(got):.10g} differs from the reference {float(want):.10g}")
+        out.append(f"penalty {float(got.detach()):.10g} differs from the reference "
+                   f"{float(want.detach()):.10g}")
     if not got.requires_grad:
         out.append("penalty does not require grad (no create_graph?)")
     return out

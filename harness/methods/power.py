@@ -32,6 +32,7 @@ Why it is fast (the ``sn_w`` step-time target is ≤ 1.05× ``none``; torch's
 """
 from __future__ import annotations
 
+import weakref
 from typing import Callable
 
 import torch
@@ -80,22 +81,27 @@ def random_unit(shape, like: torch.Tensor) -> torch.Tensor:
 
 class _ScaleBySigma(torch.autograd.Function):
     """``W ↦ s·W/σ(W)`` with ``σ`` given (computed without grad) and ``∂σ/∂W`` supplied
-    by ``owner.add_sigma_grad``; the backward is the closed form of the quotient rule."""
+    by ``owner.add_sigma_grad``; the backward is the closed form of the quotient rule.
+
+    The tensors are kept on ``ctx`` (not ``save_for_backward``) so that one output shared
+    by several graphs (see the memo in :class:`SigmaParametrization`) can be backpropagated
+    through once per graph; ``owner`` is held by a weak reference (no module/graph cycle).
+    """
 
     @staticmethod
     def forward(ctx, weight, sigma, scale, owner, state):
-        ctx.owner, ctx.state = owner, state
         factor = scale / sigma
-        ctx.save_for_backward(weight, factor, sigma)
+        ctx.owner, ctx.state = weakref.ref(owner), state
+        ctx.weight, ctx.factor, ctx.sigma = weight.detach(), factor, sigma
         return weight * factor
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        weight, factor, sigma = ctx.saved_tensors
+        weight, factor, sigma = ctx.weight, ctx.factor, ctx.sigma
         # dL/dW = (s/σ) g − (⟨g, W⟩ s/σ²) ∂σ/∂W
         coef = torch.dot(grad.reshape(-1), weight.reshape(-1)) * factor / sigma
-        return ctx.owner.add_sigma_grad(grad, factor, -coef, ctx.state), None, None, None, None
+        return ctx.owner().add_sigma_grad(grad, factor, -coef, ctx.state), None, None, None, None
 
 
 class SigmaParametrization(nn.Module):
@@ -110,9 +116,12 @@ class SigmaParametrization(nn.Module):
     * ``sigma(weight, state) -> 0-d tensor``: the estimate for the (current) weight;
     * ``add_sigma_grad(grad, beta, alpha, state)``: ``beta·grad + alpha·∂σ/∂W``.
 
-    In training mode each call runs ``n_power_iterations`` steps (one per forward, as in
-    Miyato's Algorithm 1 and torch's ``spectral_norm``); in eval mode the stored vectors
-    are used unchanged. ``σ`` is clamped below by ``eps``.
+    In training mode each new weight value gets ``n_power_iterations`` steps (Miyato's
+    Algorithm 1: one per update of ``W``); forwards on an unchanged weight (the real and
+    the fake batch of one discriminator step, the gradient-penalty interpolates) reuse
+    the same effective weight, see :meth:`forward`. torch's ``spectral_norm`` instead
+    iterates on every training forward (two or three steps per discriminator update).
+    In eval mode the stored vectors are used unchanged. ``σ`` is clamped below by ``eps``.
     """
 
     #: Which norm ``σ`` estimates (for reports): ``"reshape"``, ``"balanced"``, ``"operator"``.
@@ -125,6 +134,7 @@ class SigmaParametrization(nn.Module):
         self.n_power_iterations = int(n_power_iterations)
         self.scale = float(scale)
         self.eps = float(eps)
+        self._memo = None
 
     # --- to implement -------------------------------------------------------------
     def iterate(self, weight: torch.Tensor, k: int):  # pragma: no cover - abstract
@@ -141,6 +151,17 @@ class SigmaParametrization(nn.Module):
 
     # --- shared -------------------------------------------------------------------
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        key = None
+        if self.training and torch.is_grad_enabled() and weight.requires_grad:
+            # Memo: the same weight value (tensor, storage, in-place version) gives the same
+            # output node, so the discriminator's forwards on real, fake (and GP
+            # interpolates) between two optimiser steps share one power-iteration step,
+            # one weight division and one backward through it -- what
+            # ``torch.nn.utils.parametrize.cached()`` does, but automatic. The optimiser's
+            # in-place update bumps ``weight._version`` and so starts a new step.
+            key = (id(weight), weight.data_ptr(), weight._version, weight.dtype)
+            if self._memo is not None and self._memo[0] == key:
+                return self._memo[1]
         if self.training and self.n_power_iterations > 0:
             state, sigma = self.iterate(weight, self.n_power_iterations)
         else:
@@ -148,7 +169,23 @@ class SigmaParametrization(nn.Module):
             with torch.no_grad():
                 sigma = self.sigma(weight, state)
         sigma = sigma.clamp_min(self.eps)
-        return _ScaleBySigma.apply(weight, sigma, self.scale, self, state)
+        out = _ScaleBySigma.apply(weight, sigma, self.scale, self, state)
+        self._memo = (key, out) if key is not None else None
+        return out
+
+    def forget(self) -> None:
+        """Drop the memoised output (the next training forward iterates again)."""
+        self._memo = None
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state = dict(state)
+        state["_memo"] = None  # a non-leaf tensor: not copyable, not worth pickling
+        return state
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .double(), .cuda(): drop the memo
+        self._memo = None
+        return super()._apply(fn, *args, **kwargs)
 
     def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
         # Assigning ``layer.weight = X`` stores X as the unnormalised weight (as torch's SN).
@@ -162,6 +199,7 @@ class SigmaParametrization(nn.Module):
     @torch.no_grad()
     def run(self, weight: torch.Tensor, k: int) -> float:
         """Run ``k`` power-iteration steps on ``weight`` (updating the stored vectors)."""
+        self._memo = None
         if k > 0:
             self.iterate(weight, k)
         return self.estimate(weight)
