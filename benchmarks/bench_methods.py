@@ -6,11 +6,11 @@ Miyato's standard CNN discriminator at 32×32, batch 64, float32, CPU, torch's d
 thread count.
 
 * ``MethodStep.time_step``: asv's own timing of one update, per method.
-* ``track_ratio``: all methods measured *interleaved in one process* (round-robin over
+* ``Ratios.track_ratio``: all methods measured *interleaved in one process* (round-robin over
   methods, order reversed every other round, warm-up rounds, ``ROUNDS`` timed rounds)
   and reported as the median step time divided by ``none``'s median from the same run;
   ratios taken from separate asv runs would mostly measure machine noise.
-  ``track_ratio_cpu`` is the same from process CPU time, which is far less disturbed by
+  ``Ratios.track_ratio_cpu`` is the same from process CPU time, which is far less disturbed by
   other processes on a shared machine.
 
 Run as a script for a table (``python benchmarks/bench_methods.py [rounds]``).
@@ -109,31 +109,32 @@ class MethodStep:
         self.step()
 
 
-_RATIOS: dict[str, dict[str, float]] | None = None
+class Ratios:
+    """asv: step time / ``none``'s from one interleaved run shared by every parameter
+    (``setup_cache`` runs once; see the module docstring)."""
 
+    params = methods()
+    param_names = ["method"]
+    timeout = 1800
 
-def _ratios() -> dict[str, dict[str, float]]:
-    global _RATIOS
-    if _RATIOS is None:
-        _RATIOS = interleaved()
-    return _RATIOS
+    def setup_cache(self) -> dict[str, dict[str, float]]:
+        return interleaved()
 
+    def track_ratio(self, cache, method: str) -> float:
+        return cache[method]["ratio"]
 
-def track_ratio(method: str) -> float:
-    """Median step time / ``none``'s, both from one interleaved run (see module docstring)."""
-    return _ratios()[method]["ratio"]
+    track_ratio.unit = "x none"
 
+    def track_ratio_cpu(self, cache, method: str) -> float:
+        """From process CPU time (less disturbed by other processes)."""
+        return cache[method]["ratio_cpu"]
 
-def track_ratio_cpu(method: str) -> float:
-    """As :func:`track_ratio`, from process CPU time."""
-    return _ratios()[method]["ratio_cpu"]
+    track_ratio_cpu.unit = "x none"
 
+    def track_ms(self, cache, method: str) -> float:
+        return cache[method]["median_ms"]
 
-for _f in (track_ratio, track_ratio_cpu):
-    _f.params = methods()
-    _f.param_names = ["method"]
-    _f.unit = "x none"
-    _f.timeout = 1800
+    track_ms.unit = "ms"
 
 
 def main(argv: list[str]) -> None:
