@@ -2,3 +2,5 @@
 from . import thm2_variance  # noqa: F401
 from . import thm3_bsn_variance  # noqa: F401
 from . import gradient_bounds  # noqa: F401
+from . import training_time  # noqa: F401
+from . import sample_quality  # noqa: F401

@@ -1,0 +1,257 @@
+"""``sample_quality``: train a GAN with each method, trace it, and measure its samples.
+
+One case is one data set (and optionally an Adam setting), one method and one seed. The
+models come from ``settings.models`` per data set (``mlp2d`` for the 2-D mixtures,
+``dcgan_digits`` for scikit-learn's digits, the standard CNN for CIFAR-10 / STL-10) unless
+the case names a ``model``. The loss is ``settings.loss`` (hinge, Miyato et al. 2018 eq. 17)
+except where ``settings.loss_for`` maps the method to another (the Wasserstein loss for weight
+clipping and gradient penalty, the objectives those methods were designed for: Arjovsky et al.
+2017, Gulrajani et al. 2017). Training is :func:`harness.training.train` (``iterations``
+generator updates, ``n_dis`` D updates each).
+
+Traces (every ``trace_every`` iterations, default ``iterations // trace_points`` with 20
+points; ``ctx.trace``): the losses, per-layer gradient
+norms ``grad_norm/<layer>`` (seed 000 Fig. 1, Lin et al. 2021 Fig. 5), the spectral norm of
+each reshaped effective weight ``sigma_reshaped/<layer>`` (Miyato App. C.1, Fig. 9), and the
+entry variance of each effective weight with Lin's Thm 2 bound ``1/max(m, n)``:
+``variance/<layer>``, ``variance_bound/<layer>`` and their ratio ``variance_over_bound/<layer>``
+(at most 1 under the bound; Lin Fig. 7).
+
+Metrics of the final generator (eval mode, ``z`` from a fixed per-seed stream):
+
+* 2-D mixtures (VEEGAN §5.1 via :mod:`harness.metrics.two_d`): ``modes_covered`` (modes that
+  are the nearest centre of at least ``mode_min_count`` high-quality samples), ``hq_share``
+  (share within 3 std of a centre), ``energy_distance`` against a large fresh real sample
+  drawn with a fixed seed (the same reference set for every method and seed).
+* digits: ``fid_digits_cnn`` / ``kid_digits_cnn`` on the penultimate features of the offline
+  digits classifier (:func:`harness.metrics.digits_extractor`), against all 1797 real digits;
+  ``modes_covered`` (digit classes predicted for at least ``class_min_count`` samples) and
+  ``confident_share`` (top class probability >= 0.9) from the same classifier.
+* 3-channel images with the InceptionV3 weights present (never in CI):
+  ``fid_inception``, ``kid_inception``, ``inception_score``.
+
+Feature-space numbers are only comparable when the same extractor produced them. The metric
+*name* says which family (``_digits_cnn`` / ``_inception``), so baselines never compare an
+Inception FID with a digits-CNN FID; the row's *unit* carries the exact extractor id
+(``1 @ digits-cnn-v1-<config hash>``); and the metric ``extractor_digits_cnn`` (the config
+hash as an integer, compared with the ``exact`` rule) turns any change of the digits
+extractor (architecture, training recipe, data) into a failing comparison instead of a
+silent FID shift. Its message holds the trained weights' SHA-256 prefix.
+
+A diverged run (non-finite or huge loss) is a result: every quality metric gets status
+``diverged`` with the message ``diverged at iteration N``, and the metrics ``diverged``
+(0/1) and ``iterations_completed`` are always reported. A sample grid (images) or scatter
+(2-D) is saved as the artifact ``samples.png``.
+
+:meth:`SampleQualityRunner.summarize` adds, per data set and method, the mean and standard
+error over seeds (``<metric>_mean[<case>]``, ``<metric>_se[<case>]``; samples = per-seed
+values) and, per data set and metric, ``separation[<case>:<metric>]``: the largest
+``|mean_a - mean_b| / sqrt(se_a² + se_b²)`` over method pairs (how many standard errors
+apart the two most different methods are).
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from typing import Any, Iterable
+
+import pandas as pd
+import torch
+
+from harness.metrics import (InceptionExtractor, classifier_metrics, compute_sample_quality,
+                             digits_extractor, energy_distance, inception_score, mean_se,
+                             mode_metrics, sample_mixture)
+from harness.results import Measurement
+from harness.suite import Case
+from harness.training import build, load_data, save_grid, save_scatter, train
+from harness.training.data import MIXTURES
+from harness.training.loop import sample_z
+
+from ._gan_common import adam_setting, iterations_for, loss_for, model_spec, threads
+from .base import RunContext, Runner, register
+
+#: Per data family, the quality metrics and their base unit (the extractor id is appended).
+POINT_METRICS = ("modes_covered", "hq_share", "energy_distance")
+DIGITS_METRICS = ("fid_digits_cnn", "kid_digits_cnn", "modes_covered", "confident_share")
+INCEPTION_METRICS = ("fid_inception", "kid_inception", "inception_score")
+#: ``separation`` when two methods differ but neither varies over seeds (zero s.e.).
+SEPARATION_CAP = 1e6
+
+
+@functools.lru_cache(maxsize=4)
+def _digits_extractor(size: int):
+    """The offline digits classifier for ``size``-pixel images (trained once, cached on disk)."""
+    return digits_extractor(size)
+
+
+def _generate(G, n: int, seed: int, device: torch.device, chunk: int = 1000) -> torch.Tensor:
+    """``n`` samples of G in eval mode from a fixed ``z`` stream (CPU float32)."""
+    gen = torch.Generator().manual_seed(seed)
+    mode = G.training
+    G.eval()
+    try:
+        with torch.no_grad():
+            out = [G(sample_z(G, min(chunk, n - i), gen, device)).float().cpu()
+                   for i in range(0, n, chunk)]
+    finally:
+        G.train(mode)
+    return torch.cat(out)
+
+
+@register
+class SampleQualityRunner(Runner):
+    kind = "sample_quality"
+
+    def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
+        s, p = case.settings, case.params
+        data_name = str(p["data"])
+        spec = case.method
+        label, name = (spec.label, spec.name) if spec else ("none", "none")
+        model_name, model_kwargs = model_spec(p, s, data_name)
+        source = load_data(data_name, **(s.get("data_args") or {}).get(data_name, {}))
+        G, D = build(model_name, seed=case.seed, **model_kwargs)
+        iterations = iterations_for(p, s, data_name)
+        setting = adam_setting(p, s)
+        every = int(s.get("trace_every", 0)) or max(1, iterations // int(s.get("trace_points", 20)))
+        with threads(s.get("threads")):
+            result = train(G, D, ctx.method, loss_for(s, label, name), setting, source,
+                           iterations=iterations, batch_size=int(s.get("batch", 64)), seed=case.seed,
+                           device=ctx.device, trace_every=every,
+                           divergence_threshold=float(s.get("divergence_threshold", 1e6)))
+            self._traces(result.traces, ctx)
+            out = [Measurement("diverged", float(result.diverged)),
+                   Measurement("iterations_completed", float(result.iterations))]
+            metrics = self._planned_metrics(source, s)
+            if result.diverged:
+                msg = f"diverged at iteration {result.diverged_at}"
+                detail = result.message if result.message.startswith(msg) else msg
+                return out + [Measurement(m, math.nan, unit, status="diverged", message=detail)
+                              for m, unit in metrics]
+            eval_seed = int(s.get("eval_seed", 10_000)) + case.seed
+            if source.kind == "points":
+                out += self._points(result.G, data_name, s, eval_seed, case, ctx)
+            else:
+                out += self._images(result.G, source, data_name, s, eval_seed, case, ctx)
+        return out
+
+    # ------------------------------------------------------------------ traces
+    @staticmethod
+    def _traces(rows: list[dict[str, Any]], ctx: RunContext) -> None:
+        bound: dict[tuple[str, int], float] = {}
+        for r in rows:
+            if r["series"].startswith("variance_bound/"):
+                bound[(r["series"].split("/", 1)[1], r["step"])] = r["value"]
+        for r in rows:
+            ctx.trace(r["series"], r["step"], r["value"])
+            if r["series"].startswith("variance/"):
+                layer = r["series"].split("/", 1)[1]
+                b = bound.get((layer, r["step"]))
+                if b:
+                    ctx.trace(f"variance_over_bound/{layer}", r["step"], r["value"] / b)
+
+    # ----------------------------------------------------------------- metrics
+    def _planned_metrics(self, source, s) -> list[tuple[str, str]]:
+        """(metric, unit) of every quality metric a finished run of this data set reports."""
+        if source.kind == "points":
+            return [("modes_covered", "modes"), ("hq_share", "1"), ("energy_distance", "1")]
+        out = []
+        if self._use_digits_cnn(source):
+            ext = _digits_extractor(int(source.sample_shape[-1]))
+            unit = f"1 @ {ext.id}"
+            out += [("fid_digits_cnn", unit), ("kid_digits_cnn", unit),
+                    ("modes_covered", f"classes @ {ext.id}"), ("confident_share", unit)]
+        if self._use_inception(source, s):
+            unit = f"1 @ {InceptionExtractor.id}"
+            out += [(m, unit) for m in INCEPTION_METRICS]
+        return out
+
+    @staticmethod
+    def _use_digits_cnn(source) -> bool:
+        return source.name.startswith("digits") and source.sample_shape[0] == 1
+
+    @staticmethod
+    def _use_inception(source, s) -> bool:
+        want = s.get("inception", "auto")
+        if want is False or want == "never" or source.sample_shape[0] not in (1, 3):
+            return False
+        return InceptionExtractor.available()
+
+    def _points(self, G, data_name: str, s, eval_seed: int, case: Case, ctx: RunContext) -> list[Measurement]:
+        mixture = MIXTURES[data_name]
+        fake = _generate(G, int(s.get("n_fake", 2500)), eval_seed, ctx.device).double()
+        real = sample_mixture(mixture.centers, mixture.std, int(s.get("n_real") or 2500),
+                              seed=int(s.get("real_seed", 123_456)))
+        mm = mode_metrics(fake, mixture.centers, mixture.std, min_count=int(s.get("mode_min_count", 1)))
+        if ctx.artifact_dir is not None:
+            lim = float(mixture.centers.abs().max()) * 1.6
+            save_scatter(fake[:1000], ctx.artifact_path(case, "samples.png"), real=real[:1000],
+                         centers=mixture.centers, title=f"{data_name} {case.method.label if case.method else ''} "
+                         f"seed {case.seed}", limits=(-lim, lim, -lim, lim))
+        return [Measurement("modes_covered", mm.modes_covered, "modes"),
+                Measurement("hq_share", mm.hq_share),
+                Measurement("energy_distance", energy_distance(fake, real))]
+
+    def _images(self, G, source, data_name: str, s, eval_seed: int, case: Case,
+                ctx: RunContext) -> list[Measurement]:
+        fake = _generate(G, int(s.get("n_fake", 2000)), eval_seed, ctx.device)
+        n_real = int(s.get("n_real", 0)) or (len(source) if source.finite else 5000)
+        real = source.sample(n_real, seed=int(s.get("real_seed", 123_456)))
+        out: list[Measurement] = []
+        if ctx.artifact_dir is not None:
+            save_grid(fake[:64], ctx.artifact_path(case, "samples.png"), nrow=8)
+        if self._use_digits_cnn(source):
+            ext = _digits_extractor(int(source.sample_shape[-1]))
+            unit = f"1 @ {ext.id}"
+            q = compute_sample_quality(ext, real, fake, kid_seed=0)
+            cm = classifier_metrics(ext, fake, min_count=int(s.get("class_min_count", 1)))
+            digest = ext.id.rsplit("-", 1)[-1]
+            out += [Measurement("fid_digits_cnn", q.fid, unit),
+                    Measurement("kid_digits_cnn", q.kid, unit),
+                    Measurement("modes_covered", cm.modes_covered, f"classes @ {ext.id}"),
+                    Measurement("confident_share", cm.confident_share, unit),
+                    Measurement("extractor_digits_cnn", float(int(digest, 16)), f"id @ {ext.id}",
+                                message=f"weights sha256 {ext.weights_sha256[:16]}")]
+        if self._use_inception(source, s):
+            ext = InceptionExtractor(device=ctx.device)
+            unit = f"1 @ {ext.id}"
+            q = compute_sample_quality(ext, real, fake, kid_seed=0)
+            is_mean, is_std = inception_score(ext.probs(fake), splits=10)
+            out += [Measurement("fid_inception", q.fid, unit),
+                    Measurement("kid_inception", q.kid, unit),
+                    Measurement("inception_score", is_mean, unit, message=f"std over 10 splits {is_std:.4g}")]
+        return out
+
+    # --------------------------------------------------------------- summaries
+    def summarize(self, rows: pd.DataFrame, config: dict[str, Any]) -> list[Measurement]:
+        if rows.empty:
+            return []
+        skip = {"extractor_digits_cnn", "iterations_completed"}
+        rows = rows[(rows["case"] != "summary") & ~rows["metric"].isin(skip)]
+        out: list[Measurement] = []
+        stats: dict[tuple[str, str], dict[str, Any]] = {}
+        for (case, metric, method), g in rows.groupby(["case", "metric", "method"], sort=False):
+            values = g.sort_values("seed")["value"].astype(float).tolist()
+            ms = mean_se(values)
+            unit = str(g["unit"].iloc[0])
+            note = f"n={ms.n} seed(s)" + (f", {ms.n_nan} non-finite dropped" if ms.n_nan else "")
+            out.append(Measurement(f"{metric}_mean[{case}]", ms.mean, unit, samples=values,
+                                   case="summary", method=method, message=note))
+            if ms.n >= 2:
+                out.append(Measurement(f"{metric}_se[{case}]", ms.se, unit, case="summary",
+                                       method=method, message=note))
+                stats.setdefault((case, metric), {})[method] = ms
+        for (case, metric), by_method in stats.items():
+            if metric == "diverged" or len(by_method) < 2:
+                continue
+            best, pair = 0.0, ""
+            for (a, ma), (b, mb) in itertools.combinations(by_method.items(), 2):
+                se = math.hypot(ma.se, mb.se)
+                diff = abs(ma.mean - mb.mean)
+                z = min(diff / se, SEPARATION_CAP) if se > 0 else (SEPARATION_CAP if diff > 0 else 0.0)
+                if z > best:
+                    best, pair = z, f"{a} vs {b}: {ma.mean:.4g}±{ma.se:.2g} vs {mb.mean:.4g}±{mb.se:.2g}"
+            if best > 0:
+                out.append(Measurement(f"separation[{case}:{metric}]", best, "s.e.", case="summary",
+                                       method="", message=pair))
+        return out
