@@ -2,5 +2,8 @@
 from . import thm2_variance  # noqa: F401
 from . import thm3_bsn_variance  # noqa: F401
 from . import gradient_bounds  # noqa: F401
+from . import spectral_accuracy  # noqa: F401
 from . import training_time  # noqa: F401
 from . import sample_quality  # noqa: F401
+from . import snw_vs_snconv  # noqa: F401
+from . import lipschitz_certificate  # noqa: F401

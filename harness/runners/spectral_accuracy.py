@@ -1,0 +1,118 @@
+"""``spectral_accuracy``: each spectral method's σ estimate against the exact norm it targets.
+
+A spectral method divides by a power-iteration estimate σ of one norm of the weight
+(seed 002 §2.1, App. A; seed 001 §2, §5): the reshape ``||Ŵ||`` (sn_w, ssn, torch_sn),
+the mean of BSN's two reshapes (bsn, bssn) or the operator ``||W̃||`` (sn_conv); the
+parametrization says which (``normalises``). For a seeded layer this runner measures
+
+* the relative error of σ after ``iterations`` further power iterations (counted after
+  the method's own registration warm-up, so torch_sn's 15 count as given);
+* with ``updates > 0``: the tracking error while the weight changes under training-like
+  updates (each element moves by ``step`` times the weight's RMS in a random sign
+  direction, as Adam's sign-like steps do), ``iterations`` power iterations per update,
+  the persistent vectors carried along; Miyato App. C.1 reports norms within ±0.05;
+* the exact target norm of the effective weight over the method's scale ``s``, which is
+  ``σ_exact/σ`` when the method divides by its own estimate (a wrong scale shows here).
+
+Exact norms are float64: SVD of the reshapes, :func:`harness.exact.conv_operator_norm`
+(certified bracket, value to 1e-6) for the operator.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from harness.exact import conv_operator_norm, reshaped_norm
+from harness.layers import geometry, swapped_reshape_matrix
+from harness.methods.power import estimate_sigma, power_iterate, sigma_parametrization
+from harness.results import Measurement
+from harness.suite import Case
+
+from .base import RunContext, Runner, register
+from .layer_specs import build_layer, layer_spec
+from .randomness import case_generator
+
+
+def exact_target(layer: nn.Module, weight: torch.Tensor, normalises: str, input_shape) -> float:
+    """The exact norm that a method's σ estimates, of ``weight`` in ``layer``'s geometry (float64)."""
+    geom = geometry(layer)
+    if normalises == "reshape":
+        return reshaped_norm(weight, geom.kind)
+    if normalises == "balanced":
+        swapped = float(torch.linalg.matrix_norm(swapped_reshape_matrix(weight.detach().double(), geom.kind), 2))
+        return (reshaped_norm(weight, geom.kind) + swapped) / 2
+    if normalises == "operator":
+        if geom.kind == "linear":
+            return reshaped_norm(weight, geom.kind)
+        return conv_operator_norm(weight, input_shape[2:], stride=geom.stride, padding=geom.padding,
+                                  padding_mode=geom.padding_mode, dilation=geom.dilation, kind=geom.kind,
+                                  groups=geom.groups, output_padding=geom.output_padding or 0).value
+    raise ValueError(f"unknown normalised quantity {normalises!r}")
+
+
+def _normalises(param: nn.Module) -> str:
+    return getattr(param, "normalises", "reshape")
+
+
+def _scale(param: nn.Module) -> float:
+    return float(getattr(param, "scale", 1.0))
+
+
+def _training_like_update(weight: torch.Tensor, step: float, gen: torch.Generator) -> None:
+    rms = weight.pow(2).mean().sqrt()
+    signs = torch.randint(0, 2, weight.shape, generator=gen).to(weight.dtype) * 2 - 1
+    weight.add_(signs * step * rms)
+
+
+@register
+class SpectralAccuracyRunner(Runner):
+    kind = "spectral_accuracy"
+
+    def applies_to(self, method) -> bool:
+        """Methods that register a spectral (power-iteration) parametrization."""
+        try:
+            layer = method.apply(nn.Sequential(nn.Conv2d(2, 3, 3)))[0]
+            layer(torch.zeros(1, 2, 5, 5))
+            sigma_parametrization(layer)
+            return True
+        except Exception:
+            return False
+
+    def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
+        spec = layer_spec(case.settings, case.params["layer"])
+        layer, input_shape = build_layer(spec)
+        gen = case_generator(case.seed, case.params["layer"])
+        with torch.no_grad():
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) / layer.weight[0].numel() ** 0.5)
+        ctx.method.apply(nn.Sequential(layer))
+        layer.train()
+        layer(torch.zeros(input_shape))  # records the input size; one training-mode iteration
+        param = sigma_parametrization(layer)
+        original = layer.parametrizations.weight.original
+        normalises, iterations = _normalises(param), int(case.params["iterations"])
+        tracking = []
+        for update in range(int(case.params.get("updates", 0))):
+            with torch.no_grad():
+                _training_like_update(original, float(case.settings.get("step", 1e-3)), gen)
+            power_iterate(layer, iterations)
+            if update % int(case.settings.get("track_every", 10)) == 0:
+                exact = exact_target(layer, original, normalises, input_shape)
+                tracking.append(abs(estimate_sigma(layer) / exact - 1))
+        if not tracking:
+            power_iterate(layer, iterations)
+        estimate = estimate_sigma(layer)
+        exact = exact_target(layer, original, normalises, input_shape)
+        layer.eval()
+        with torch.no_grad():
+            effective = exact_target(layer, layer.weight, normalises, input_shape) / _scale(param)
+        out = [Measurement("rel_error", abs(estimate / exact - 1)),
+               Measurement("sigma_estimate", estimate),
+               Measurement("sigma_exact", exact),
+               Measurement("effective_norm", effective),
+               Measurement("effective_error", abs(effective - 1))]
+        if tracking:
+            out += [Measurement("tracking_error_max", max(tracking)),
+                    Measurement("tracking_error_final", tracking[-1])]
+        return out
