@@ -13,7 +13,13 @@ thread count.
   ``Ratios.track_ratio_cpu`` is the same from process CPU time, which is far less disturbed by
   other processes on a shared machine.
 
-Run as a script for a table (``python benchmarks/bench_methods.py [rounds]``).
+Run as a script for a table::
+
+    python benchmarks/bench_methods.py [rounds] [all | m1,m2,...] [threads]
+
+On a shared machine wall times are disturbed by other processes; with ``threads=1`` the
+CPU-time column counts this process's work alone (no OpenMP spin-waiting) and is the
+most robust estimate of a method's relative cost.
 """
 from __future__ import annotations
 
@@ -139,7 +145,9 @@ class Ratios:
 
 def main(argv: list[str]) -> None:
     rounds = int(argv[1]) if len(argv) > 1 else ROUNDS
-    names = argv[2].split(",") if len(argv) > 2 else None
+    names = argv[2].split(",") if len(argv) > 2 and argv[2] != "all" else None
+    if len(argv) > 3:  # thread count (the asv benchmarks use torch's default)
+        torch.set_num_threads(int(argv[3]))
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {BATCH}, "
           f"{rounds} rounds")
     res = interleaved(names, rounds=rounds)
