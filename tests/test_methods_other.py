@@ -188,9 +188,9 @@ def test_orthonormal_penalty_matches_singular_value_formula():
 
 def test_orthonormal_init_makes_penalty_vanish():
     D = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ConvTranspose2d(4, 3, 2), nn.Linear(5, 7)).double()
-    m = get("orthonormal_reg").apply(D) and get("orthonormal_reg")
-    get("orthonormal_reg").apply(D)
-    assert float(m.penalty(D, torch.zeros(1), torch.zeros(1))) < 1e-20
+    m = get("orthonormal_reg")
+    m.apply(D)
+    assert float(m.penalty(D, torch.zeros(1), torch.zeros(1)).detach()) < 1e-20
 
 
 # --- unsupported layers -----------------------------------------------------------------------
