@@ -120,13 +120,13 @@ class SampleQualityRunner(Runner):
                            device=ctx.device, trace_every=every,
                            divergence_threshold=float(s.get("divergence_threshold", 1e6)))
             self._traces(result.traces, ctx)
-            out = [Measurement("diverged", float(result.diverged)),
+            out = [Measurement("diverged", float(result.diverged),
+                               message=result.message if result.diverged else ""),
                    Measurement("iterations_completed", float(result.iterations))]
             metrics = self._planned_metrics(source, s)
             if result.diverged:
-                msg = f"diverged at iteration {result.diverged_at}"
-                detail = result.message if result.message.startswith(msg) else msg
-                return out + [Measurement(m, math.nan, unit, status="diverged", message=detail)
+                msg = f"diverged at iteration {result.diverged_at}"  # the reason: on `diverged`
+                return out + [Measurement(m, math.nan, unit, status="diverged", message=msg)
                               for m, unit in metrics]
             eval_seed = int(s.get("eval_seed", 10_000)) + case.seed
             if source.kind == "points":

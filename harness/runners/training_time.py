@@ -34,7 +34,6 @@ neighbour slows a step down instead of stalling a two-thread barrier.
 from __future__ import annotations
 
 import ctypes
-import gc
 import statistics
 import time
 from typing import Any, Callable, Iterable
@@ -87,8 +86,10 @@ class StepMarks:
 
 
 def _trim_heap() -> None:
-    """Give freed heap memory back to the OS (glibc), so an RSS increase is the block's own."""
-    gc.collect()
+    """Give freed heap memory back to the OS (glibc), so an RSS increase is the block's own.
+
+    (No ``gc.collect()``: tensors are freed by reference counting, and a full collection of
+    a large Python heap costs about half a second.)"""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
@@ -98,9 +99,10 @@ def _trim_heap() -> None:
 def method_specs_with_reference(specs: Iterable[MethodSpec]) -> list[MethodSpec]:
     """The case's methods with ``none`` first (added when absent)."""
     specs = list(specs)
-    ref = [s for s in specs if s.name == REFERENCE and not s.params]
-    rest = [s for s in specs if s not in ref]
-    return (ref[:1] or [MethodSpec(REFERENCE, (), REFERENCE)]) + rest
+    refs = [i for i, s in enumerate(specs) if s.name == REFERENCE and not s.params]
+    if not refs:
+        return [MethodSpec(REFERENCE, (), REFERENCE)] + specs
+    return [specs[refs[0]]] + specs[:refs[0]] + specs[refs[0] + 1:]
 
 
 def _median(values: list[float]) -> float:
