@@ -13,10 +13,12 @@ _REPO = Path(__file__).resolve().parents[2]
 
 
 def _first_dir(explicit: str | None, env: str, name: str) -> Path:
-    for candidate in (explicit, os.environ.get(env), Path.cwd() / name, _REPO / name):
+    if explicit:
+        return Path(explicit)
+    for candidate in (os.environ.get(env), Path.cwd() / name, _REPO / name):
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
-    return Path(explicit or Path.cwd() / name)
+    return Path.cwd() / name
 
 
 def suites_dir(explicit: str | None = None) -> Path:

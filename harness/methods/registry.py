@@ -1,10 +1,11 @@
 """Registry of methods: built-ins by name, third-party variants by ``module:attr`` or entry point."""
 from __future__ import annotations
 
-import importlib
 import inspect
 from importlib.metadata import entry_points
 from typing import Any, Callable
+
+from harness.imports import ReferenceLoadError, resolve
 
 from .base import Method
 
@@ -13,7 +14,7 @@ ENTRY_POINT_GROUP = "lipbench.methods"
 _BUILTIN: dict[str, type[Method]] = {}
 
 
-class MethodLoadError(LookupError):
+class MethodLoadError(ReferenceLoadError):
     """A method name or ``module:attr`` reference that cannot be resolved; says which and why."""
 
 
@@ -36,19 +37,10 @@ def available() -> list[str]:
 
 def load(reference: str) -> type[Method] | Callable[..., Method]:
     """Resolve ``"package.module:attr"`` to a Method subclass or a factory returning one."""
-    module_name, sep, attr = reference.partition(":")
-    if not sep or not module_name or not attr:
-        raise MethodLoadError(f"{reference!r} is not of the form 'package.module:attr'")
     try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # an import error inside the user's module is reported too
-        raise MethodLoadError(f"cannot import module {module_name!r} for {reference!r}: "
-                              f"{type(exc).__name__}: {exc}") from exc
-    target: Any = module
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise MethodLoadError(f"module {module_name!r} has no attribute {attr!r}")
-        target = getattr(target, part)
+        target = resolve(reference)
+    except ReferenceLoadError as exc:
+        raise MethodLoadError(str(exc)) from exc
     if inspect.isclass(target) and not issubclass(target, Method):
         raise MethodLoadError(f"{reference!r} is the class {target.__name__}, which does not "
                               "subclass harness.methods.Method")

@@ -1,0 +1,118 @@
+"""The lipbench command: exit codes, suite-file errors, verify/check/report/compare/baseline, inspect."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.cli.main import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_SPECTRAL = {
+    "name": "spectral_accuracy", "description": "tiny", "kind": "spectral_accuracy",
+    "methods": ["sn_w"], "matrix": {"layer": ["conv"], "iterations": [200], "updates": [0]},
+    "seeds": [0], "settings": {"layers": {"conv": {"kind": "conv2d", "c_in": 4, "c_out": 8, "k": 3,
+                                                   "stride": 1, "padding": 1, "hw": 6}}},
+    "presets": {"ci": {}, "full": {}},
+}
+
+
+@pytest.fixture
+def suites_dir(tmp_path):
+    """A suites folder with a tiny spectral_accuracy (the shipped checks) and thm2_variance."""
+    shipped = yaml.safe_load((REPO / "suites" / "spectral_accuracy.yaml").read_text())
+    tiny = {**TINY_SPECTRAL, "metrics": shipped["metrics"], "checks": shipped["checks"],
+            "compare": shipped["compare"]}
+    folder = tmp_path / "suites"
+    folder.mkdir()
+    (folder / "spectral_accuracy.yaml").write_text(yaml.safe_dump(tiny))
+    thm2 = yaml.safe_load((REPO / "suites" / "thm2_variance.yaml").read_text())
+    thm2["presets"]["ci"] = {"matrix": {"m": [2, 8], "n": [3, 16]}, "settings": {"matrices": 50}}
+    (folder / "thm2_variance.yaml").write_text(yaml.safe_dump(thm2))
+    return folder
+
+
+def run(*args):
+    return main([str(a) for a in args])
+
+
+def test_list(capsys):
+    assert run("list") == 0
+    out = capsys.readouterr().out
+    assert "thm2_variance" in out and "sn_w" in out and "ci" in out
+
+
+def test_bad_suite_file_exits_2_with_location(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ndescription: x\nkind: thm2_variance\nseeds: [0]\nmetrics: {}\npresets: {ci: {}, full: {}}\n")
+    assert run("run", bad, "--out", tmp_path / "r") == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:5: metrics:" in err and "Traceback" not in err
+
+
+def test_unknown_method_exits_2(tmp_path, capsys):
+    assert run("check", "no_such_method", "--out", tmp_path / "r") == 2
+    assert "available:" in capsys.readouterr().err
+
+
+def test_verify_baseline_cycle(tmp_path, suites_dir, capsys):
+    out, base = tmp_path / "results", tmp_path / "baselines"
+    report, junit = tmp_path / "v.html", tmp_path / "j.xml"
+    common = ["--suites-dir", suites_dir, "--baselines", base, "--report", report, "--junit", junit]
+    assert run("verify", "thm2_variance", "--out", out, *common) == 0  # no baseline: new, checks pass
+    assert report.exists() and junit.exists() and "<testsuite" in junit.read_text()
+    assert run("baseline", "update", out, "--baselines", base) == 0
+    assert (base / "cpu" / "thm2_variance.ci.json").exists()
+    assert run("verify", "thm2_variance", "--out", out, *common) == 0  # identical: pass
+    verdicts = (out / "verdicts.csv").read_text()
+    assert "regression" not in verdicts and ",pass," in verdicts
+    # A tampered baseline makes the exact comparison fail.
+    path = base / "cpu" / "thm2_variance.ci.json"
+    data = json.loads(path.read_text())
+    for row in data["rows"]:
+        if row["metric"] == "variance":
+            row["value"] *= 1.01
+    path.write_text(json.dumps(data))
+    assert run("verify", "thm2_variance", "--out", out, *common) == 1
+    assert "regression" in capsys.readouterr().out
+    assert run("report", out, "-o", tmp_path / "again.html", "--suites-dir", suites_dir, "--baselines", base) == 1
+    assert run("compare", out, out, "--suites-dir", suites_dir) == 0
+
+
+def test_check_passes_a_correct_variant_and_fails_a_broken_one(tmp_path, suites_dir, capsys):
+    common = ["--suites-dir", suites_dir, "--baselines", tmp_path / "none", "--report", tmp_path / "c.html",
+              "--junit", tmp_path / "c.xml"]
+    assert run("check", "sn_w", "--as", "sn_w", "--out", tmp_path / "ok", *common) == 0
+    capsys.readouterr()
+    assert run("check", "variants:ScaledSNw", "--as", "sn_w", "--out", tmp_path / "bad", *common) == 1
+    out = capsys.readouterr().out
+    assert "violation" in out and "divides_by_its_estimate" in out
+    assert run("check", "variants:Raises", "--out", tmp_path / "raise", *common) == 1
+    assert "deliberately broken variant" in (tmp_path / "raise" / "results.csv").read_text()
+
+
+def test_inspect_json(capsys):
+    assert run("inspect", "variants:small_discriminator", "--input-shape", "3,16,16",
+               "--method", "sn_conv", "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    convs = [r for r in data["layers"] if r["kind"] == "conv2d"]
+    assert len(convs) == 7
+    for r in convs:
+        assert r["operator_lower"] <= r["operator_norm"] <= r["operator_upper"]
+        assert r["ratio"] <= r["alpha"] * (1 + 1e-9)
+        assert abs(r["operator_norm"] - 1) < 0.05  # sn_conv normalises the operator
+    assert data["network"]["lipschitz_lower"] <= data["network"]["lipschitz_upper"]
+
+
+def test_inspect_checkpoint_needs_a_factory(tmp_path, capsys):
+    import torch
+    from harness.training.models import StandardCNNDiscriminator
+    path = tmp_path / "d.pt"
+    torch.save(StandardCNNDiscriminator(16).state_dict(), path)
+    assert run("inspect", path, "--input-shape", "3,16,16") == 2
+    assert "--factory" in capsys.readouterr().err
+    assert run("inspect", path, "--input-shape", "3,16,16", "--factory",
+               "harness.training.models:StandardCNNDiscriminator") == 2  # default size 32: mismatch
+    assert "does not load" in capsys.readouterr().err
