@@ -14,13 +14,7 @@ from harness.layers import reshape_matrix
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny float64 ops: threads only add contention on a shared 2-core box (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("kind, shape", [("linear", (5, 7)), ("conv1d", (4, 3, 5)),

@@ -29,30 +29,8 @@ from typing import Any
 import torch
 
 
-def ring_centers(n_modes: int = 8, radius: float = 2.0) -> torch.Tensor:
-    """``n_modes`` centres equally spaced on a circle, the first at ``(radius, 0)``."""
-    a = torch.arange(n_modes, dtype=torch.float64) * (2 * math.pi / n_modes)
-    return torch.stack([radius * torch.cos(a), radius * torch.sin(a)], dim=1)
-
-
-def grid_centers(side: int = 5, spacing: float = 2.0) -> torch.Tensor:
-    """``side × side`` centres on a square grid centred at 0 (default ``{-4,-2,0,2,4}²``)."""
-    c = (torch.arange(side, dtype=torch.float64) - (side - 1) / 2) * spacing
-    gx, gy = torch.meshgrid(c, c, indexing="ij")
-    return torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
-
-
-@dataclass(frozen=True)
-class Mixture:
-    """Equal-weight isotropic Gaussian mixture: centres ``(K, 2)`` and a common std."""
-
-    name: str
-    centers: torch.Tensor
-    std: float
-
-
-RING8 = Mixture("ring8", ring_centers(8, 2.0), 0.02)
-GRID25 = Mixture("grid25", grid_centers(5, 2.0), 0.05)
+# The mixtures are defined once, with the data (harness.training.data); re-exported here.
+from harness.training.data import GRID25, RING8, Mixture, grid_centers, ring_centers  # noqa: E402
 
 
 def sample_mixture(centers: torch.Tensor, std: float, n: int, seed: int = 0) -> torch.Tensor:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from .data import seed_str
 from harness.baselines.verdict import FAILING, NON_FAILING, VERDICT_COLUMNS, VERDICTS
 
 _TEXT_COLUMNS = ("suite", "case", "method", "metric", "check", "kind", "detail")
@@ -110,10 +111,4 @@ def _text(v: Any) -> str:
 
 def _seed(v: Any) -> str:
     """Seeds as display strings: ``'3'``, or ``''`` when the verdict spans seeds."""
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v == "":
-        return ""
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return str(v)
-    return str(int(f)) if f.is_integer() else str(v)
+    return seed_str(v)
