@@ -95,3 +95,36 @@ def test_torn_last_line_is_ignored(tmp_path):
     with open(out.path / "rows.jsonl", "a") as handle:
         handle.write('{"suite": "fake", "case": ')
     assert len(out.rows()) == 2
+
+
+def test_grouped_cases_resume_and_count_as_complete(tmp_path):
+    """A case whose rows carry other method labels (interleaved timing) is still 'done'."""
+    @register
+    class Grouped(Runner):
+        kind = "grouped_for_tests"
+        groups_methods = True
+
+        def run(self, case, ctx):
+            CALLS.append(case.case)
+            return [Measurement("t", 1.0, method=label) for label in ctx.methods]
+
+    suite = Suite.from_dict({"name": "g", "description": "d", "kind": "grouped_for_tests", "seeds": [0],
+                             "methods": ["none", "sn_w"], "matrix": {"b": [1]}, "metrics": {"t": {"unit": "ms"}},
+                             "presets": {"ci": {}, "full": {}}})
+    out = ResultsDir(tmp_path / "r")
+    rows = run_suites([suite], "ci", out, progress=False)
+    assert sorted(rows["method"]) == ["none", "sn_w"]
+    assert out.completed_keys() == {("g", "b=1", "", 0)}
+    CALLS.clear()
+    run_suites([suite], "ci", out, resume=True, progress=False)
+    assert CALLS == []
+    update_baselines(out, tmp_path / "baselines")  # complete: no IncompleteRunError
+
+
+def test_a_case_rerun_after_a_crash_keeps_its_last_rows(tmp_path):
+    out = ResultsDir(tmp_path / "r")
+    run_suites([make_suite(["ok"])], "ci", out, progress=False)
+    first = out.rows()
+    out.append_case([dict(first.iloc[0]) | {"value": 42.0}])  # the same case's rows, appended again
+    again = out.rows()
+    assert len(again) == len(first) and 42.0 in again["value"].tolist()

@@ -3,6 +3,7 @@
 Layout of ``DIR``::
 
     rows.jsonl      appended once per finished case (crash-safe; the source of truth)
+    done.jsonl      the key of each finished case, written after its rows (for resume)
     traces.jsonl    training traces, appended per case
     results.csv     the tidy rows, rewritten atomically at the end of a run
     results.json    the same rows as JSON records
@@ -40,17 +41,27 @@ class ResultsDir:
         self.path.mkdir(parents=True, exist_ok=True)
         return self
 
-    def append_case(self, rows: Sequence[dict[str, Any]], traces: Sequence[dict[str, Any]] = ()) -> None:
-        """Record one finished case: its rows in one durable append (then its traces)."""
+    def append_case(self, rows: Sequence[dict[str, Any]], traces: Sequence[dict[str, Any]] = (),
+                    key: Sequence[Any] | None = None) -> None:
+        """Record one finished case: its traces, its rows, then its key (``done.jsonl``).
+
+        The key is written last, so a case counts as done only once all its rows are on
+        disk; a crash in between re-runs it on ``--resume`` (its duplicate rows are dropped).
+        """
         if traces:
             append_line_durably(self.path / "traces.jsonl", _jsonl(traces))
         append_line_durably(self.path / "rows.jsonl", _jsonl(rows))
+        if key is not None:
+            append_line_durably(self.path / "done.jsonl", _jsonl([{"key": list(key)}]))
 
     def rows(self) -> pd.DataFrame:
-        """All rows recorded so far (a torn last line from a crash is ignored)."""
+        """All rows recorded so far (a torn last line from a crash is ignored; a case re-run
+        after a crash keeps its last rows)."""
         source = self.path / "rows.jsonl"
         if source.exists():
-            return to_frame(_read_jsonl(source))
+            frame = to_frame(_read_jsonl(source))
+            keep = ~frame.duplicated(["suite", "case", "method", "seed", "metric"], keep="last")
+            return frame[keep].reset_index(drop=True)
         csv = self.path / "results.csv"
         if csv.exists():
             return to_frame(pd.read_csv(csv, keep_default_na=False,
@@ -60,7 +71,8 @@ class ResultsDir:
     def traces(self) -> pd.DataFrame:
         source = self.path / "traces.jsonl"
         records = _read_jsonl(source) if source.exists() else []
-        return pd.DataFrame(records, columns=TRACE_COLUMNS)
+        frame = pd.DataFrame(records, columns=TRACE_COLUMNS)
+        return frame.drop_duplicates(["suite", "case", "method", "seed", "series", "step"], keep="last")
 
     def artifact_list(self) -> list[dict[str, Any]]:
         index = self.path / "artifacts.jsonl"
@@ -71,11 +83,10 @@ class ResultsDir:
 
     def completed_keys(self) -> set[tuple[str, str, str, int]]:
         """(suite, case, method, seed) of every case that finished (ok or error)."""
-        if not (self.path / "rows.jsonl").exists():
+        source = self.path / "done.jsonl"
+        if not source.exists():
             return set()
-        frame = self.rows()
-        frame = frame[frame["case"] != "summary"]
-        return set(zip(frame["suite"], frame["case"], frame["method"], frame["seed"].astype(int)))
+        return {(s, c, m, int(seed)) for s, c, m, seed in (r["key"] for r in _read_jsonl(source))}
 
     def drop_summaries(self, suite: str) -> None:
         """Remove a suite's summary rows before they are recomputed (on resume)."""

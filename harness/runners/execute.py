@@ -129,7 +129,7 @@ def run_suites(suites: Sequence[Suite], preset: str, out: ResultsDir, *, device:
             rows, traces, artifacts = run_case(case, limit, out.artifacts)
             for record in artifacts:
                 out.add_artifact(record)
-            out.append_case(rows, traces)
+            out.append_case(rows, traces, key=case.key)
             bar.update(1)
     for suite in suites:
         _summarize(suite, preset, out, device)
