@@ -18,12 +18,7 @@ SMALL = {"hidden": 16, "depth": 2}
 FAST = {"lr": 2e-3, "beta1": 0.5, "beta2": 0.9, "n_dis": 2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TorchSN(Method):

@@ -8,12 +8,7 @@ from harness.training import models
 from harness.training.models import Residual, build
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def check_pair(G, D, out_shape, batch=3):
