@@ -63,6 +63,8 @@ def test_verify_baseline_cycle(tmp_path, suites_dir, capsys):
     common = ["--suites-dir", suites_dir, "--baselines", base, "--report", report, "--junit", junit]
     assert run("verify", "thm2_variance", "--out", out, *common) == 0  # no baseline: new, checks pass
     assert report.exists() and junit.exists() and "<testsuite" in junit.read_text()
+    assert "No baselines exist for device class 'cpu'" in capsys.readouterr().out
+    assert "No GPU baseline exists yet" in report.read_text()
     assert run("baseline", "update", out, "--baselines", base) == 0
     assert (base / "cpu" / "thm2_variance.ci.json").exists()
     assert run("verify", "thm2_variance", "--out", out, *common) == 0  # identical: pass

@@ -14,7 +14,7 @@ from harness.runners import runner_for
 from harness.suite import MethodSpec, Suite
 
 from .locate import baselines_dir, resolve_suites, suite_files, suites_dir
-from .pipeline import execute, judge_results, publish
+from .pipeline import baseline_notes, execute, judge_results, publish
 
 
 class UsageError(ValueError):
@@ -62,7 +62,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
                       resume=args.resume, timeout=args.timeout, fresh=True)
     verdicts = judge_results(suites, results, baselines_dir(args.baselines))
     return publish(suites, results, verdicts, report=_path(args.report), junit=_path(args.junit),
-                   title=f"lipbench verify ({args.preset})")
+                   title=f"lipbench verify ({args.preset})", notes=_notes(results, args.baselines))
+
+
+def _notes(results: ResultsDir, explicit: str | None) -> list[str]:
+    manifest = results.read_json("manifest.json") or {}
+    return baseline_notes(baselines_dir(explicit), manifest.get("device_class", "cpu"))
 
 
 def _path(text: str | None) -> Path | None:
@@ -111,7 +116,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     verdicts = judge_results(chosen, results, baselines_dir(args.baselines))
     print(f"checked {args.variant} as {label!r} in: {', '.join(s.name for s in chosen)}")
     return publish(chosen, results, verdicts, report=_path(args.report), junit=_path(args.junit),
-                   title=f"lipbench check {label}")
+                   title=f"lipbench check {label}", notes=_notes(results, args.baselines))
 
 
 def _suites_of(results: ResultsDir, directory: Path) -> list[Suite]:
@@ -124,7 +129,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     suites = _suites_of(results, suites_dir(args.suites_dir))
     verdicts = judge_results(suites, results, baselines_dir(args.baselines))
     return publish(suites, results, verdicts, report=Path(args.output), junit=_path(args.junit),
-                   title=f"lipbench report {results.path}")
+                   title=f"lipbench report {results.path}", notes=_notes(results, args.baselines))
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -34,19 +34,34 @@ def judge_results(suites: Sequence[Suite], results: ResultsDir, baselines: Path)
     return judge(suites, results.rows(), lookup, results.read_json("plan.json", []))
 
 
+def baseline_notes(baselines: Path, device_class: str) -> list[str]:
+    """What the reader must know about the baselines a run was compared with."""
+    notes = []
+    if not (baselines / device_class).is_dir():
+        notes.append(f"No baselines exist for device class {device_class!r} under {baselines}: "
+                     "every comparison is 'new'.")
+    if not any(p.is_dir() for p in baselines.glob("cuda-*")):
+        notes.append("No GPU baseline exists yet: there is no cuda-<gpu model> folder under "
+                     f"{baselines}, so GPU timings and GPU results have not been recorded.")
+    return notes
+
+
 def publish(suites: Sequence[Suite], results: ResultsDir, verdicts: pd.DataFrame, *,
-            report: Path | None, junit: Path | None, title: str) -> int:
+            report: Path | None, junit: Path | None, title: str, notes: Sequence[str] = ()) -> int:
     """Write the report files and the terminal summary; returns the exit code (0 or 1)."""
     manifest = results.read_json("manifest.json") or {}
     verdicts.to_csv(results.path / "verdicts.csv", index=False)
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
         write_html(report, results.rows(), verdicts, [s.raw for s in suites], manifest,
-                   traces=results.traces(), artifacts=results.artifact_list(), title=title)
+                   traces=results.traces(), artifacts=results.artifact_list(), title=title,
+                   notes=list(notes))
     if junit is not None:
         junit.parent.mkdir(parents=True, exist_ok=True)
         write_junit(junit, verdicts)
     print(terminal_summary(verdicts))
+    for note in notes:
+        print(f"note: {note}")
     for label, path in (("report", report), ("junit", junit), ("results", results.path)):
         if path is not None:
             print(f"{label}: {path}")

@@ -237,7 +237,8 @@ def _manifest_rows(manifest: dict | None) -> list[dict]:
 
 def render_html(results: pd.DataFrame | None, verdicts: pd.DataFrame | None, suites: list,
                 manifest: dict | None, traces: pd.DataFrame | None = None,
-                artifacts: list[dict] | None = None, title: str = "lipbench report") -> str:
+                artifacts: list[dict] | None = None, title: str = "lipbench report",
+                notes: list[str] | None = None) -> str:
     """The report as one HTML string (see :func:`write_html`)."""
     res = normalize_results(results)
     ver = normalize_verdicts(verdicts)
@@ -272,6 +273,7 @@ def render_html(results: pd.DataFrame | None, verdicts: pd.DataFrame | None, sui
         "n_results": len(res),
         "n_result_problems": int((res["status"] != "ok").sum()),
         "header": header,
+        "notes": list(notes or []),
         "verdicts": _verdict_rows(ver, anchors),
         "sections": sections,
         "manifest": _manifest_rows(man),
@@ -285,16 +287,18 @@ def render_html(results: pd.DataFrame | None, verdicts: pd.DataFrame | None, sui
 
 def write_html(path: str | os.PathLike, results: pd.DataFrame | None, verdicts: pd.DataFrame | None,
                suites: list, manifest: dict | None, traces: pd.DataFrame | None = None,
-               artifacts: list[dict] | None = None, title: str = "lipbench report") -> Path:
+               artifacts: list[dict] | None = None, title: str = "lipbench report",
+               notes: list[str] | None = None) -> Path:
     """Write the self-contained HTML report to ``path`` (atomically); returns the path.
 
     ``results``/``verdicts``/``traces`` are the long-format DataFrames of the result and
     verdict contracts, ``suites`` the validated suite dicts (or ``harness.suite.Suite``
     objects), ``manifest`` the run's provenance, ``artifacts`` dicts
-    ``{suite, case, method, seed, kind: 'image', path}`` embedded as data URIs.
+    ``{suite, case, method, seed, kind: 'image', path}`` embedded as data URIs, ``notes``
+    plain sentences shown under the header (e.g. that no GPU baseline exists).
     """
     html = render_html(results, verdicts, suites, manifest, traces=traces, artifacts=artifacts,
-                       title=title)
+                       title=title, notes=notes)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
