@@ -33,6 +33,7 @@ Why it is fast (the ``sn_w`` step-time target is ≤ 1.05× ``none``; torch's
 from __future__ import annotations
 
 import weakref
+from abc import ABCMeta, abstractmethod
 from typing import Callable
 
 import torch
@@ -104,7 +105,7 @@ class _ScaleBySigma(torch.autograd.Function):
         return ctx.owner().add_sigma_grad(grad, factor, -coef, ctx.state), None, None, None, None
 
 
-class SigmaParametrization(nn.Module):
+class SigmaParametrization(nn.Module, metaclass=ABCMeta):
     """Base parametrization ``W_eff = scale · W / σ(W)`` driven by a power iteration.
 
     Subclasses implement:
@@ -137,17 +138,21 @@ class SigmaParametrization(nn.Module):
         self._memo = None
 
     # --- to implement -------------------------------------------------------------
-    def iterate(self, weight: torch.Tensor, k: int):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def iterate(self, weight: torch.Tensor, k: int):
+        """Run ``k`` steps from the stored vectors, store them; return ``(state, σ)``."""
 
-    def current_state(self):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def current_state(self):
+        """The state of the stored vectors (no iteration)."""
 
-    def sigma(self, weight: torch.Tensor, state) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def sigma(self, weight: torch.Tensor, state) -> torch.Tensor:
+        """The estimate of ``σ`` for ``weight`` from ``state`` (0-d tensor)."""
 
-    def add_sigma_grad(self, grad, beta, alpha, state):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def add_sigma_grad(self, grad, beta, alpha, state):
+        """``beta·grad + alpha·∂σ/∂W``."""
 
     # --- shared -------------------------------------------------------------------
     def forward(self, weight: torch.Tensor) -> torch.Tensor:

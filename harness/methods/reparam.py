@@ -8,6 +8,8 @@ handle), so ``layer.weight`` is always the effective weight. A subclass only wri
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -15,12 +17,12 @@ from ..layers import layer_kind, weight_layers
 from .base import Method
 
 
-class ReparametrizationMethod(Method):
+class ReparametrizationMethod(Method, ABC):
     """``apply`` parametrizes every weight layer with ``self.parametrization(...)``."""
 
+    @abstractmethod
     def parametrization(self, name: str, layer: nn.Module, kind: str) -> nn.Module:
         """The parametrization module for ``layer`` (``kind`` from ``harness.layers.layer_kind``)."""
-        raise NotImplementedError
 
     def registered(self, name: str, layer: nn.Module, module: nn.Module) -> None:
         """Called after ``module`` was registered on ``layer`` (hooks, state); no-op here."""

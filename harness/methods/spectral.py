@@ -12,6 +12,7 @@ from torch.nn.utils.parametrizations import spectral_norm as _torch_spectral_nor
 from ..layers import reshape_matrix, swapped_reshape_matrix, weight_layers
 from .power import SigmaParametrization, power_iteration, random_unit
 from .registry import register
+from .base import Method
 from .reparam import ReparametrizationMethod
 
 #: Power-iteration steps run when a layer is registered, so that a fresh layer's ``σ`` is
@@ -191,7 +192,7 @@ class BSSN(BSN):
 
 
 @register
-class TorchSN(ReparametrizationMethod):
+class TorchSN(Method):
     """PyTorch's ``torch.nn.utils.parametrizations.spectral_norm`` on every weight layer.
 
     The reference implementation of SNw (Miyato et al. 2018, seed 002 §2.1): 15

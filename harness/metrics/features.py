@@ -9,6 +9,7 @@ Every feature array and every number derived from it therefore carries an
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -50,7 +51,7 @@ class Features:
         return self.values.shape[0]
 
 
-class FeatureExtractor:
+class FeatureExtractor(ABC):
     """Interface: maps a batch of images to :class:`Features`.
 
     Images are ``(N, C, H, W)`` float tensors whose values lie in ``value_range``
@@ -72,11 +73,12 @@ class FeatureExtractor:
         out = [self._probs(b, value_range) for b in _batches(images, batch_size)]
         return np.concatenate(out, axis=0)
 
+    @abstractmethod
     def _features(self, images: torch.Tensor, value_range: tuple[float, float]) -> np.ndarray:
-        raise NotImplementedError
+        """Features ``(N, D)`` of one batch."""
 
     def _probs(self, images: torch.Tensor, value_range: tuple[float, float]) -> np.ndarray:
-        raise NotImplementedError(f"extractor {self.id!r} gives no class probabilities")
+        raise TypeError(f"extractor {self.id!r} gives no class probabilities")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.id!r})"

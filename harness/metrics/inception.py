@@ -2,8 +2,8 @@
 
 The weights are NVIDIA's TorchScript translation of the TF Inception graph
 ``inception-2015-12-05`` (used by StyleGAN2-ADA and clean-fid). clean-fid 0.1.35
-downloads it in ``cleanfid.inception_torchscript.InceptionV3W(path, download=True)``
-via ``downloads_helper.check_download_inception``, with ``path = "/tmp"`` on
+fetches it from the network in ``cleanfid.inception_torchscript.InceptionV3W`` when its
+``download`` flag is on, via ``downloads_helper.check_download_inception``, with ``path = "/tmp"`` on
 Linux/macOS and ``"./"`` on Windows (``cleanfid.features.feature_extractor``).
 This module never calls that download: it looks for the file itself and constructs
 ``InceptionV3W(folder, download=False)``; if no file is found it raises

@@ -1,6 +1,7 @@
 """The runner interface: one runner per suite ``kind``, a few small functions each."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterable
@@ -40,7 +41,7 @@ class RunContext:
         return path
 
 
-class Runner:
+class Runner(ABC):
     """Base class. Subclasses set ``kind`` and implement :meth:`run`."""
 
     kind: ClassVar[str] = ""
@@ -54,8 +55,9 @@ class Runner:
         """Whether ``method`` can be run through this suite (``lipbench check`` asks)."""
         return True
 
+    @abstractmethod
     def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
-        raise NotImplementedError
+        """The measurements of one case (``ctx.method`` / ``ctx.methods`` are built)."""
 
     def summarize(self, rows: pd.DataFrame, config: dict[str, Any]) -> list[Measurement]:
         """Suite-level metrics over all cases (a fit, a constant); case ``summary``."""

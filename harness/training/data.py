@@ -74,12 +74,12 @@ class DataSource:
         return True
 
     def get(self, index: torch.Tensor) -> torch.Tensor:
-        """Samples at ``index`` (a 1-D LongTensor), float32."""
-        raise NotImplementedError
+        """Samples at ``index`` (a 1-D LongTensor), float32; finite sources override it."""
+        raise TypeError(f"{self.name} cannot be indexed: it is an infinite source (use draw)")
 
     def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """``n`` fresh samples (infinite sources)."""
-        raise NotImplementedError
+        """``n`` fresh samples; infinite sources override it."""
+        raise TypeError(f"{self.name} is a finite source: use get or sample")
 
     def sample(self, n: int, seed: int = 0) -> torch.Tensor:
         """``n`` samples reproducible from ``seed`` (without replacement when ``n <= len``),
