@@ -216,6 +216,16 @@ def _color_for(group_field: str | None, value: Any, colors: dict[str, str], orde
     return _PALETTE[i % len(_PALETTE)]
 
 
+def _facet_rows(df: pd.DataFrame, facet: str | None, value: Any) -> pd.DataFrame:
+    """The rows of one facet panel (all rows without a facet)."""
+    return df if facet is None else df[df["_facet"].map(lambda v: v == value)]
+
+
+def _group_rows(df: pd.DataFrame, group: Any) -> pd.DataFrame:
+    """The rows of one group (groups may be tuples, so compare value by value)."""
+    return df[df["_group"].map(lambda v: v == group)]
+
+
 def _group_label(group_field: str | None, value: Any) -> str:
     if group_field in (None, "method"):
         return _label(value) or "(no method)"
@@ -319,9 +329,9 @@ def _plot_line(spec: dict, suite: str, results: pd.DataFrame, colors: dict, scat
     groups = _ordered(df["_group"])
     x_is_metric = str(spec["x"]).startswith("metric:")
     for ax, fv in zip(axes, facet_vals):
-        sub = df if facet is None else df[df["_facet"].map(lambda v, fv=fv: v == fv)]
+        sub = _facet_rows(df, facet, fv)
         for g in groups:
-            gd = sub[sub["_group"].map(lambda v, g=g: v == g)]
+            gd = _group_rows(sub, g)
             if gd.empty:
                 continue
             color = _color_for(group, g, colors, groups)
@@ -376,11 +386,11 @@ def _plot_bars(spec: dict, suite: str, results: pd.DataFrame, colors: dict):
     width = 0.8 / max(len(present), 1)
     metric_colors = {m: _PALETTE[i % len(_PALETTE)] for i, m in enumerate(present)}
     for ax, fv in zip(axes, facet_vals):
-        sub = df if facet is None else df[df["_facet"].map(lambda v, fv=fv: v == fv)]
+        sub = _facet_rows(df, facet, fv)
         for j, m in enumerate(present):
             xs, med, lo, hi = [], [], [], []
             for i, g in enumerate(groups):
-                vals = sub[(sub["metric"] == m) & sub["_group"].map(lambda v, g=g: v == g)]["value"]
+                vals = _group_rows(sub[sub["metric"] == m], g)["value"]
                 if vals.empty:
                     continue
                 xs.append(i + (j - (len(present) - 1) / 2) * width)
@@ -422,9 +432,9 @@ def _plot_trace(spec: dict, suite: str, traces: pd.DataFrame, params: dict, colo
     fig, axes = _figure(len(facet_vals))
     groups = _ordered(df["_group"])
     for ax, fv in zip(axes, facet_vals):
-        sub = df if facet is None else df[df["_facet"].map(lambda v, fv=fv: v == fv)]
+        sub = _facet_rows(df, facet, fv)
         for g in groups:
-            gd = sub[sub["_group"].map(lambda v, g=g: v == g)]
+            gd = _group_rows(sub, g)
             if gd.empty:
                 continue
             gm = g[0] if isinstance(g, tuple) else g
