@@ -1,6 +1,5 @@
 """The lipbench command: exit codes, suite-file errors, verify/check/report/compare/baseline, inspect."""
 import json
-import shutil
 from pathlib import Path
 
 import pytest

@@ -4,7 +4,6 @@ import os
 
 import pytest
 import torch
-from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from harness import methods

@@ -219,7 +219,6 @@ def make_spec(weight, input_hw, *, kind: str = "conv2d", stride=1, padding=0,
         hw, stride, padding, dilation, output_padding = ((1, hw[0]), (1, stride[0]), (0, padding[0]),
                                                          (1, dilation[0]), (0, output_padding[0]))
     transposed = kind == "conv_transpose2d"
-    crop = None
     if transposed:
         if padding_mode != "zeros":
             raise ValueError("conv_transpose2d supports only padding_mode='zeros'")

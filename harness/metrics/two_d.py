@@ -22,7 +22,6 @@ takes a seed).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,7 +29,7 @@ import torch
 
 
 # The mixtures are defined once, with the data (harness.training.data); re-exported here.
-from harness.training.data import GRID25, RING8, Mixture, grid_centers, ring_centers  # noqa: E402
+from harness.training.data import GRID25, RING8, Mixture, grid_centers, ring_centers  # noqa: E402,F401
 
 
 def sample_mixture(centers: torch.Tensor, std: float, n: int, seed: int = 0) -> torch.Tensor:

@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd

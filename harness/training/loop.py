@@ -29,7 +29,6 @@ time a single D or G step.
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, field
