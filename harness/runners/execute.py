@@ -120,13 +120,12 @@ def run_suites(suites: Sequence[Suite], preset: str, out: ResultsDir, *, device:
     planned = {tuple(k) for k in out.read_json("plan.json", [])} | {c.key for c in cases}
     out.write_json("plan.json", sorted(planned))
     pending = [c for c in cases if c.key not in done]
-    by_suite = {s.name: s for s in suites}
+    limits = {s.name: timeout or s.resolved(preset).get("timeout", DEFAULT_TIMEOUT_S) for s in suites}
     with tqdm(total=len(pending), desc="cases", unit="case", disable=not progress,
               file=sys.stderr, dynamic_ncols=True) as bar:
         for case in pending:
             bar.set_postfix_str(f"{case.suite} {case.case} {case.method.label if case.method else ''}"[:60])
-            limit = timeout or by_suite[case.suite].resolved(preset).get("timeout", DEFAULT_TIMEOUT_S)
-            rows, traces, artifacts = run_case(case, limit, out.artifacts)
+            rows, traces, artifacts = run_case(case, limits[case.suite], out.artifacts)
             for record in artifacts:
                 out.add_artifact(record)
             out.append_case(rows, traces, key=case.key)
