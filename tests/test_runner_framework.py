@@ -1,11 +1,14 @@
-"""The executor: failing cases become error rows, the run goes on, interrupted runs resume."""
+"""The executor: whatever a case does, it ends as rows and the run goes on; runs resume."""
+import ctypes
 import json
+import os
 import time
 
 import pandas as pd
 import pytest
 
 from harness.baselines import IncompleteRunError, load_baseline, update_baselines
+from harness.errors import ResultsFolderError
 from harness.results import Measurement, ResultsDir
 from harness.runners import Runner, register, run_suites
 from harness.suite import Suite
@@ -15,6 +18,8 @@ CALLS = []
 
 @register
 class FakeRunner(Runner):
+    """Each mode is one way a case can behave (see the test names)."""
+
     kind = "fake_for_tests"
     uses_methods = False
 
@@ -26,6 +31,23 @@ class FakeRunner(Runner):
         if mode == "hang":
             while True:
                 time.sleep(0.01)
+        if mode == "stubborn":  # swallows every Exception, so no in-process signal can stop it
+            while True:
+                try:
+                    time.sleep(0.01)
+                except Exception:  # noqa: BLE001
+                    pass
+        if mode == "native_hang":
+            ctypes.CDLL(None).sleep(60)  # inside one C call: Python signal handlers never run
+        if mode == "exit":
+            os._exit(7)
+        if mode == "segfault":
+            ctypes.string_at(0)
+        if mode == "memory":
+            import torch
+            torch.ones(3 * 2**30 // 4)  # 3 GiB, touched
+        if mode == "sys_exit":
+            raise SystemExit(3)
         if mode == "interrupt":
             raise KeyboardInterrupt
         import torch
@@ -34,53 +56,109 @@ class FakeRunner(Runner):
         return [Measurement("x", value)]
 
 
-def make_suite(modes, timeout=5):
+def make_suite(modes, timeout=5, seeds=(0, 1)):
     return Suite.from_dict({
-        "name": "fake", "description": "d", "kind": "fake_for_tests", "seeds": [0, 1],
+        "name": "fake", "description": "d", "kind": "fake_for_tests", "seeds": list(seeds),
         "matrix": {"mode": modes}, "timeout": timeout, "metrics": {"x": {"unit": "1"}},
         "presets": {"ci": {}, "full": {}},
     })
 
 
+def statuses(rows):
+    return rows.groupby("case")["status"].agg(set).to_dict()
+
+
 def test_errors_nan_and_hangs_do_not_stop_the_run(tmp_path):
     out = ResultsDir(tmp_path / "r")
-    rows = run_suites([make_suite(["ok", "raise", "nan", "hang"], timeout=0.5)], "ci", out, progress=False)
-    status = rows.groupby("case")["status"].agg(set).to_dict()
-    assert status == {"mode=ok": {"ok"}, "mode=raise": {"error"}, "mode=nan": {"error"}, "mode=hang": {"error"}}
+    rows = run_suites([make_suite(["ok", "raise", "nan", "hang", "sys_exit"], timeout=1)], "ci", out,
+                      progress=False)
+    assert statuses(rows) == {"mode=ok": {"ok"}, "mode=raise": {"error"}, "mode=nan": {"error"},
+                              "mode=hang": {"error"}, "mode=sys_exit": {"error"}}
     messages = " ".join(rows["message"])
-    assert "deliberate failure" in messages and "timeout" in messages and "not finite" in messages
+    assert "deliberate failure" in messages and "timeout of 1 s" in messages and "not finite" in messages
+    assert "SystemExit" in messages
     assert (tmp_path / "r" / "results.csv").exists() and (tmp_path / "r" / "manifest.json").exists()
     assert len(out.traces()) == 4  # the ok and nan cases traced, two seeds each
 
 
+@pytest.mark.parametrize("mode, needle", [
+    ("stubborn", "timeout of 1 s; its worker was killed"),
+    ("native_hang", "timeout of 1 s; its worker was killed"),
+    ("exit", "exited with code 7"),
+    ("segfault", "killed by SIGSEGV"),
+])
+def test_a_case_that_kills_or_hangs_its_worker_is_an_error_row(tmp_path, mode, needle):
+    rows = run_suites([make_suite([mode, "ok"], timeout=1, seeds=[0])], "ci", ResultsDir(tmp_path / "r"),
+                      progress=False)
+    assert statuses(rows) == {f"mode={mode}": {"error"}, "mode=ok": {"ok"}}
+    assert needle in rows[rows["case"] == f"mode={mode}"]["message"].iloc[0]
+
+
+def test_a_case_over_the_memory_limit_is_an_error_row(tmp_path):
+    rows = run_suites([make_suite(["memory", "ok"], seeds=[0])], "ci", ResultsDir(tmp_path / "r"),
+                      progress=False, max_memory=int(1.5 * 2**30))
+    assert statuses(rows) == {"mode=memory": {"error"}, "mode=ok": {"ok"}}
+    assert "memory" in rows[rows["case"] == "mode=memory"]["message"].iloc[0]
+
+
+def test_without_isolation_a_stubborn_case_still_times_out(tmp_path):
+    rows = run_suites([make_suite(["stubborn", "ok"], timeout=0.5, seeds=[0])], "ci",
+                      ResultsDir(tmp_path / "r"), progress=False, isolation=False)
+    assert statuses(rows) == {"mode=stubborn": {"error"}, "mode=ok": {"ok"}}
+    assert "CaseTimeout" in rows[rows["case"] == "mode=stubborn"]["message"].iloc[0]
+
+
 def test_same_seed_same_values(tmp_path):
     a = run_suites([make_suite(["ok"])], "ci", ResultsDir(tmp_path / "a"), progress=False)
-    b = run_suites([make_suite(["ok"])], "ci", ResultsDir(tmp_path / "b"), progress=False)
+    b = run_suites([make_suite(["ok"])], "ci", ResultsDir(tmp_path / "b"), progress=False, isolation=False)
     assert a["value"].tolist() == b["value"].tolist()
     assert a["value"].iloc[0] != a["value"].iloc[1]  # different seeds differ
 
 
 def test_interrupt_keeps_finished_cases_and_resume_skips_them(tmp_path):
     out = ResultsDir(tmp_path / "r")
-    CALLS.clear()
     with pytest.raises(KeyboardInterrupt):
         run_suites([make_suite(["ok", "interrupt"])], "ci", out, progress=False)
     assert out.completed_keys() == {("fake", "mode=ok", "", 0), ("fake", "mode=ok", "", 1)}
-    with pytest.raises(FileExistsError):
+    with pytest.raises(ResultsFolderError, match="--resume"):
         run_suites([make_suite(["ok"])], "ci", out, progress=False)
     CALLS.clear()
-    rows = run_suites([make_suite(["ok", "raise"])], "ci", out, resume=True, progress=False)
+    rows = run_suites([make_suite(["ok", "raise"])], "ci", out, resume=True, progress=False, isolation=False)
     assert CALLS == ["mode=raise", "mode=raise"]
     assert len(rows) == 4
 
 
+def test_errors_are_not_retried_on_resume_unless_asked(tmp_path):
+    out = ResultsDir(tmp_path / "r")
+    run_suites([make_suite(["raise"], seeds=[0])], "ci", out, progress=False, isolation=False)
+    CALLS.clear()
+    run_suites([make_suite(["raise"], seeds=[0])], "ci", out, resume=True, progress=False, isolation=False)
+    assert CALLS == []
+    run_suites([make_suite(["raise"], seeds=[0])], "ci", out, resume=True, retry_errors=True,
+               progress=False, isolation=False)
+    assert CALLS == ["mode=raise"]
+
+
+def test_a_case_that_killed_the_harness_twice_is_recorded_not_retried(tmp_path):
+    out = ResultsDir(tmp_path / "r")
+    run_suites([make_suite(["ok"], seeds=[0])], "ci", out, progress=False, isolation=False)
+    key = ("fake", "mode=exit", "", 0)
+    for _ in range(2):  # what two harness deaths in that case leave behind
+        out.record_attempt(key)
+    CALLS.clear()
+    rows = run_suites([make_suite(["ok", "exit"], seeds=[0])], "ci", out, resume=True, progress=False,
+                      isolation=False)
+    assert CALLS == []
+    assert "died 2 times" in rows[rows["case"] == "mode=exit"]["message"].iloc[0]
+
+
 def test_baselines_only_from_a_complete_run(tmp_path):
     bad = ResultsDir(tmp_path / "bad")
-    run_suites([make_suite(["ok", "raise"])], "ci", bad, progress=False)
+    run_suites([make_suite(["ok", "raise"])], "ci", bad, progress=False, isolation=False)
     with pytest.raises(IncompleteRunError, match="error row"):
         update_baselines(bad, tmp_path / "baselines")
     good = ResultsDir(tmp_path / "good")
-    run_suites([make_suite(["ok"])], "ci", good, progress=False)
+    run_suites([make_suite(["ok"])], "ci", good, progress=False, isolation=False)
     written = update_baselines(good, tmp_path / "baselines")
     assert [p.name for p in written] == ["fake.ci.json"]
     data = json.loads(written[0].read_text())
@@ -89,12 +167,38 @@ def test_baselines_only_from_a_complete_run(tmp_path):
     assert isinstance(base, pd.DataFrame) and set(base["metric"]) == {"x"}
 
 
-def test_torn_last_line_is_ignored(tmp_path):
+def _complete_run(tmp_path):
     out = ResultsDir(tmp_path / "r")
-    run_suites([make_suite(["ok"])], "ci", out, progress=False)
-    with open(out.path / "rows.jsonl", "a") as handle:
-        handle.write('{"suite": "fake", "case": ')
-    assert len(out.rows()) == 2
+    clean = run_suites([make_suite(["ok", "nan"])], "ci", out, progress=False, isolation=False)
+    return out, clean, (out.path / "cases.jsonl").read_bytes()
+
+
+def test_a_torn_last_line_is_repaired_on_resume_at_every_byte_offset(tmp_path):
+    out, clean, data = _complete_run(tmp_path)
+    start = data.rstrip(b"\n").rfind(b"\n") + 1  # the last case's line
+    last_key = tuple(json.loads(data[start:])["key"])
+    for cut in range(start + 1, len(data)):  # a crash can stop the write after any byte
+        (out.path / "cases.jsonl").write_bytes(data[:cut])
+        assert out.torn() and last_key not in out.completed_keys()
+        CALLS.clear()
+        rows = run_suites([make_suite(["ok", "nan"])], "ci", out, resume=True, progress=False, isolation=False)
+        assert not out.torn()
+        pd.testing.assert_frame_equal(rows.sort_values(["case", "seed"]).reset_index(drop=True),
+                                      clean.sort_values(["case", "seed"]).reset_index(drop=True))
+        assert CALLS == [last_key[1]]
+
+
+def test_a_damaged_line_in_the_middle_is_an_error_naming_file_and_line(tmp_path):
+    out, _, data = _complete_run(tmp_path)
+    lines = data.split(b"\n")
+    lines[1] = lines[1][:10] + b"#" + lines[1][11:]
+    (out.path / "cases.jsonl").write_bytes(b"\n".join(lines))
+    with pytest.raises(ResultsFolderError, match=r"cases\.jsonl:2: damaged case record"):
+        out.rows()
+    with pytest.raises(ResultsFolderError, match=r"cases\.jsonl:2"):
+        update_baselines(out, tmp_path / "baselines")
+    with pytest.raises(ResultsFolderError, match=r"cases\.jsonl:2"):
+        run_suites([make_suite(["ok", "nan"])], "ci", out, resume=True, progress=False, isolation=False)
 
 
 def test_grouped_cases_resume_and_count_as_complete(tmp_path):
@@ -112,19 +216,59 @@ def test_grouped_cases_resume_and_count_as_complete(tmp_path):
                              "methods": ["none", "sn_w"], "matrix": {"b": [1]}, "metrics": {"t": {"unit": "ms"}},
                              "presets": {"ci": {}, "full": {}}})
     out = ResultsDir(tmp_path / "r")
-    rows = run_suites([suite], "ci", out, progress=False)
+    rows = run_suites([suite], "ci", out, progress=False, isolation=False)
     assert sorted(rows["method"]) == ["none", "sn_w"]
     assert out.completed_keys() == {("g", "b=1", "", 0)}
     CALLS.clear()
-    run_suites([suite], "ci", out, resume=True, progress=False)
+    run_suites([suite], "ci", out, resume=True, progress=False, isolation=False)
     assert CALLS == []
     update_baselines(out, tmp_path / "baselines")  # complete: no IncompleteRunError
 
 
-def test_a_case_rerun_after_a_crash_keeps_its_last_rows(tmp_path):
+def test_a_case_run_again_keeps_its_last_record(tmp_path):
     out = ResultsDir(tmp_path / "r")
-    run_suites([make_suite(["ok"])], "ci", out, progress=False)
+    run_suites([make_suite(["ok"])], "ci", out, progress=False, isolation=False)
     first = out.rows()
-    out.append_case([dict(first.iloc[0]) | {"value": 42.0}])  # the same case's rows, appended again
+    row = dict(first.iloc[0])
+    out.append_case(("fake", row["case"], "", row["seed"]), [row | {"value": 42.0}])
     again = out.rows()
     assert len(again) == len(first) and 42.0 in again["value"].tolist()
+
+
+def test_results_folders_protect_what_lipbench_did_not_write(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    with pytest.raises(ResultsFolderError, match="not empty and was not created by lipbench"):
+        run_suites([make_suite(["ok"])], "ci", ResultsDir(mine), progress=False, overwrite=True)
+    assert (mine / "thesis.tex").read_text() == "precious"
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    with pytest.raises(ResultsFolderError, match="not a folder"):
+        run_suites([make_suite(["ok"])], "ci", ResultsDir(afile), progress=False)
+    out = ResultsDir(tmp_path / "r")
+    run_suites([make_suite(["ok"])], "ci", out, progress=False, isolation=False)
+    (out.path / "notes.txt").write_text("mine")  # a user's file inside a results folder
+    run_suites([make_suite(["ok"])], "ci", out, progress=False, isolation=False, overwrite=True)
+    assert (out.path / "notes.txt").read_text() == "mine"
+
+
+def test_one_run_per_results_folder(tmp_path):
+    out = ResultsDir(tmp_path / "r")
+    out.prepare()
+    with out.lock():
+        with pytest.raises(ResultsFolderError, match=f"PID {os.getpid()}"):
+            run_suites([make_suite(["ok"])], "ci", out, progress=False, resume=True)
+    (out.path / "lock").write_text("999999999\n")  # a stale lock: its process is gone
+    run_suites([make_suite(["ok"])], "ci", out, progress=False, isolation=False, resume=True)
+    assert not (out.path / "lock").exists()
+
+
+def test_files_are_readable_by_others(tmp_path):
+    out = ResultsDir(tmp_path / "r")
+    run_suites([make_suite(["ok"])], "ci", out, progress=False, isolation=False)
+    written = update_baselines(out, tmp_path / "baselines")
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [out.path / "results.csv", out.path / "manifest.json", *written]:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path

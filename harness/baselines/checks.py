@@ -8,9 +8,7 @@ seed by name. A false precondition gives ``n/a`` with the reason (never a silent
 """
 from __future__ import annotations
 
-import ast
 import json
-import math
 from typing import Any
 
 import pandas as pd
@@ -18,18 +16,6 @@ import pandas as pd
 from harness.suite import ExpressionError, Suite, compile_expression
 
 from .verdict import verdict_row
-
-
-def _bound_of(text: str, names: dict[str, Any]) -> float:
-    """The right-hand side of ``value <op> EXPR``, for the report; NaN otherwise."""
-    tree = ast.parse(text, mode="eval").body
-    if (isinstance(tree, ast.Compare) and isinstance(tree.left, ast.Name) and tree.left.id == "value"
-            and len(tree.comparators) == 1):
-        try:
-            return float(compile_expression(ast.unparse(tree.comparators[0])).evaluate(names))
-        except (ExpressionError, TypeError, ValueError, ZeroDivisionError):
-            return math.nan
-    return math.nan
 
 
 def _scopes(rows: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
@@ -75,9 +61,9 @@ def _judge(assertion, when, where, names, check, ident) -> dict[str, Any] | None
         if when is not None and not when.evaluate(names):
             return verdict_row(**ident, verdict="n/a", detail=f"precondition `{when.text}` does not hold")
         held = bool(assertion.evaluate(names))
-    except (ExpressionError, TypeError, ValueError, ZeroDivisionError) as exc:
-        return verdict_row(**ident, verdict="error", detail=f"cannot evaluate `{assertion.text}`: {exc}")
-    bound = _bound_of(assertion.text, names)
+    except ExpressionError as exc:
+        return verdict_row(**ident, verdict="error", detail=str(exc))
+    bound = assertion.comparison_bound(names)
     shown = ", ".join(f"{k}={_short(names[k])}" for k in sorted(assertion.names) if k in names)
     detail = f"`{assertion.text}` {'holds' if held else 'is violated'} with {shown} ({cite})"
     return verdict_row(**ident, verdict="pass" if held else "violation", reference=bound, detail=detail)

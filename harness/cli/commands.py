@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from harness.errors import UserError
 from harness.baselines import IncompleteRunError, judge, results_as_baseline, update_baselines
 from harness.methods import available
 from harness.results import ResultsDir
@@ -14,10 +15,10 @@ from harness.runners import runner_for
 from harness.suite import MethodSpec, Suite
 
 from .locate import baselines_dir, resolve_suites, suite_files, suites_dir
-from .pipeline import baseline_notes, execute, judge_results, publish
+from .pipeline import baseline_notes, execute, judge_results, publish, run_options
 
 
-class UsageError(ValueError):
+class UsageError(UserError):
     """A command-line mistake that is not a suite-file error (exit code 2)."""
 
 
@@ -49,8 +50,8 @@ def _out(args: argparse.Namespace, default: str) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     suites = resolve_suites(args.suites, suites_dir(args.suites_dir))
     out = _out(args, f"results/run-{args.preset}")
-    results = execute(suites, preset=args.preset, out=out, device=args.device, resume=args.resume,
-                      methods=_method_specs(args.methods), timeout=args.timeout)
+    results = execute(suites, preset=args.preset, out=out,
+                      options=run_options(args, methods=_method_specs(args.methods)))
     rows = results.rows()
     print(f"{len(rows)} rows, {int((rows['status'] == 'error').sum())} error(s) -> {results.path}")
     return 0
@@ -58,8 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     suites = resolve_suites(args.suites, suites_dir(args.suites_dir))
-    results = execute(suites, preset=args.preset, out=Path(args.out), device=args.device,
-                      resume=args.resume, timeout=args.timeout, fresh=True)
+    results = execute(suites, preset=args.preset, out=Path(args.out), options=run_options(args))
     verdicts = judge_results(suites, results, baselines_dir(args.baselines))
     return publish(suites, results, verdicts, report=_path(args.report), junit=_path(args.junit),
                    title=f"lipbench verify ({args.preset})", notes=_notes(results, args.baselines))
@@ -111,8 +111,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         chosen.append(_with_methods(suite, [variant] + [s for s in against if s.label != label]))
     if not chosen:
         raise UsageError(f"no suite applies to {args.variant!r}")
-    results = execute(chosen, preset=args.preset, out=Path(args.out), device=args.device,
-                      resume=False, timeout=args.timeout, fresh=True)
+    results = execute(chosen, preset=args.preset, out=Path(args.out), options=run_options(args))
     verdicts = judge_results(chosen, results, baselines_dir(args.baselines))
     print(f"checked {args.variant} as {label!r} in: {', '.join(s.name for s in chosen)}")
     return publish(chosen, results, verdicts, report=_path(args.report), junit=_path(args.junit),

@@ -1,26 +1,37 @@
 """``lipbench``: list, run, verify, check, report, compare, inspect, baseline update.
 
-Exit codes: 0 everything passed; 1 a regression, violated bound or error; 2 a usage
-or suite-file error (reported as ``file:line: key: what is wrong``, no traceback).
+Exit codes: 0 everything passed; 1 a regression, violated bound or error; 2 bad input
+(a file, line, key, flag, path, baseline or method named in one line, no traceback);
+3 an internal error (a bug: ``--debug`` shows its traceback).
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+import traceback
+from typing import NoReturn, Sequence
 
-from harness.methods import MethodLoadError
+from harness.errors import UserError
+from harness.imports import ReferenceLoadError
 
-from harness.suite import SuiteError
+from harness.suite import DEFAULT_MAX_CASES
 
 from . import commands
 
 USAGE_ERROR = 2
+INTERNAL_ERROR = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (``lipbench: ...``) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise commands.UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lipbench", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="lipbench", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("list", help="list suites, methods and presets")
     p.add_argument("--suites-dir")
@@ -31,9 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--preset", default="ci")
         p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
         p.add_argument("--out", default=out_default, help="results folder")
-        p.add_argument("--resume", action="store_true", help="skip cases already in --out")
-        p.add_argument("--timeout", type=float, help="per-case timeout in seconds (default: the suite's)")
+        execution_options(p)
         p.add_argument("--suites-dir")
+
+    def execution_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--resume", action="store_true", help="continue the results in --out, skipping finished cases")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace the results in --out (removes lipbench's own files only)")
+        p.add_argument("--retry-errors", action="store_true", help="with --resume: run cases that ended in error again")
+        p.add_argument("--timeout", type=positive_float, help="per-case timeout in seconds (default: the suite's)")
+        p.add_argument("--max-cases", type=positive_int, default=DEFAULT_MAX_CASES,
+                       help=f"refuse a plan with more cases (default {DEFAULT_MAX_CASES})")
+        p.add_argument("--max-memory", type=positive_float, metavar="MIB",
+                       help="kill a case whose worker uses more memory (default: 80%% of the machine)")
+        p.add_argument("--no-isolation", action="store_true",
+                       help="run cases in the lipbench process itself (debugging; no hard timeout or memory limit)")
 
     p = sub.add_parser("run", help="run suites and write long-format results")
     run_options(p, None)
@@ -59,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="ci")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="results/check")
-    p.add_argument("--timeout", type=float)
+    execution_options(p)
     p.add_argument("--suites-dir")
     report_options(p, "reports/check.html", "reports/check-junit.xml")
     p.set_defaults(func=commands.cmd_check)
@@ -97,16 +120,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line: shows tracebacks of errors
+    argv = [a for a in argv if a != "--debug"]
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
-    except (SuiteError, MethodLoadError, commands.UsageError) as exc:
+    except (UserError, ReferenceLoadError) as exc:
+        if debug:
+            traceback.print_exc()
         print(f"lipbench: {exc}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print("lipbench: interrupted; finished cases are kept (use --resume)", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: one line unless --debug
+        if debug:
+            traceback.print_exc()
+        print(f"lipbench: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return INTERNAL_ERROR
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Run, judge and report: the steps ``verify``, ``check`` and ``report`` share."""
 from __future__ import annotations
 
-import shutil
+import argparse
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -11,19 +11,30 @@ import pandas as pd
 from harness.baselines import judge, passed, stored_baselines
 from harness.reporting import terminal_summary, write_html, write_junit
 from harness.results import ResultsDir
-from harness.runners import run_suites
-from harness.suite import MethodSpec, Suite
+from harness.errors import UserError
+from harness.runners import RunOptions, run_suites
+from harness.suite import Suite
 
 
-def execute(suites: Sequence[Suite], *, preset: str, out: Path, device: str, resume: bool,
-            methods: Sequence[MethodSpec] | None = None, timeout: float | None = None,
-            fresh: bool = False) -> ResultsDir:
-    """Run the suites into ``out`` (emptied first when ``fresh`` and not resuming)."""
+def run_options(args: argparse.Namespace, **extra) -> RunOptions:
+    """The :class:`RunOptions` of a ``run`` / ``verify`` / ``check`` command line."""
+    options = RunOptions(device=args.device, resume=args.resume, overwrite=args.overwrite,
+                         retry_errors=args.retry_errors, timeout=args.timeout,
+                         isolation=not args.no_isolation, max_cases=args.max_cases,
+                         progress=True, command=sys.argv, **extra)
+    if args.max_memory:
+        options.max_memory = int(args.max_memory * 2**20)
+    if args.retry_errors and not args.resume:
+        raise UserError("--retry-errors needs --resume")
+    if args.resume and args.overwrite:
+        raise UserError("--resume and --overwrite exclude each other")
+    return options
+
+
+def execute(suites: Sequence[Suite], *, preset: str, out: Path, options: RunOptions) -> ResultsDir:
+    """Run the suites into ``out`` (see :func:`harness.runners.run_suites`)."""
     results = ResultsDir(out)
-    if fresh and not resume and out.exists():
-        shutil.rmtree(out)
-    run_suites(suites, preset, results, device=device, methods=methods, resume=resume,
-               timeout=timeout, progress=sys.stderr.isatty(), command=sys.argv)
+    run_suites(suites, preset, results, options)
     return results
 
 

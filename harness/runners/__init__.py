@@ -1,5 +1,7 @@
 """Suite runners: one per suite kind, and the executor that runs cases safely."""
 from .base import RunContext, Runner, kinds, register, runner_for
-from .execute import run_suites
+from .case import CaseOutcome, run_case
+from .execute import RunOptions, plan, run_suites
 
-__all__ = ["RunContext", "Runner", "kinds", "register", "run_suites", "runner_for"]
+__all__ = ["CaseOutcome", "RunContext", "RunOptions", "Runner", "kinds", "plan", "register", "run_case",
+           "run_suites", "runner_for"]

@@ -30,14 +30,12 @@ class RunContext:
         self.traces.append({"series": series, "step": int(step), "value": float(value)})
 
     def artifact_path(self, case: Case, name: str) -> Path:
-        """Where to write an image for ``case``; recorded for the report."""
+        """Where to write an image called ``name``; the executor hands its bytes to the results writer."""
         if self.artifact_dir is None:
             raise RuntimeError("this run keeps no artifacts")
-        label = case.method.label if case.method else "none"
-        safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in f"{case.case}-{label}-{case.seed}-{name}")
-        path = self.artifact_dir / case.suite / safe
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.artifacts.append({"kind": "image", "path": str(path), "name": name})
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        path = self.artifact_dir / safe
+        self.artifacts.append({"name": safe, "path": str(path)})
         return path
 
 

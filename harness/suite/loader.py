@@ -1,23 +1,33 @@
-"""Load and validate suite files; every mistake is reported as ``file:line: key: what is wrong``."""
+"""Load and validate suite files; every mistake is reported as ``file:line: key: what is wrong``.
+
+A suite file is untrusted input, so before anything is expanded or built:
+
+* it must be UTF-8 and at most :data:`MAX_BYTES` long;
+* YAML aliases (``*name``) are refused while parsing, before any expansion, so neither an
+  alias bomb nor a self-referencing alias (``&x [*x]``) can cost memory or recursion;
+* a key given twice in one mapping is an error (YAML would silently keep the last);
+* the schema, kinds, methods, metric names and every expression (type-checked against the
+  names a row will have) are validated;
+* every preset's case count is computed without expanding; presets within
+  :data:`~.model.DEFAULT_MAX_CASES` are expanded and checked for case-id collisions
+  (``2``, ``"2"`` and ``2.0`` would otherwise be one case).
+"""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 import jsonschema
 import yaml
 
-from .expressions import ExpressionError, compile_expression
-from .model import Suite
+from harness.errors import UserError
+from harness.expressions import ANY, BOOL, NUMBER, STRING, ExpressionError, compile_expression
+
+from .model import DEFAULT_MAX_CASES, ROW_NAMES, Suite, SuiteError, SuiteLines
 from .schema import SUITE_SCHEMA
 
-
-class SuiteError(ValueError):
-    """One or more problems in a suite file; ``str()`` lists them one per line."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
+#: Largest suite file read (a suite is a page of YAML; this is generous).
+MAX_BYTES = 1_000_000
 
 
 def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
@@ -27,13 +37,29 @@ def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dic
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             child = path + (key_node.value,)
-            out[child] = key_node.start_mark.line + 1
             _line_map(value_node, child, out)
             out[child] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _line_map(item, path + (index,), out)
     return out
+
+
+def _duplicate_keys(node: yaml.Node, path: tuple = ()) -> list[tuple[tuple, int, str]]:
+    found = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                found.append((path + (key,), key_node.start_mark.line + 1,
+                              f"the key {key!r} is given twice (first on line {seen[key]})"))
+            seen.setdefault(key, key_node.start_mark.line + 1)
+            found += _duplicate_keys(value_node, path + (key,))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found += _duplicate_keys(item, path + (index,))
+    return found
 
 
 def _dotted(path: Iterable) -> str:
@@ -43,73 +69,156 @@ def _dotted(path: Iterable) -> str:
     return text or "(top level)"
 
 
-def _where(lines: dict[tuple, int], path: tuple) -> int:
-    while path not in lines and path:
-        path = path[:-1]
-    return lines.get(path, 1)
-
-
-def load_suite(path: str | Path, known_kinds: Iterable[str] | None = None,
-               known_methods: Iterable[str] | None = None) -> Suite:
-    """Parse, validate and return the suite in ``path``; raises :class:`SuiteError`."""
-    path = Path(path)
-    label = str(path)
+def _read_text(path: Path, label: str) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         raise SuiteError([f"{label}:1: cannot read suite file: {exc.strerror}"]) from None
+    if len(data) > MAX_BYTES:
+        raise SuiteError([f"{label}:1: suite file larger than {MAX_BYTES} bytes"])
     try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise SuiteError([f"{label}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x}); "
+                          "save the suite file as UTF-8"]) from None
+
+
+def _parse(text: str, label: str) -> tuple[dict, yaml.Node]:
+    """The data and node tree of ``text``; aliases, duplicate keys and syntax errors refused."""
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise SuiteError([f"{label}:{event.start_mark.line + 1}: YAML alias *{event.anchor} is "
+                                  "not allowed in suite files (write the value out)"])
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
         raise SuiteError([f"{label}:{line}: YAML syntax: {getattr(exc, 'problem', exc)}"]) from None
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or node is None:
         raise SuiteError([f"{label}:1: a suite file must be a mapping of keys to values"])
-    lines = _line_map(node)
+    duplicates = _duplicate_keys(node)
+    if duplicates:
+        raise SuiteError([f"{label}:{line}: {_dotted(where)}: {msg}" for where, line, msg in duplicates])
+    return data, node
+
+
+def load_suite(path: str | Path, known_kinds: Iterable[str] | None = None,
+               known_methods: Iterable[str] | None = None,
+               check_method: Callable[[str, dict], None] | None = None) -> Suite:
+    """Parse, validate and return the suite in ``path``; raises :class:`SuiteError`.
+
+    ``check_method(name, params)`` validates a ``module:attr`` method without calling it
+    (it raises with the reason); ``known_methods`` are the registry names.
+    """
+    path = Path(path)
+    label = str(path)
+    data, node = _parse(_read_text(path, label), label)
+    lines = SuiteLines(label, _line_map(node))
 
     problems = []
     validator = jsonschema.Draft202012Validator(SUITE_SCHEMA)
     for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         where = tuple(err.absolute_path)
-        problems.append(f"{label}:{_where(lines, where)}: {_dotted(where)}: {err.message}")
+        problems.append(f"{lines.at(where)}: {_dotted(where)}: {err.message}")
     if not problems:
-        problems = [f"{label}:{_where(lines, where)}: {_dotted(where)}: {msg}"
-                    for where, msg in _semantic_problems(data, known_kinds, known_methods)]
+        problems = [f"{lines.at(where)}: {_dotted(where)}: {msg}"
+                    for where, msg in _semantic_problems(data, known_kinds, known_methods, check_method)]
+    if not problems:
+        suite = Suite.from_dict(data, source=label, lines=lines)
+        problems = _case_problems(suite)
     if problems:
         raise SuiteError(problems)
-    return Suite.from_dict(data, source=label)
+    return suite
 
 
-def _semantic_problems(data: dict, known_kinds, known_methods) -> list[tuple[tuple, str]]:
-    """What the schema cannot say: expressions, metric names, kinds, method names."""
+def _semantic_problems(data: dict, known_kinds, known_methods, check_method) -> list[tuple[tuple, str]]:
+    """What the schema cannot say: kinds, methods, metric names, expressions."""
     found = []
     metrics = set(data["metrics"])
     if known_kinds is not None and data["kind"] not in set(known_kinds):
         found.append((("kind",), f"unknown kind {data['kind']!r}; known: {', '.join(sorted(known_kinds))}"))
+    types = check_types(data)
     for i, check in enumerate(data.get("checks", [])):
         if check["metric"] not in metrics:
             found.append((("checks", i, "metric"), f"metric {check['metric']!r} is not declared in metrics"))
         for key in ("assert", "when", "where"):
             if key in check:
                 try:
-                    compile_expression(check[key])
+                    compile_expression(check[key], types)
                 except ExpressionError as exc:
                     found.append((("checks", i, key), str(exc)))
     for i, rule in enumerate(data.get("compare", [])):
         if rule["metric"] not in metrics:
             found.append((("compare", i, "metric"), f"metric {rule['metric']!r} is not declared in metrics"))
-    if known_methods is not None:
-        known = set(known_methods)
-        lists = [(("methods",), data.get("methods", []))]
-        lists += [(("presets", p, "methods"), v.get("methods", [])) for p, v in data["presets"].items()]
-        for where, methods in lists:
-            for i, spec in enumerate(methods):
-                name = spec if isinstance(spec, str) else spec["name"]
-                if ":" not in name and name not in known:
-                    found.append((where + (i,), f"unknown method {name!r}; available: {', '.join(sorted(known))}"))
+    for i, plot in enumerate(data.get("plots", [])):
+        for j, ref in enumerate(plot.get("reference", [])):
+            try:
+                compile_expression(ref["expr"], {"x": NUMBER})
+            except ExpressionError as exc:
+                found.append((("plots", i, "reference", j, "expr"), str(exc)))
+    found += _method_problems(data, known_methods, check_method)
     return found
+
+
+def _method_problems(data: dict, known_methods, check_method) -> list[tuple[tuple, str]]:
+    found = []
+    lists = [(("methods",), data.get("methods", []))]
+    lists += [(("presets", p, "methods"), v.get("methods", [])) for p, v in data["presets"].items()]
+    known = set(known_methods) if known_methods is not None else None
+    for where, methods in lists:
+        for i, spec in enumerate(methods):
+            name = spec if isinstance(spec, str) else spec["name"]
+            params = {} if isinstance(spec, str) else dict(spec.get("params") or {})
+            if known is not None and ":" not in name and name not in known:
+                found.append((where + (i,), f"unknown method {name!r}; available: {', '.join(sorted(known))}"))
+                continue
+            if check_method is not None:
+                try:
+                    check_method(name, params)
+                except (UserError, LookupError, TypeError, ValueError) as exc:
+                    found.append((where + (i,), str(exc)))
+    return found
+
+
+def check_types(data: dict) -> dict[str, str]:
+    """The names a check expression may use, with their types: the row's own names,
+    every declared metric, and the case parameters of every preset."""
+    types = dict(ROW_NAMES)
+    types.update({metric: NUMBER for metric in data.get("metrics", {})})
+    values: dict[str, set[str]] = {}
+    sources = [data] + list(data.get("presets", {}).values())
+    for source in sources:
+        for key, options in (source.get("matrix") or {}).items():
+            values.setdefault(key, set()).update(_type_of(v) for v in options)
+        for combo in source.get("include") or []:
+            for key, value in combo.items():
+                values.setdefault(key, set()).add(_type_of(value))
+    for key, kinds in values.items():
+        types[key] = kinds.pop() if len(kinds) == 1 else ANY
+    return types
+
+
+def _type_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return BOOL
+    if isinstance(value, (int, float)):
+        return NUMBER
+    return STRING if isinstance(value, str) else ANY
+
+
+def _case_problems(suite: Suite) -> list[str]:
+    problems = []
+    for preset in suite.presets:
+        try:
+            suite.cases(preset, max_cases=DEFAULT_MAX_CASES, check_ids=True)
+        except SuiteError as exc:
+            if "planned cases" not in str(exc):  # sizes are judged against --max-cases at run time
+                problems += exc.problems
+    return problems
 
 
 def load_suites(paths: Iterable[str | Path], **known: Any) -> list[Suite]:

@@ -3,10 +3,40 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
+
+from harness.errors import UserError
+from harness.expressions import NUMBER, STRING
 
 from .matrix import case_id, expand
+
+#: Most cases one run may plan unless ``--max-cases`` raises it.
+DEFAULT_MAX_CASES = 10_000
+#: Names every check expression may use besides metrics and case parameters, with their types.
+ROW_NAMES = {"value": NUMBER, "method": STRING, "seed": NUMBER}
+
+
+class SuiteError(UserError):
+    """One or more problems in a suite file; ``str()`` lists them one per line."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True)
+class SuiteLines:
+    """Where each key of a suite file is: ``at(("presets", "ci", "matrix"))`` -> ``file:line``."""
+
+    source: str
+    lines: dict = field(default_factory=dict, repr=False)
+
+    def at(self, path: tuple = ()) -> str:
+        while path not in self.lines and path:
+            path = path[:-1]
+        return f"{self.source}:{self.lines.get(path, 1)}"
 
 
 @dataclass(frozen=True)
@@ -71,11 +101,17 @@ class Suite:
     kind: str
     source: str
     raw: dict[str, Any] = field(repr=False)
+    lines: SuiteLines | None = field(default=None, repr=False)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "<memory>") -> "Suite":
+    def from_dict(cls, data: dict[str, Any], source: str = "<memory>",
+                  lines: SuiteLines | None = None) -> "Suite":
         return cls(name=data["name"], description=data["description"], kind=data["kind"],
-                   source=source, raw=copy.deepcopy(data))
+                   source=source, raw=copy.deepcopy(data), lines=lines)
+
+    def at(self, *path: Any) -> str:
+        """``file:line`` of a key of this suite's file (the file alone for in-memory suites)."""
+        return self.lines.at(tuple(path)) if self.lines else self.source
 
     @property
     def presets(self) -> list[str]:
@@ -116,19 +152,47 @@ class Suite:
         return [MethodSpec.parse(m) for m in self.resolved(preset).get("methods", [])]
 
     def cases(self, preset: str, device: str | None = None,
-              methods: list[MethodSpec] | None = None, grouped: bool = False) -> list[Case]:
+              methods: list[MethodSpec] | None = None, grouped: bool = False,
+              max_cases: int = DEFAULT_MAX_CASES, check_ids: bool = False) -> list[Case]:
         """Expand the preset into cases: parameter combinations x methods x seeds.
 
         ``grouped``: one case per combination and seed carrying every method (``Case.methods``).
+        Raises :class:`SuiteError` when the preset plans more than ``max_cases`` cases (counted
+        before anything is expanded) and, with ``check_ids``, when two cases share an id.
         """
         r = self.resolved(preset)
-        combos = expand(r.get("matrix", {}), r.get("include", []), r.get("exclude", []))
         specs: list[MethodSpec | None] = list(methods if methods is not None else self.method_specs(preset))
         group: tuple[MethodSpec, ...] = ()
         if grouped:
             specs, group = [None], tuple(s for s in specs if s is not None)
         elif not self.raw.get("methods") and methods is None:
             specs = [None]
+        matrix = r.get("matrix", {})
+        upper = (math.prod(len(v) for v in matrix.values()) + len(r.get("include", []))) \
+            * len(specs) * len(r["seeds"])
+        if upper > max_cases:
+            raise SuiteError([f"{self.at('presets', preset)}: presets.{preset}: plans up to {upper} "
+                              f"planned cases, more than --max-cases {max_cases}"])
+        combos = expand(matrix, r.get("include", []), r.get("exclude", []))
+        if check_ids:
+            self._check_ids(preset, combos, specs)
         dev = device or r.get("device", "cpu")
         return [Case(self.name, self.kind, case_id(p), dict(p), spec, seed, dict(r.get("settings", {})), dev, group)
                 for p in combos for spec in specs for seed in r["seeds"]]
+
+    def _check_ids(self, preset: str, combos: list[dict], specs: list) -> None:
+        """Two parameter combinations (or two methods) that would share a case key."""
+        problems, seen = [], {}
+        for combo in combos:
+            ident = case_id(combo)
+            if ident in seen and seen[ident] != combo:
+                problems.append(f"{self.at('presets', preset, 'matrix')}: presets.{preset}: the combinations "
+                                f"{seen[ident]} and {combo} give the same case id {ident!r}; "
+                                "use values that differ as text (2 and '2' and 2.0 are ambiguous)")
+            seen.setdefault(ident, combo)
+        labels = [s.label for s in specs if s is not None]
+        for label in sorted({x for x in labels if labels.count(x) > 1}):
+            problems.append(f"{self.at('methods')}: methods: two methods have the label {label!r}; "
+                            "give one a distinct label")
+        if problems:
+            raise SuiteError(problems)

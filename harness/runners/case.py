@@ -1,0 +1,125 @@
+"""The case function: run one case to its rows, traces and artifacts, whatever the case does.
+
+Every executor calls :func:`run_case`: in a worker process the harness can kill
+(:mod:`.isolation`, the default), in the harness process itself (``--no-isolation``, for
+debugging), or on a cluster node. A case that raises, exits, returns a non-finite value
+or no measurements becomes a single ``error`` row; only ``KeyboardInterrupt`` escapes.
+"""
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import tempfile
+import threading
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from harness.results import device_label, error_row, make_row
+from harness.suite import Case
+
+from .base import RunContext, Runner, runner_for
+
+
+class CaseTimeout(BaseException):
+    """Raised inside a case that ran past its time limit (in-process path only).
+
+    A ``BaseException``, so a method's ``except Exception`` cannot swallow it.
+    """
+
+
+@dataclass
+class CaseOutcome:
+    """What one case produced: result rows, trace points and artifacts as ``(name, bytes)``."""
+
+    rows: list[dict[str, Any]]
+    traces: list[dict[str, Any]] = field(default_factory=list)
+    artifacts: list[tuple[str, bytes]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(r["status"] == "error" for r in self.rows)
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Interrupt the enclosed code after ``seconds`` (SIGALRM; main thread only).
+
+    Used by the in-process path; a hang inside one native call is interrupted only when
+    that call returns to Python (the worker process path kills instead).
+    """
+    if not seconds or threading.current_thread() is not threading.main_thread() \
+            or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise CaseTimeout(f"case exceeded its timeout of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def short_traceback(exc: BaseException, limit: int = 6) -> str:
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-limit)
+    return "".join(lines).strip()[-4000:]
+
+
+def error_outcome(case: Case, message: str) -> CaseOutcome:
+    """The single error row of a case that produced nothing usable."""
+    return CaseOutcome([error_row(case.suite, case.case, _method_label(case), case.seed,
+                                  device_label(case.device), case.params_json, message)])
+
+
+def run_case(case: Case, runner: Runner | None = None, *, timeout: float | None = None,
+             keep_artifacts: bool = True) -> CaseOutcome:
+    """Run ``case`` with ``runner`` (default: the registered one for its kind)."""
+    runner = runner or runner_for(case.kind)
+    seed_everything(case.seed)
+    with tempfile.TemporaryDirectory(prefix="lipbench-case-") as tmp:
+        ctx = RunContext(device=torch.device(case.device), artifact_dir=Path(tmp) if keep_artifacts else None)
+        try:
+            with time_limit(timeout):
+                ctx.method = case.method.build() if case.method else None
+                ctx.methods = {spec.label: spec.build() for spec in case.methods}
+                measurements = list(runner.run(case, ctx))
+            if not measurements:
+                raise RuntimeError("the runner returned no measurements")
+            label = device_label(case.device)
+            rows = [make_row(case.suite, case.case, _method_label(case), case.seed, label,
+                             case.params_json, m) for m in measurements]
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a failing case never stops the run
+            return error_outcome(case, short_traceback(exc) + _memory_hint(exc))
+        artifacts = [(a["name"], Path(a["path"]).read_bytes()) for a in ctx.artifacts
+                     if Path(a["path"]).is_file()]
+    ident = {"suite": case.suite, "case": case.case, "method": _method_label(case), "seed": case.seed}
+    return CaseOutcome(rows, [{**ident, **t} for t in ctx.traces], artifacts)
+
+
+def _method_label(case: Case) -> str:
+    return case.method.label if case.method else ""
+
+
+def _memory_hint(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text:
+        return "\n(the case ran out of memory: its limit is --max-memory)"
+    return ""
