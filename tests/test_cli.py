@@ -59,7 +59,8 @@ def test_unknown_method_exits_2(tmp_path, capsys):
 def test_verify_baseline_cycle(tmp_path, suites_dir, capsys):
     out, base = tmp_path / "results", tmp_path / "baselines"
     report, junit = tmp_path / "v.html", tmp_path / "j.xml"
-    common = ["--suites-dir", suites_dir, "--baselines", base, "--report", report, "--junit", junit]
+    common = ["--suites-dir", suites_dir, "--baselines", base, "--report", report, "--junit", junit,
+              "--overwrite"]
     assert run("verify", "thm2_variance", "--out", out, *common) == 0  # no baseline: new, checks pass
     assert report.exists() and junit.exists() and "<testsuite" in junit.read_text()
     assert "No baselines exist for device class 'cpu'" in capsys.readouterr().out

@@ -29,7 +29,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .data import fmt_number
-from harness.expressions import NUMBER, compile_expression
+from harness.expressions import compile_curve
 
 __all__ = ["PlotOutput", "render_plot", "method_colors", "NO_DATA"]
 
@@ -267,7 +267,7 @@ def _draw_references(ax, spec: dict, xs: np.ndarray, logx: bool, categorical: bo
         pad = 0.0 if hi > lo else max(abs(lo) * 0.1, 0.5)
         grid = np.linspace(lo - pad, hi + pad, 200)
     for i, ref in enumerate(refs):
-        y = compile_expression(str(ref.get("expr", "")), {"x": NUMBER}).curve(grid)
+        y = compile_curve(str(ref.get("expr", ""))).curve(grid)
         ax.plot(grid, y, linestyle=_REF_STYLES[i % len(_REF_STYLES)], color="0.25",
                 linewidth=1.1, label=f"{ref.get('label', ref.get('expr'))}")
 

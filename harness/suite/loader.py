@@ -21,7 +21,7 @@ import jsonschema
 import yaml
 
 from harness.errors import UserError
-from harness.expressions import ANY, BOOL, NUMBER, STRING, ExpressionError, compile_expression
+from harness.expressions import ANY, BOOL, NUMBER, STRING, ExpressionError, compile_curve, compile_expression
 
 from .model import DEFAULT_MAX_CASES, ROW_NAMES, Suite, SuiteError, SuiteLines
 from .schema import SUITE_SCHEMA
@@ -157,7 +157,7 @@ def _semantic_problems(data: dict, known_kinds, known_methods, check_method) -> 
     for i, plot in enumerate(data.get("plots", [])):
         for j, ref in enumerate(plot.get("reference", [])):
             try:
-                compile_expression(ref["expr"], {"x": NUMBER})
+                compile_curve(ref["expr"])
             except ExpressionError as exc:
                 found.append((("plots", i, "reference", j, "expr"), str(exc)))
     found += _method_problems(data, known_methods, check_method)
