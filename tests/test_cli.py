@@ -22,8 +22,7 @@ TINY_SPECTRAL = {
 def suites_dir(tmp_path):
     """A suites folder with a tiny spectral_accuracy (the shipped checks) and thm2_variance."""
     shipped = yaml.safe_load((REPO / "suites" / "spectral_accuracy.yaml").read_text())
-    tiny = {**TINY_SPECTRAL, "metrics": shipped["metrics"], "checks": shipped["checks"],
-            "compare": shipped["compare"]}
+    tiny = {**TINY_SPECTRAL, "checks": shipped["checks"]}
     folder = tmp_path / "suites"
     folder.mkdir()
     (folder / "spectral_accuracy.yaml").write_text(yaml.safe_dump(tiny))
@@ -45,10 +44,12 @@ def test_list(capsys):
 
 def test_bad_suite_file_exits_2_with_location(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: bad\ndescription: x\nkind: thm2_variance\nseeds: [0]\nmetrics: {}\npresets: {ci: {}, full: {}}\n")
+    bad.write_text("name: bad\ndescription: x\nkind: thm2_variance\nseeds: [0]\nsettings: {matrice: 3}\n"
+                   "presets: {ci: {}, full: {}}\n")
     assert run("run", bad, "--out", tmp_path / "r") == 2
     err = capsys.readouterr().err
-    assert f"{bad}:5: metrics:" in err and "Traceback" not in err
+    assert f"{bad}:5: settings.matrice: kind 'thm2_variance' has no setting 'matrice'" in err
+    assert "Traceback" not in err
 
 
 def test_unknown_method_exits_2(tmp_path, capsys):

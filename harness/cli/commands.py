@@ -8,7 +8,8 @@ from pathlib import Path
 import yaml
 
 from harness.errors import UserError
-from harness.baselines import IncompleteRunError, judge, results_as_baseline, update_baselines
+from harness.baselines import judge, results_as_baseline, update_baselines
+from harness.baselines.compare import tolerance_of
 from harness.methods import available
 from harness.results import ResultsDir
 from harness.runners import runner_for
@@ -141,13 +142,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline_update(args: argparse.Namespace) -> int:
-    try:
-        written = update_baselines(ResultsDir(args.results), baselines_dir(args.baselines))
-    except (IncompleteRunError, FileNotFoundError) as exc:
-        raise UsageError(str(exc)) from None
-    for path in written:
-        print(f"wrote {path}")
+    """Merge complete runs (one per machine or CPU setting) into the stored baselines."""
+    suites = {s.name: s for s in resolve_suites([], suites_dir(args.suites_dir))}
+    changes = update_baselines([ResultsDir(r) for r in args.results], baselines_dir(args.baselines),
+                               prune=args.prune, tolerance=_within_tolerance(suites))
+    for change in changes:
+        print("\n".join(change.lines()))
     return 0
+
+
+def _within_tolerance(suites: dict[str, Suite]):
+    """Whether a baseline value moved within its metric's tolerance (for the change report)."""
+    def within(suite: str, metric: str, old: float, new: float) -> bool:
+        declared = runner_for(suites[suite].kind).declarations.metric(metric) if suite in suites else None
+        if declared is None or declared.kind in ("info", "outcome", "timing"):
+            return old == new
+        rtol, atol, _ = tolerance_of(declared)
+        return abs(new - old) <= atol + rtol * abs(old)
+    return within
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -105,8 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("baseline", help="manage stored baselines")
     bsub = p.add_subparsers(dest="baseline_command", required=True)
     u = bsub.add_parser("update", help="write baselines from a complete run")
-    u.add_argument("results", nargs="?", default="results/verify")
+    u.add_argument("results", nargs="*", default=["results/verify"],
+                   help="complete results folders, one per machine or CPU setting (default: results/verify)")
     u.add_argument("--baselines")
+    u.add_argument("--prune", action="store_true", help="also remove baseline rows of cases the runs did not plan")
+    u.add_argument("--suites-dir")
     u.set_defaults(func=commands.cmd_baseline_update)
 
     p = sub.add_parser("inspect", help="per-layer norms and Lipschitz bounds of a model")

@@ -8,11 +8,11 @@ from typing import Sequence
 
 import pandas as pd
 
-from harness.baselines import judge, passed, stored_baselines
+from harness.baselines import judge, passed, rule_of, stored_baselines
 from harness.reporting import terminal_summary, write_html, write_junit
 from harness.results import ResultsDir
 from harness.errors import UserError
-from harness.runners import RunOptions, run_suites
+from harness.runners import RunOptions, run_suites, runner_for
 from harness.suite import Suite
 
 
@@ -45,6 +45,15 @@ def judge_results(suites: Sequence[Suite], results: ResultsDir, baselines: Path)
     return judge(suites, results.rows(), lookup, results.read_json("plan.json", []))
 
 
+def report_suite(suite: Suite) -> dict:
+    """The suite as the report shows it: the file's content and its runner's metrics and rules."""
+    declared = runner_for(suite.kind).declarations.metrics
+    return {**suite.raw,
+            "metrics": {name: {"unit": m.unit, "description": f"{m.description} [{m.kind}]"}
+                        for name, m in declared.items()},
+            "compare": [{"metric": name, "rule": rule_of(m)} for name, m in declared.items() if m.kind != "info"]}
+
+
 def baseline_notes(baselines: Path, device_class: str) -> list[str]:
     """What the reader must know about the baselines a run was compared with."""
     notes = []
@@ -64,7 +73,7 @@ def publish(suites: Sequence[Suite], results: ResultsDir, verdicts: pd.DataFrame
     verdicts.to_csv(results.path / "verdicts.csv", index=False)
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
-        write_html(report, results.rows(), verdicts, [s.raw for s in suites], manifest,
+        write_html(report, results.rows(), verdicts, [report_suite(s) for s in suites], manifest,
                    traces=results.traces(), artifacts=results.artifact_list(), title=title,
                    notes=list(notes))
     if junit is not None:

@@ -12,6 +12,8 @@ import torch
 from harness.results import Measurement
 from harness.suite import Case
 
+from .spec import Declarations
+
 _RUNNERS: dict[str, "Runner"] = {}
 
 
@@ -40,9 +42,11 @@ class RunContext:
 
 
 class Runner(ABC):
-    """Base class. Subclasses set ``kind`` and implement :meth:`run`."""
+    """Base class. Subclasses set ``kind`` and ``declarations`` and implement :meth:`run`."""
 
     kind: ClassVar[str] = ""
+    #: The case parameters, settings and metrics of this kind (see :mod:`.spec`).
+    declarations: ClassVar[Declarations] = Declarations()
     #: Whether the suite's cases carry a method (False: theory suites about random matrices).
     uses_methods: ClassVar[bool] = True
     #: Whether one case takes every method at once (``ctx.methods``), e.g. to interleave timings;
@@ -56,6 +60,12 @@ class Runner(ABC):
     @abstractmethod
     def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
         """The measurements of one case (``ctx.method`` / ``ctx.methods`` are built)."""
+
+    def param(self, case: Case, name: str) -> Any:
+        """A case parameter, or its declared default when the matrix does not set it."""
+        if name in case.params:
+            return case.params[name]
+        return self.declarations.params[name].default
 
     def summarize(self, rows: pd.DataFrame, config: dict[str, Any]) -> list[Measurement]:
         """Suite-level metrics over all cases (a fit, a constant); case ``summary``."""

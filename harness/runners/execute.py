@@ -7,6 +7,8 @@ an interrupted run keeps it and ``resume`` skips it.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
@@ -54,8 +56,10 @@ def plan(suites: Sequence[Suite], preset: str, device: str,
     for suite in suites:
         runner = runner_for(suite.kind)
         override = list(methods) if (methods is not None and runner.uses_methods) else None
-        cases += suite.cases(preset, device=device, methods=override, grouped=runner.groups_methods,
-                             max_cases=max_cases - len(cases))
+        defaults = runner.declarations.defaults()
+        cases += [dataclasses.replace(c, settings={**copy.deepcopy(defaults), **c.settings})
+                  for c in suite.cases(preset, device=device, methods=override, grouped=runner.groups_methods,
+                                       max_cases=max_cases - len(cases))]
     return cases
 
 
@@ -94,9 +98,10 @@ def run_suites(suites: Sequence[Suite], preset: str, out: ResultsDir,
                 except KeyboardInterrupt:
                     out.record_attempt(case.key, "interrupted")
                     raise
-                out.append_case(case.key, outcome.rows, outcome.traces, outcome.artifacts)
+                seconds = time.monotonic() - started
+                out.append_case(case.key, outcome.rows, outcome.traces, outcome.artifacts, seconds)
                 out.record_attempt(case.key, "finished")
-                progress.finished(case, outcome, time.monotonic() - started)
+                progress.finished(case, outcome, seconds)
         for suite in suites:
             _summarize(suite, preset, out, options.device)
         manifest["finished"] = now()

@@ -26,6 +26,13 @@ from harness.suite import Case
 from harness.training.data import digits
 
 from .base import RunContext, Runner, register
+from .spec import Declarations, Metric, Setting
+
+def _stage_metrics(name: str, description: str, better: str | None = None, resolution: float = 0.0):
+    """The metric at initialisation (float32: no training yet) and after training (an outcome)."""
+    return {f"{name}_init": Metric("float32", f"{description}, at initialisation", better=better),
+            f"{name}_trained": Metric("outcome", f"{description}, after training", better=better,
+                                      resolution=resolution)}
 
 
 def bias_free_mlp(in_features: int, width: int, depth: int, slope: float) -> nn.Sequential:
@@ -99,18 +106,33 @@ def train_discriminator(model: nn.Module, method, real: torch.Tensor, steps: int
 @register
 class GradientBoundsRunner(Runner):
     kind = "gradient_bounds"
+    declarations = Declarations(
+        params={"depth": Setting(int, description="linear layers"), "width": Setting(int, description="hidden units")},
+        settings={"slope": Setting(float, 0.2, "leaky ReLU slope (<= 1: 1-Lipschitz)"),
+                  "probe_samples": Setting(int, description="digits the gradients are measured at"),
+                  "train_steps": Setting(int, description="discriminator updates of the training run"),
+                  "lr": Setting(float, description="Adam learning rate"),
+                  "batch": Setting(int, description="batch size")},
+        metrics={
+            **_stage_metrics("bound_ratio", "max over layers and samples of ||grad_t|| / (||x|| prod_{i!=t} ||w_i||)"),
+            **_stage_metrics("layer_grad_over_x", "max over layers and samples of ||grad_t|| / ||x||"),
+            **_stage_metrics("total_grad_over_sqrtL_x", "max over samples of ||grad|| / (sqrt(L) ||x||)"),
+            **_stage_metrics("grad_spread", "largest over smallest per-layer median gradient norm", "lower",
+                             resolution=0.5),
+            **_stage_metrics("max_weight_norm", "largest exact spectral norm of an effective weight", "lower",
+                             resolution=0.01),
+        })
 
     def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
         p, s = case.params, case.settings
         real = digits().data.flatten(1)
         gen = torch.Generator().manual_seed(case.seed)
-        model = bias_free_mlp(real.shape[1], int(p["width"]), int(p["depth"]), float(s.get("slope", 0.2)))
+        model = bias_free_mlp(real.shape[1], int(p["width"]), int(p["depth"]), s["slope"])
         model = ctx.method.apply(model)
         model.train()
         with torch.no_grad():  # a training-mode forward settles persistent power iterations
             model(real[:2])
-        probe = real[torch.randperm(real.shape[0], generator=gen)[: int(s["probe_samples"])]]
+        probe = real[torch.randperm(real.shape[0], generator=gen)[: s["probe_samples"]]]
         out = bound_measurements(model, probe, "init")
-        train_discriminator(model, ctx.method, real, int(s["train_steps"]), float(s["lr"]),
-                            int(s["batch"]), gen)
+        train_discriminator(model, ctx.method, real, s["train_steps"], s["lr"], s["batch"], gen)
         return out + bound_measurements(model, probe, "trained")

@@ -33,6 +33,7 @@ from harness.suite import Case
 from .base import RunContext, Runner, register
 from .layer_specs import build_layer, layer_spec
 from .randomness import case_generator
+from .spec import Declarations, Metric, Setting
 
 
 def exact_target(layer: nn.Module, weight: torch.Tensor, normalises: str, input_shape) -> float:
@@ -69,6 +70,26 @@ def _training_like_update(weight: torch.Tensor, step: float, gen: torch.Generato
 @register
 class SpectralAccuracyRunner(Runner):
     kind = "spectral_accuracy"
+    declarations = Declarations(
+        params={"layer": Setting(str, description="a name in settings.layers"),
+                "iterations": Setting(int, description="further power iterations (per update when updating)"),
+                "updates": Setting(int, 0, "training-like weight updates with persistent vectors")},
+        settings={"layers": Setting(dict, description="named layer shapes: {kind, c_in, c_out, k, stride, "
+                                                      "padding, hw}"),
+                  "step": Setting(float, 1e-3, "update size, in units of the weight's RMS"),
+                  "track_every": Setting(int, 10, "updates between two tracking measurements")},
+        metrics={
+            "rel_error": Metric("float32", "|sigma_estimate / sigma_exact - 1| after the iterations (and updates)",
+                                better="lower"),
+            "sigma_estimate": Metric("float32", "the method's power-iteration estimate"),
+            "sigma_exact": Metric("float32", "the exact norm it estimates (float64 of the float32 weight)"),
+            "effective_norm": Metric("float32", "exact target norm of the effective weight divided by the "
+                                                "method's scale s"),
+            "effective_error": Metric("float32", "|effective_norm - 1|", better="lower"),
+            "tracking_error_max": Metric("float32", "largest relative error of the estimate during the updates",
+                                         better="lower"),
+            "tracking_error_final": Metric("float32", "relative error after the last update", better="lower"),
+        })
 
     def applies_to(self, method) -> bool:
         """Methods that register a spectral (power-iteration) parametrization.
@@ -99,11 +120,11 @@ class SpectralAccuracyRunner(Runner):
         original = layer.parametrizations.weight.original
         normalises, iterations = _normalises(param), int(case.params["iterations"])
         tracking = []
-        for update in range(int(case.params.get("updates", 0))):
+        for update in range(self.param(case, "updates")):
             with torch.no_grad():
-                _training_like_update(original, float(case.settings.get("step", 1e-3)), gen)
+                _training_like_update(original, case.settings["step"], gen)
             power_iterate(layer, iterations)
-            if update % int(case.settings.get("track_every", 10)) == 0:
+            if update % case.settings["track_every"] == 0:
                 exact = exact_target(layer, original, normalises, input_shape)
                 tracking.append(abs(estimate_sigma(layer) / exact - 1))
         if not tracking:
