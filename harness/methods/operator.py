@@ -222,16 +222,19 @@ class SNConv(ReparametrizationMethod):
         if module.input_shape is not None:
             return
         ndim = _SPATIAL[module.geom.kind]
-        handle = None
+        index = len(layer.parametrizations.weight) - 1
 
         def record(mod, args):
-            if module.input_shape is None:
+            # Everything is looked up on ``mod``, the module being called, so that a deep
+            # copy made before the first forward (an EMA copy) records its own size.
+            plist = mod.parametrizations.weight
+            if plist[index].input_shape is None:
                 with torch.no_grad():
-                    module.set_input_shape(args[0].shape[-ndim:],
-                                           mod.parametrizations.weight.original)
-            handle.remove()
+                    plist[index].set_input_shape(args[0].shape[-ndim:], plist.original)
+            for key in [k for k, hook in mod._forward_pre_hooks.items() if hook is record]:
+                del mod._forward_pre_hooks[key]
 
-        handle = layer.register_forward_pre_hook(record)
+        layer.register_forward_pre_hook(record)
 
     def apply(self, model: nn.Module) -> nn.Module:
         super().apply(model)
