@@ -197,7 +197,8 @@ def _weight_shape(layer: nn.Module, kind: str) -> tuple[int, ...]:
     return (layer.out_channels, layer.in_channels // layer.groups, *k)
 
 
-def kernel_from_forward(layer: nn.Module, mat: torch.Tensor, shape: Sequence[int], name: str = "") -> torch.Tensor:
+def kernel_from_forward(layer: nn.Module, mat: torch.Tensor, shape: Sequence[int],
+                        name: str = "") -> torch.Tensor:
     """The float64 weight ``W`` with ``W̃ = mat`` for ``layer``'s geometry (least squares on
     random probes), checked to reproduce ``mat`` to 1e-6 relative."""
     if not isinstance(layer, WEIGHT_LAYERS):
@@ -226,7 +227,8 @@ def kernel_from_forward(layer: nn.Module, mat: torch.Tensor, shape: Sequence[int
     return w
 
 
-def weight_quantity(quantity: str, w: torch.Tensor, kind: str, target: float = 1.0) -> tuple[float, dict[str, Any]]:
+def weight_quantity(quantity: str, w: torch.Tensor, kind: str,
+                    target: float = 1.0) -> tuple[float, dict[str, Any]]:
     """The claimed quantity of a float64 weight ``w`` and extra numbers for the report
     (``row_norms``: the row norm farthest from ``target``)."""
     if quantity == "reshape_spectral":

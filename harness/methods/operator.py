@@ -17,8 +17,8 @@ Before the size is known (e.g. reading ``layer.weight`` right after ``apply``), 
 parametrization is still well defined and still certifies ``‖W̃‖ ≤ 1`` for *every*
 input size: it divides by the upper bound ``α‖Ŵ‖_F`` with
 ``α = sqrt(∏ ⌈k_i/s_i⌉)`` (dilation 1; ``sqrt(∏ k_i)`` otherwise) — Tsuzuku et al.
-2018's ``‖W̃‖ ≤ α‖Ŵ‖`` (docs/references.md#tsuzuku2018) and ``‖Ŵ‖ ≤ ‖Ŵ‖_F``. It keeps no state and is replaced by the power
-iteration at the first forward.
+2018's ``‖W̃‖ ≤ α‖Ŵ‖`` (docs/references.md#tsuzuku2018) and ``‖Ŵ‖ ≤ ‖Ŵ‖_F``. It keeps
+no state and is replaced by the power iteration at the first forward.
 """
 from __future__ import annotations
 
