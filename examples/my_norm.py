@@ -1,8 +1,10 @@
 """A third-party Lipschitz method in a dozen lines: spectral normalization with a gain.
 
-``MyNorm`` is ``sn_w`` (Miyato et al. 2018) whose normalised weight is multiplied by a
-fixed ``gain``: ``W_eff = gain · W / σ(Ŵ)``. It reuses the built-in power iteration and
-parametrization; only the scale and the claim change.
+``MyNorm`` is ``sn_w`` (Miyato et al., ICLR 2018, docs/references.md#miyato2018, §2.1)
+whose normalised weight is multiplied by a fixed ``gain``: ``W_eff = gain · W / σ(Ŵ)``.
+It reuses the built-in power iteration and parametrization; only the scale and the
+claim's target change (the claim is data: ``‖Ŵ‖ = gain`` on every layer, which
+``lipbench check`` measures on the effective weights).
 
 Use it without installing anything (the repository root, or this folder's parent, on
 ``sys.path``)::
@@ -16,6 +18,7 @@ or in a suite file as ``method: examples.my_norm:MyNorm``. To make it available 
     [project.entry-points."lipbench.methods"]
     my_norm = "examples.my_norm:MyNorm"
 """
+from harness.methods import Claim
 from harness.methods.spectral import SNw
 
 
@@ -24,7 +27,7 @@ class MyNorm(SNw):
 
     name = "my_norm"
     defaults = {**SNw.defaults, "gain": 1.2}
-    claim = "spectral norm of the reshaped weight Ŵ is gain"
+    claim = Claim("reshape_spectral", "gain")
 
     def scale(self) -> float:
         return float(self.params["gain"])

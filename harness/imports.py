@@ -1,4 +1,11 @@
-"""Resolve ``"package.module:attr"`` references (user variants, model factories)."""
+"""Resolve ``"package.module:attr"`` references (user variants, model factories).
+
+Naming a module imports it: ``package.module``'s top-level code runs, exactly as
+``import package.module`` would, before anything checks what ``attr`` is. Only name
+modules you trust. The current directory is put on ``sys.path`` first. What the
+resolved object may be is the caller's check (methods: :mod:`harness.methods.registry`
+accepts only Method subclasses and declared factories, and calls nothing else).
+"""
 from __future__ import annotations
 
 import importlib
@@ -12,7 +19,8 @@ class ReferenceLoadError(LookupError):
 
 
 def resolve(reference: str) -> Any:
-    """The object ``attr`` (dotted) of ``package.module``; the current directory is importable."""
+    """The object ``attr`` (dotted) of ``package.module``, imported (running its top-level
+    code) with the current directory importable; nothing is called."""
     module_name, sep, attr = reference.partition(":")
     if not sep or not module_name or not attr:
         raise ReferenceLoadError(f"{reference!r} is not of the form 'package.module:attr'")

@@ -2,10 +2,16 @@
 
 Built-ins (see each class's docstring for the rule and the paper): ``none``,
 ``weight_clip``, ``grad_penalty``, ``sn_w``, ``ssn``, ``bsn``, ``bssn``, ``sn_conv``,
-``torch_sn``, ``weight_norm``, ``frobenius_norm``, ``orthonormal_reg``.
+``torch_sn``, ``weight_norm``, ``frobenius_norm``, ``orthonormal_reg``. Each declares
+its :class:`Claim` and :class:`MethodTags`; :func:`measure_claim` measures a claim on
+the model a method returned and :func:`run_contract` runs the invariants every method
+must satisfy (``harness.methods.contract``). Loading ``module:attr`` imports that module
+(see :mod:`.registry`).
 """
 from .base import Method
-from .registry import ENTRY_POINT_GROUP, MethodLoadError, available, get, load, register
+from .claims import Claim, MethodTags
+from .params import MethodLoadError, MethodParameterError, validate_params
+from .registry import ENTRY_POINT_GROUP, available, get, load, method_factory, register
 from .reparam import ReparametrizationMethod
 from .power import (SigmaParametrization, estimate_sigma, power_iterate, power_iteration,
                     sigma_parametrization)
@@ -13,7 +19,11 @@ from .power import (SigmaParametrization, estimate_sigma, power_iterate, power_i
 # Built-in methods register themselves on import.
 from . import none  # noqa: E402,F401
 from . import normalization, operator, regularizers, spectral  # noqa: E402,F401
+from .measure import ClaimMeasurement, ClaimMeasurementError, measure_claim  # noqa: E402
+from .contract import InvariantResult, run_contract  # noqa: E402
 
-__all__ = ["Method", "MethodLoadError", "ENTRY_POINT_GROUP", "available", "get", "load", "register",
-           "ReparametrizationMethod", "SigmaParametrization", "estimate_sigma", "power_iterate",
-           "power_iteration", "sigma_parametrization"]
+__all__ = ["Claim", "ClaimMeasurement", "ClaimMeasurementError", "ENTRY_POINT_GROUP",
+           "InvariantResult", "Method", "MethodLoadError", "MethodParameterError", "MethodTags",
+           "ReparametrizationMethod", "SigmaParametrization", "available", "estimate_sigma",
+           "get", "load", "measure_claim", "method_factory", "power_iterate", "power_iteration",
+           "register", "run_contract", "sigma_parametrization", "validate_params"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .claims import Claim, MethodTags
 from .registry import register
 from .reparam import ReparametrizationMethod
 
@@ -45,14 +46,16 @@ class WeightNorm(ReparametrizationMethod):
     """Weight normalization without the learned multiplier (``γ = 1``): every row of
     ``Ŵ`` has unit norm, ``W̄_i = W_i / ‖W_i‖``.
 
-    Salimans & Kingma 2016 as analysed by Miyato et al., ICLR 2018 (seed 002), App. D.1,
-    eq. (25); the multiplier is dropped "to prevent the methods from overtly violating the
-    Lipschitz condition" (seed 002 §4).
+    Salimans & Kingma, NeurIPS 2016 (docs/references.md#salimans2016wn) as analysed by
+    Miyato et al., ICLR 2018 (docs/references.md#miyato2018), App. D.1, eq. (25); the
+    multiplier is dropped "to prevent the methods from overtly violating the Lipschitz
+    condition" (Miyato et al. §4).
     """
 
     name = "weight_norm"
     defaults = {"eps": 1e-12}
-    claim = "every row of Ŵ (one per output channel) has Euclidean norm 1"
+    claim = Claim("row_norms", 1.0)
+    tags = MethodTags(reparametrizes=True)
 
     def parametrization(self, name, layer, kind):
         return RowNormalization(kind, self.params["eps"])
@@ -60,12 +63,13 @@ class WeightNorm(ReparametrizationMethod):
 
 @register
 class FrobeniusNorm(ReparametrizationMethod):
-    """Frobenius normalization ``W / ‖Ŵ‖_F`` (Miyato et al., ICLR 2018, seed 002,
-    App. D.1, eq. (26))."""
+    """Frobenius normalization ``W / ‖Ŵ‖_F`` (Miyato et al., ICLR 2018,
+    docs/references.md#miyato2018, App. D.1, eq. (26)); it implies ``‖Ŵ‖ ≤ 1``."""
 
     name = "frobenius_norm"
     defaults = {"eps": 1e-12}
-    claim = "Frobenius norm of every weight is 1 (so ‖Ŵ‖ ≤ 1)"
+    claim = Claim("frobenius", 1.0)
+    tags = MethodTags(reparametrizes=True)
 
     def parametrization(self, name, layer, kind):
         return FrobeniusNormalization(self.params["eps"])

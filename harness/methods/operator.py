@@ -1,4 +1,5 @@
-"""``sn_conv``: spectral normalization of the layer's real operator ``W̃`` (seed 001 §2).
+"""``sn_conv``: spectral normalization of the layer's real operator ``W̃`` (Lin et al.,
+NeurIPS 2021, docs/references.md#lin2021, §2).
 
 ``W_eff = W / σ(W̃)`` where ``W̃`` is the layer (without bias) as a linear map on inputs
 of its real size, with its stride, padding, dilation and groups; ``σ`` is a persistent
@@ -16,12 +17,13 @@ Before the size is known (e.g. reading ``layer.weight`` right after ``apply``), 
 parametrization is still well defined and still certifies ``‖W̃‖ ≤ 1`` for *every*
 input size: it divides by the upper bound ``α‖Ŵ‖_F`` with
 ``α = sqrt(∏ ⌈k_i/s_i⌉)`` (dilation 1; ``sqrt(∏ k_i)`` otherwise) — Tsuzuku et al.
-2018's ``‖W̃‖ ≤ α‖Ŵ‖`` and ``‖Ŵ‖ ≤ ‖Ŵ‖_F``. It keeps no state and is replaced by the power
-iteration at the first forward.
+2018's ``‖W̃‖ ≤ α‖Ŵ‖`` (docs/references.md#tsuzuku2018) and ``‖Ŵ‖ ≤ ‖Ŵ‖_F``. It keeps
+no state and is replaced by the power iteration at the first forward.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -30,9 +32,11 @@ from torch import nn
 from torch.nn import grad as nn_grad
 
 from ..layers import LayerGeometry, apply_adjoint, apply_operator, geometry, output_shape
+from .claims import Claim
 from .power import SigmaParametrization, power_iteration, random_unit
 from .registry import register
 from .reparam import ReparametrizationMethod
+from .spectral import SPECTRAL_TAGS
 
 #: Steps run when the input size becomes known. Convolution operators often have close
 #: top singular values (many frequencies), so more steps than ``sn_w``'s 15 are needed
@@ -44,7 +48,9 @@ _SPATIAL = {"linear": 1, "conv1d": 2, "conv2d": 3, "conv_transpose2d": 3}
 
 class OperatorSpectralNorm(SigmaParametrization):
     """``W_eff = scale · W / σ(W̃)``; buffers ``_u`` (input shape, batch 1) and ``_v``
-    (output shape), ``None`` until the input size is known."""
+    (output shape), ``None`` until the input size is known. Loading a state dict that
+    holds ``_u``/``_v`` fixes the input size from them (so a fresh model loads a trained
+    one's checkpoint before any forward)."""
 
     normalises = "operator"
 
@@ -57,6 +63,10 @@ class OperatorSpectralNorm(SigmaParametrization):
         self.input_shape: tuple[int, ...] | None = None
         self.register_buffer("_u", None)
         self.register_buffer("_v", None)
+        # the weight's shape, device and dtype, for buffers allocated by a state-dict load
+        self.register_buffer("_weight_like", torch.empty(0, device=weight.device, dtype=weight.dtype),
+                             persistent=False)
+        self._weight_shape = tuple(weight.shape)
         self._fast = geom.padding_mode == "zeros" or geom.kind == "linear"
         k = list(weight.shape[2:])
         if geom.kind == "linear":
@@ -75,12 +85,24 @@ class OperatorSpectralNorm(SigmaParametrization):
         """Fix the input size (without batch), draw ``u`` and run ``init_iterations`` steps."""
         shape = (1, *tuple(int(s) for s in shape))
         weight = weight.detach()
-        self.input_shape = shape[1:]
-        self._out_shape = output_shape(self.geom, weight, shape)
-        self._pad = self._output_padding(weight, shape)
+        self._fix_shapes(shape, weight)
         self._u = random_unit(shape, weight)
         self._v = random_unit(self._out_shape, weight)
         self.run(weight, self.init_iterations)
+
+    def _fix_shapes(self, shape: tuple[int, ...], weight: torch.Tensor) -> None:
+        self.input_shape = shape[1:]
+        self._out_shape = output_shape(self.geom, weight, shape)
+        self._pad = self._output_padding(weight, shape)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        u, v = state_dict.get(prefix + "_u"), state_dict.get(prefix + "_v")
+        if self._u is None and u is not None and v is not None:
+            like = self._weight_like
+            self._fix_shapes(tuple(u.shape), torch.empty(self._weight_shape, device="meta", dtype=like.dtype))
+            self._u = torch.empty(u.shape, device=like.device, dtype=like.dtype)
+            self._v = torch.empty(v.shape, device=like.device, dtype=like.dtype)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _output_padding(self, weight, shape) -> tuple[int, ...]:
         g = self.geom
@@ -162,8 +184,9 @@ class OperatorSpectralNorm(SigmaParametrization):
 @register
 class SNConv(ReparametrizationMethod):
     """SNConv: ``W_eff = W / ‖W̃‖`` with ``W̃`` the convolution as an operator on the
-    layer's real input size (Lin et al., NeurIPS 2021, seed 001 §2; after Tsuzuku et al.
-    2018 / Sedghi et al. 2019).
+    layer's real input size (Lin et al., NeurIPS 2021, docs/references.md#lin2021, §2;
+    after Tsuzuku et al. 2018 and Sedghi et al. 2019, docs/references.md#tsuzuku2018,
+    #sedghi2019).
 
     ``‖W̃‖`` is a persistent power iteration through ``W̃`` and ``W̃ᵀ`` (``u`` of the input
     shape), one step per training forward; the adjoint of a zero-padded convolution is
@@ -177,7 +200,8 @@ class SNConv(ReparametrizationMethod):
     name = "sn_conv"
     defaults = {"n_power_iterations": 1, "init_iterations": OPERATOR_INIT_ITERATIONS,
                 "eps": 1e-12, "input_shape": None}
-    claim = "spectral norm of each layer's operator W̃ at its input size is 1 (power-iteration estimate)"
+    claim = Claim("operator_spectral", 1.0)
+    tags = replace(SPECTRAL_TAGS, needs_input_shape=True, certifies_lipschitz=True)
 
     def scale(self) -> float:
         return 1.0
@@ -198,16 +222,19 @@ class SNConv(ReparametrizationMethod):
         if module.input_shape is not None:
             return
         ndim = _SPATIAL[module.geom.kind]
-        handle = None
+        index = len(layer.parametrizations.weight) - 1
 
         def record(mod, args):
-            if module.input_shape is None:
+            # Everything is looked up on ``mod``, the module being called, so that a deep
+            # copy made before the first forward (an EMA copy) records its own size.
+            plist = mod.parametrizations.weight
+            if plist[index].input_shape is None:
                 with torch.no_grad():
-                    module.set_input_shape(args[0].shape[-ndim:],
-                                           mod.parametrizations.weight.original)
-            handle.remove()
+                    plist[index].set_input_shape(args[0].shape[-ndim:], plist.original)
+            for key in [k for k, hook in mod._forward_pre_hooks.items() if hook is record]:
+                del mod._forward_pre_hooks[key]
 
-        handle = layer.register_forward_pre_hook(record)
+        layer.register_forward_pre_hook(record)
 
     def apply(self, model: nn.Module) -> nn.Module:
         super().apply(model)

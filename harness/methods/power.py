@@ -5,8 +5,8 @@ parametrization ``W_eff = s · W / σ(W)`` where ``σ`` is a power-iteration est
 norm of some linear map built from ``W`` (the reshape ``Ŵ``, BSN's two reshapes, or the
 convolution operator ``W̃``). This module holds the parts they share:
 
-* :func:`power_iteration`, the one power-iteration helper (seed 002, App. A,
-  Algorithm 1), written for any linear map given as a pair ``(apply, adjoint)``;
+* :func:`power_iteration`, the one power-iteration helper (Miyato et al., ICLR 2018,
+  docs/references.md#miyato2018, App. A, Algorithm 1), written for any linear map given as a pair ``(apply, adjoint)``;
 * :class:`SigmaParametrization`, the ``nn.Module`` registered with
   :mod:`torch.nn.utils.parametrize`; subclasses only say how to iterate, how to read
   ``σ`` and how to add ``∂σ/∂W`` to a gradient;
@@ -53,7 +53,7 @@ def power_iteration(apply: Linear, adjoint: Linear, u: torch.Tensor, n_iteration
 
     ``apply(x) = A x`` and ``adjoint(y) = Aᵀ y``; ``u`` (a unit vector, any shape, in
     the *output* space of ``A``) is the persistent left vector. One step is Miyato's
-    Algorithm 1 (seed 002, App. A)::
+    Algorithm 1 (Miyato et al. 2018, App. A)::
 
         v ← Aᵀu / ‖Aᵀu‖,   u ← A v / ‖A v‖,   σ = uᵀ A v  (= ‖A v‖)
 

@@ -6,6 +6,7 @@ from torch import nn
 
 from ..layers import layer_kind, reshape_matrix, weight_layers
 from .base import Method
+from .claims import Claim, MethodTags
 from .registry import register
 
 
@@ -19,16 +20,18 @@ def _raw_weight(layer: nn.Module) -> torch.Tensor:
 class WeightClip(Method):
     """Weight clipping: clamp every weight of every weight layer to ``[-c, c]``, ``c = 0.01``.
 
-    Arjovsky, Chintala, Bottou, "Wasserstein GAN", ICML 2017, Algorithm 1; seed 000 §2.1;
-    Miyato et al. (seed 002 §4) clip "the convolutional weight of each layer" with the
-    same ``c``. Applied after every discriminator step and once at ``apply`` (the WGAN
+    Arjovsky, Chintala, Bottou, "Wasserstein GAN", ICML 2017, Algorithm 1
+    (docs/references.md#arjovsky2017); Donovan 2025 §2.1 (docs/references.md#donovan2025);
+    Miyato et al. 2018 §4 (docs/references.md#miyato2018) clip "the convolutional weight
+    of each layer" with the same ``c``. Applied after every discriminator step and once at ``apply`` (the WGAN
     reference code clamps at the start of each critic iteration, i.e. before the first
     update too). Biases are not clipped (Arjovsky's code clips all parameters).
     """
 
     name = "weight_clip"
     defaults = {"c": 0.01}
-    claim = "every weight entry lies in [-c, c] after each step"
+    claim = Claim("entries_within", "c")
+    tags = MethodTags(projection=True)
 
     def apply(self, model: nn.Module) -> nn.Module:
         weight_layers(model)  # unsupported layers raise here, named
@@ -47,16 +50,18 @@ class GradPenalty(Method):
     """WGAN-GP gradient penalty ``λ E[(‖∇_x̂ D(x̂)‖₂ − 1)²]``, ``x̂ = εx + (1−ε)x̃``.
 
     Gulrajani et al., "Improved Training of Wasserstein GANs", NeurIPS 2017, Algorithm 1
-    (``λ = 10``); seed 000 §2.2. ``ε ~ U(0, 1)`` per sample, drawn as
+    (``λ = 10``; docs/references.md#gulrajani2017); Donovan 2025 §2.2
+    (docs/references.md#donovan2025). ``ε ~ U(0, 1)`` per sample, drawn as
     ``torch.rand((B,) + (1,)*(x.dim()-1))`` on the inputs' device and dtype; the gradient
     is taken with ``create_graph=True`` so the penalty backpropagates into ``D``.
-    ``one_sided=True`` gives ``λ E[max(0, ‖∇‖ − 1)²]`` (Gulrajani et al. App.; Petzka et
-    al. 2018). ``lam`` is λ (``lambda`` is a Python keyword).
+    ``one_sided=True`` gives ``λ E[max(0, ‖∇‖ − 1)²]`` (Petzka et al., ICLR 2018,
+    docs/references.md#petzka2018). ``lam`` is λ (``lambda`` is a Python keyword).
     """
 
     name = "grad_penalty"
     defaults = {"lam": 10.0, "one_sided": False}
-    claim = "penalises input-gradient norms away from 1 at interpolates (certifies nothing)"
+    claim = Claim("interpolate_gradient", 1.0)
+    tags = MethodTags(penalty=True)
 
     def interpolate(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device,
@@ -86,16 +91,18 @@ class OrthonormalReg(Method):
     """Orthonormal regularization: penalty ``β Σ_layers ‖ŴᵀŴ − I‖²_F``, on the smaller of
     the two Gram matrices (``ŴŴᵀ`` when ``Ŵ`` is wide).
 
-    Brock et al., "Neural Photo Editing with Introspective Adversarial Networks", 2016
-    (ICLR 2017); compared by Miyato et al., ICLR 2018 (seed 002 §4 and §4.1.2), who also
-    initialise each weight with a random orthonormal operator (``orthogonal_init``).
-    Neither seed paper gives ``β``; the default ``1e-4`` is the value Brock et al. use for
-    their orthogonal regularization in BigGAN (ICLR 2019, §3.1).
+    Brock et al., "Neural Photo Editing with Introspective Adversarial Networks", ICLR 2017
+    (docs/references.md#brock2017); compared by Miyato et al., ICLR 2018
+    (docs/references.md#miyato2018, §4 and §4.1.2), who also initialise each weight with
+    a random orthonormal operator (``orthogonal_init``). Neither paper gives ``β``; the
+    default ``1e-4`` is the value Brock et al. use for their orthogonal regularization in
+    BigGAN (ICLR 2019, docs/references.md#brock2019, §3.1).
     """
 
     name = "orthonormal_reg"
     defaults = {"beta": 1e-4, "orthogonal_init": True}
-    claim = "penalises ‖ŴᵀŴ − I‖²_F (all singular values pulled towards 1; certifies nothing)"
+    claim = Claim("gram_orthonormal", 0.0)
+    tags = MethodTags(penalty=True)
 
     @torch.no_grad()
     def apply(self, model: nn.Module) -> nn.Module:

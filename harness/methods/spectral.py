@@ -2,6 +2,7 @@
 
 All four of ours share :class:`ReshapeSpectralNorm` (one or two reshapes of the weight,
 each with its own persistent power iteration from :func:`.power.power_iteration`).
+Papers: docs/references.md ([Miyato2018], [Lin2021]).
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _torch_spectral_norm
 
+from .claims import Claim, MethodTags
 from ..layers import reshape_matrix, swapped_reshape_matrix, weight_layers
 from .power import SigmaParametrization, power_iteration, random_unit
 from .registry import register
@@ -16,9 +18,10 @@ from .base import Method
 from .reparam import ReparametrizationMethod
 
 #: Power-iteration steps run when a layer is registered, so that a fresh layer's ``σ`` is
-#: already a good estimate (torch's ``spectral_norm`` uses the same 15). On freshly
-#: initialised standard-CNN weights the relative error after 15 + 1 steps is about 1e-2
-#: (see ../shared/REFERENCE.md); it keeps improving by one step per training forward.
+#: already a good estimate (torch's ``spectral_norm`` uses the same 15). Measured on
+#: freshly initialised 64→128 and 256→512 3×3 convolutions (5 seeds each, against the
+#: float64 SVD norm): relative error 1e-2 to 2.4e-2 after the 15 steps; it keeps
+#: improving by one step per training forward.
 INIT_ITERATIONS = 15
 
 
@@ -121,8 +124,13 @@ class ReshapeSpectralNorm(SigmaParametrization):
         return f"kind={self.kind}, normalises={self.normalises}, " + super().extra_repr()
 
 
+#: Tags of every power-iteration spectral normalisation.
+SPECTRAL_TAGS = MethodTags(power_iteration=True, reparametrizes=True)
+
+
 class _SpectralBase(ReparametrizationMethod):
     balanced = False
+    tags = SPECTRAL_TAGS
     defaults = {"n_power_iterations": 1, "init_iterations": INIT_ITERATIONS, "eps": 1e-12}
 
     def scale(self) -> float:
@@ -139,7 +147,8 @@ class _SpectralBase(ReparametrizationMethod):
 class SNw(_SpectralBase):
     """Miyato's spectral normalization (SNw): ``W_eff = W / σ(Ŵ)``.
 
-    Miyato et al., ICLR 2018 (seed 002), §2.1 eq. (8) and App. A, Algorithm 1: ``Ŵ`` is
+    Miyato et al., ICLR 2018 (docs/references.md#miyato2018), §2.1 eq. (8) and App. A,
+    Algorithm 1: ``Ŵ`` is
     the ``(c_out, c_in·k_h·k_w)`` reshape (``ConvTranspose``: output channels are dim 1,
     ``harness.layers.reshape_matrix``), ``σ = uᵀŴv`` after one power-iteration step per
     training-mode forward (``v ← Ŵᵀu/‖Ŵᵀu‖``, ``u ← Ŵv/‖Ŵv‖``), ``u``/``v`` persistent
@@ -148,17 +157,18 @@ class SNw(_SpectralBase):
     """
 
     name = "sn_w"
-    claim = "spectral norm of the reshaped weight Ŵ (c_out × c_in·k·k) is 1 (power-iteration estimate)"
+    claim = Claim("reshape_spectral", 1.0)
 
 
 @register
 class SSN(SNw):
     """Scaled spectral normalization: ``W_eff = s · W / σ(Ŵ)`` (Lin et al., NeurIPS 2021,
-    seed 001 §5.2); ``σ`` as in ``sn_w``. The authors swept ``s ∈ {0.7, …, 4.0}``."""
+    docs/references.md#lin2021, §5.2); ``σ`` as in ``sn_w``. The authors swept
+    ``s ∈ {0.7, …, 4.0}``."""
 
     name = "ssn"
     defaults = {**SNw.defaults, "s": 1.0}
-    claim = "spectral norm of the reshaped weight Ŵ is s"
+    claim = Claim("reshape_spectral", "s")
 
     def scale(self) -> float:
         return float(self.params["s"])
@@ -166,7 +176,8 @@ class SSN(SNw):
 
 @register
 class BSN(_SpectralBase):
-    """Bidirectional spectral normalization (Lin et al., NeurIPS 2021, seed 001 §5.1).
+    """Bidirectional spectral normalization (Lin et al., NeurIPS 2021,
+    docs/references.md#lin2021, §5.1).
 
     Convolutions: ``W_eff = W / ((‖Ŵ₁‖ + ‖Ŵ₂‖)/2)`` with ``Ŵ₁`` the ``(c_out, c_in·k·k)``
     reshape and ``Ŵ₂`` the ``(c_in, c_out·k·k)`` swapped reshape, each estimated by its
@@ -176,16 +187,17 @@ class BSN(_SpectralBase):
 
     name = "bsn"
     balanced = True
-    claim = "mean of the spectral norms of the two channel reshapes Ŵ₁, Ŵ₂ is 1 (linear: ‖Ŵ‖ = 1)"
+    claim = Claim("balanced_spectral", 1.0)
 
 
 @register
 class BSSN(BSN):
-    """Bidirectional scaled spectral normalization: ``bsn`` times ``s`` (seed 001 §5.2)."""
+    """Bidirectional scaled spectral normalization: ``bsn`` times ``s`` (Lin et al.,
+    NeurIPS 2021, docs/references.md#lin2021, §5.2)."""
 
     name = "bssn"
     defaults = {**BSN.defaults, "s": 1.0}
-    claim = "mean of the spectral norms of the two channel reshapes is s (linear: ‖Ŵ‖ = s)"
+    claim = Claim("balanced_spectral", "s")
 
     def scale(self) -> float:
         return float(self.params["s"])
@@ -195,7 +207,8 @@ class BSSN(BSN):
 class TorchSN(Method):
     """PyTorch's ``torch.nn.utils.parametrizations.spectral_norm`` on every weight layer.
 
-    The reference implementation of SNw (Miyato et al. 2018, seed 002 §2.1): 15
+    The reference implementation of SNw (Miyato et al., ICLR 2018,
+    docs/references.md#miyato2018, §2.1 eq. (8)): 15
     power-iteration steps at registration, ``n_power_iterations`` per training forward,
     ``dim=1`` for ``ConvTranspose`` (output channels). Registered through torch's own
     function, so :meth:`parametrization` is not used.
@@ -203,7 +216,8 @@ class TorchSN(Method):
 
     name = "torch_sn"
     defaults = {"n_power_iterations": 1, "eps": 1e-12}
-    claim = "spectral norm of the reshaped weight Ŵ is 1 (torch's power-iteration estimate)"
+    claim = Claim("reshape_spectral", 1.0)
+    tags = SPECTRAL_TAGS
 
     def apply(self, model: nn.Module) -> nn.Module:
         for name, layer in weight_layers(model):
@@ -213,4 +227,5 @@ class TorchSN(Method):
         return model
 
 
-__all__ = ["ReshapeSpectralNorm", "SNw", "SSN", "BSN", "BSSN", "TorchSN", "INIT_ITERATIONS"]
+__all__ = ["ReshapeSpectralNorm", "SNw", "SSN", "BSN", "BSSN", "TorchSN", "INIT_ITERATIONS",
+           "SPECTRAL_TAGS"]

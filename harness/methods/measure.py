@@ -1,0 +1,361 @@
+"""Measure a method's :class:`~.claims.Claim` on what the model actually computes.
+
+:func:`measure_claim` reads each weight layer's effective weight, ``layer.weight`` as the
+layer computes it in eval mode (for power-iteration methods: the stored vectors, no
+step taken), and evaluates the claimed quantity with exact float64 references
+(:func:`harness.exact.reshaped_norm`, :func:`harness.exact.layer_operator_norm`, SVD of
+the reshapes, Frobenius and row norms, the largest entry). It never asks the method for
+its own ``σ`` estimate or its declared scale.
+
+Layers are found by :func:`claim_layers`. A standard ``Linear``/``Conv1d``/``Conv2d``/
+``ConvTranspose2d`` (possibly parametrized) is measured through ``layer.weight``. A layer
+whose forward is not the standard one (a subclass overriding it, forward hooks, a
+custom module owning a ``weight``, or a wrapper module marked ``lipbench_layer = True``
+by a method that replaces layers) is measured through its own forward map: its linear
+part ``x ↦ f(x) − f(0)`` is materialised on the identity basis at the layer's real input
+size and solved by dense SVD (operator claims); for weight claims the kernel is recovered
+from that map by least squares over the layer's geometry and checked to reproduce it.
+Input sizes come from forward pre-hooks during one eval-mode forward of
+``zeros(1, *input_shape)``. Training modes are restored afterwards.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from harness.exact import layer_operator_norm, reshaped_norm
+from harness.layers import (AFFINE_LAYERS, WEIGHT_LAYERS, apply_operator, geometry, layer_kind,
+                            reshape_matrix, swapped_reshape_matrix)
+
+from .base import Method
+
+#: Largest ``in_dim · out_dim`` of a forward map materialised for dense SVD (32 MB float64).
+FORWARD_LIMIT = 4_000_000
+
+#: A forward map is accepted as affine when ``‖f(x) − f(0) − Mx‖ ≤ tol · ‖Mx‖`` on a random
+#: ``x``; ``tol`` per dtype: float32 rounding (2⁻²⁴ ≈ 6e-8) accumulated over a layer's
+#: sums stays far below 1e-4 on the small layers measured this way; float64 below 1e-10.
+AFFINE_TOL = {torch.float32: 1e-4, torch.float64: 1e-10}
+
+_STANDARD = ((nn.ConvTranspose2d, ("forward", "_conv_forward")),
+             (nn.Conv2d, ("forward", "_conv_forward")),
+             (nn.Conv1d, ("forward", "_conv_forward")),
+             (nn.Linear, ("forward",)))
+
+
+class ClaimMeasurementError(ValueError):
+    """A claim that cannot be measured on a model; the message names the layer and why."""
+
+
+@dataclass(frozen=True)
+class ClaimMeasurement:
+    """One measured claim: per layer (``layer`` its qualified name) or for the model (``""``).
+
+    ``error``: equality and penalty claims ``|measured/target − 1|`` (``|measured|`` for
+    target 0); bound claims the excess ``max(0, measured/target − 1)``; ``inf`` when the
+    layer's weight is not finite. ``how``: ``"weight"`` (``layer.weight``) or
+    ``"forward"`` (the layer's forward map) or ``"model"``. ``summary``: extra numbers
+    (row-norm range, operator-norm bracket, per-sample gradient norms' min/median/max).
+    """
+
+    layer: str
+    quantity: str
+    kind: str
+    measured: float
+    target: float
+    error: float
+    how: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        where = self.layer or "(model)"
+        return (f"{where}: {self.quantity} = {self.measured:.8g} (target {self.target:g}, "
+                f"{'excess' if self.kind == 'bound' else 'relative error'} {self.error:.3g})")
+
+
+# --- which layers, and how their map is read ------------------------------------------------
+
+def _standard_forward(module: nn.Module) -> bool:
+    for cls, attrs in _STANDARD:
+        if isinstance(module, cls):
+            same = all(getattr(type(module), a) is getattr(cls, a) for a in attrs)
+            return same and not module._forward_hooks and not module._forward_pre_hooks
+    return False
+
+
+def _owns_weight(module: nn.Module) -> bool:
+    return "weight" in dict(module.named_parameters(recurse=False)) or \
+        getattr(getattr(module, "parametrizations", None), "weight", None) is not None
+
+
+def claim_layers(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
+    """``(name, module, how)`` of every layer a per-layer claim covers, in module order.
+
+    ``how`` is ``"weight"`` for a standard weight layer, ``"forward"`` for one measured
+    through its forward map (see the module docstring). Descendants of a found layer are
+    part of it. Affine normalisation layers (BatchNorm, LayerNorm, GroupNorm) are skipped.
+    """
+    found: list[tuple[str, nn.Module, str]] = []
+    for name, module in model.named_modules():
+        if any(p == "" or name.startswith(p + ".") for p, _, _ in found):
+            continue
+        if getattr(module, "lipbench_layer", False) is True:
+            found.append((name, module, "forward"))
+        elif isinstance(module, WEIGHT_LAYERS):
+            found.append((name, module, "weight" if _standard_forward(module) else "forward"))
+        elif isinstance(module, AFFINE_LAYERS):
+            continue
+        elif _owns_weight(module):
+            found.append((name, module, "forward"))
+    return found
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no grad inside; every module's training flag restored afterwards."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for m, t in modes.items():
+            m.train(t)
+
+
+def _like(model: nn.Module) -> torch.Tensor:
+    for t in model.parameters():
+        return t
+    for t in model.buffers():
+        return t
+    return torch.empty(0)
+
+
+def record_input_shapes(model: nn.Module, input_shape: Sequence[int]) -> dict[str, tuple[int, ...]]:
+    """Each module's input shape (without batch) in one forward of ``zeros(1, *input_shape)``
+    (run by the caller's mode; :func:`measure_claim` runs it in eval mode)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    handles = []
+    for name, module in model.named_modules():
+        def record(mod, args, name=name):
+            if name not in shapes and args and isinstance(args[0], torch.Tensor):
+                shapes[name] = tuple(args[0].shape[1:])
+        handles.append(module.register_forward_pre_hook(record))
+    like = _like(model)
+    try:
+        model(torch.zeros((1, *tuple(input_shape)), dtype=like.dtype, device=like.device))
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes
+
+
+# --- exact references -------------------------------------------------------------------------
+
+def _spectral(mat: torch.Tensor) -> float:
+    return float(torch.linalg.matrix_norm(mat, ord=2))
+
+
+def forward_matrix(layer: nn.Module, shape: Sequence[int], name: str = "") -> torch.Tensor:
+    """Dense float64 matrix ``(out_dim, in_dim)`` of ``x ↦ layer(x) − layer(0)`` on inputs of
+    ``shape`` (no batch); checks on a random input that the layer is affine."""
+    like = _like(layer)
+    n = math.prod(shape)
+    zero = layer(torch.zeros((1, *shape), dtype=like.dtype, device=like.device))
+    out_dim = zero[0].numel()
+    if n * out_dim > FORWARD_LIMIT:
+        raise ClaimMeasurementError(f"layer {name!r}: its forward map ({out_dim} × {n}) is too "
+                                    f"large to materialise (limit {FORWARD_LIMIT} entries)")
+    cols = []
+    for start in range(0, n, 512):
+        idx = torch.arange(start, min(n, start + 512), device=like.device)
+        basis = torch.zeros((len(idx), n), dtype=like.dtype, device=like.device)
+        basis[torch.arange(len(idx)), idx] = 1
+        cols.append((layer(basis.view(-1, *shape)) - zero).reshape(len(idx), -1))
+    mat = torch.cat(cols).t().to("cpu", torch.float64)
+    x = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    got = (layer(x.to(like.device, like.dtype)) - zero).reshape(-1).to("cpu", torch.float64)
+    want = mat @ x.reshape(-1)
+    tol = AFFINE_TOL.get(like.dtype, 1e-4)
+    if float(torch.linalg.vector_norm(got - want)) > tol * max(float(torch.linalg.vector_norm(want)), 1e-30):
+        raise ClaimMeasurementError(f"layer {name!r} ({type(layer).__name__}) is not an affine "
+                                    "map of its input; its claim cannot be measured")
+    return mat
+
+
+def _weight_shape(layer: nn.Module, kind: str) -> tuple[int, ...]:
+    if kind == "linear":
+        return (layer.out_features, layer.in_features)
+    k = tuple(layer.kernel_size)
+    if kind == "conv_transpose2d":
+        return (layer.in_channels, layer.out_channels // layer.groups, *k)
+    return (layer.out_channels, layer.in_channels // layer.groups, *k)
+
+
+def kernel_from_forward(layer: nn.Module, mat: torch.Tensor, shape: Sequence[int],
+                        name: str = "") -> torch.Tensor:
+    """The float64 weight ``W`` with ``W̃ = mat`` for ``layer``'s geometry (least squares on
+    random probes), checked to reproduce ``mat`` to 1e-6 relative."""
+    if not isinstance(layer, WEIGHT_LAYERS):
+        raise ClaimMeasurementError(
+            f"layer {name!r} ({type(layer).__name__}) has no weight-layer geometry: only an "
+            "operator_spectral claim can be measured through its forward map")
+    kind = layer_kind(layer, name)
+    if kind == "linear":
+        return mat
+    geom = geometry(layer, name)
+    wshape = _weight_shape(layer, kind)
+    n_w = math.prod(wshape)
+    gen = torch.Generator().manual_seed(0)
+    probes = max(2, math.ceil(3 * n_w / mat.shape[0]))
+    x = torch.randn((probes, *shape), generator=gen, dtype=torch.float64)
+    basis = torch.eye(n_w, dtype=torch.float64).view(n_w, *wshape)
+    design = torch.stack([apply_operator(geom, e, x).reshape(-1) for e in basis], dim=1)
+    target = (x.reshape(probes, -1) @ mat.t()).reshape(-1)
+    w = torch.linalg.lstsq(design, target.unsqueeze(1)).solution.view(wshape)
+    n_in = math.prod(shape)
+    rebuilt = apply_operator(geom, w, torch.eye(n_in, dtype=torch.float64).view(n_in, *shape))
+    residual = float(torch.linalg.matrix_norm(rebuilt.reshape(n_in, -1).t() - mat))
+    if residual > 1e-6 * max(float(torch.linalg.matrix_norm(mat)), 1e-30):
+        raise ClaimMeasurementError(f"layer {name!r}: its forward map is not a {kind} with the "
+                                    f"layer's geometry (least-squares residual {residual:.3g})")
+    return w
+
+
+def weight_quantity(quantity: str, w: torch.Tensor, kind: str,
+                    target: float = 1.0) -> tuple[float, dict[str, Any]]:
+    """The claimed quantity of a float64 weight ``w`` and extra numbers for the report
+    (``row_norms``: the row norm farthest from ``target``)."""
+    if quantity == "reshape_spectral":
+        return reshaped_norm(w, kind), {}
+    if quantity == "balanced_spectral":
+        first = reshaped_norm(w, kind)
+        if kind == "linear":
+            return first, {}
+        second = _spectral(swapped_reshape_matrix(w, kind))
+        return 0.5 * (first + second), {"reshape_1": first, "reshape_2": second}
+    if quantity == "row_norms":  # the row farthest from the target
+        rows = torch.linalg.vector_norm(reshape_matrix(w, kind), dim=1)
+        worst = rows[int((rows / target - 1).abs().argmax())]
+        return float(worst), {"min": float(rows.min()), "max": float(rows.max())}
+    if quantity == "frobenius":
+        return float(torch.linalg.vector_norm(w)), {}
+    if quantity == "entries_within":
+        return float(w.abs().max()), {"min_entry": float(w.min()), "max_entry": float(w.max())}
+    if quantity == "gram_orthonormal":
+        mat = reshape_matrix(w, kind)
+        gram = mat @ mat.t() if mat.shape[0] <= mat.shape[1] else mat.t() @ mat
+        return float(torch.linalg.matrix_norm(gram - torch.eye(gram.shape[0], dtype=gram.dtype))), {}
+    raise ValueError(f"{quantity!r} is not a weight quantity")
+
+
+def claim_error(kind: str, measured: float, target: float) -> float:
+    """Relative error (equality, penalty) or relative excess (bound); ``inf`` if not finite."""
+    if not math.isfinite(measured):
+        return math.inf
+    if kind == "bound":
+        return max(0.0, measured / target - 1.0)
+    return abs(measured / target - 1.0) if target != 0 else abs(measured)
+
+
+# --- per layer and per model ---------------------------------------------------------------------
+
+def _measure_layer(name: str, layer: nn.Module, how: str, quantity: str, kind: str,
+                   target: float, shape: tuple[int, ...] | None) -> ClaimMeasurement:
+    needs_shape = how == "forward" or (quantity == "operator_spectral" and not isinstance(layer, nn.Linear))
+    if needs_shape and shape is None:
+        raise ClaimMeasurementError(
+            f"layer {name!r} ({type(layer).__name__}): measuring "
+            f"{'its forward map' if how == 'forward' else 'its operator norm'} needs the "
+            "model's input shape (input_shape)")
+    if how == "forward":
+        mat = forward_matrix(layer, shape, name)
+        if not bool(torch.isfinite(mat).all()):
+            return ClaimMeasurement(name, quantity, kind, math.nan, target, math.inf, how)
+        if quantity == "operator_spectral":
+            measured, summary = _spectral(mat), {"method": "dense SVD of the forward map"}
+        else:
+            w = kernel_from_forward(layer, mat, shape, name)
+            measured, summary = weight_quantity(quantity, w, layer_kind(layer, name), target)
+    else:
+        w = layer.weight.detach().to("cpu", torch.float64)
+        if not bool(torch.isfinite(w).all()):
+            return ClaimMeasurement(name, quantity, kind, math.nan, target, math.inf, how)
+        if quantity == "operator_spectral":
+            norm = layer_operator_norm(layer, shape)
+            measured = norm.value
+            summary = {"lower": norm.lower, "upper": norm.upper, "method": norm.method}
+        else:
+            measured, summary = weight_quantity(quantity, w, layer_kind(layer, name), target)
+    return ClaimMeasurement(name, quantity, kind, measured, target,
+                            claim_error(kind, measured, target), how, summary)
+
+
+def interpolate_gradient_norms(model: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                               seed: int = 0) -> torch.Tensor:
+    """Per-sample ``‖∇_x D(x̂)‖₂`` (float64) at ``x̂ = εx + (1−ε)x̃``, ``ε ~ U(0, 1)`` drawn
+    from a generator seeded with ``seed`` (Gulrajani et al. 2017, docs/references.md#gulrajani2017,
+    Algorithm 1); the caller chooses the mode (eval in :func:`measure_claim`)."""
+    like = _like(model)
+    real = real.detach().to(like.device, like.dtype)
+    fake = fake.detach().to(like.device, like.dtype)
+    eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1),
+                     generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    eps = eps.to(like.device, like.dtype)
+    with torch.enable_grad():
+        x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+        (grad,) = torch.autograd.grad(model(x_hat).sum(), x_hat)
+    return torch.linalg.vector_norm(grad.flatten(1).double(), dim=1).cpu()
+
+
+def _samples(real, fake, input_shape, seed: int, n: int = 64):
+    if real is not None and fake is not None:
+        return real, fake
+    if input_shape is None:
+        raise ClaimMeasurementError("measuring an interpolate_gradient claim needs real and fake "
+                                    "samples or the model's input shape (input_shape)")
+    gen = torch.Generator().manual_seed(seed)
+    shape = (n, *tuple(input_shape))
+    return torch.randn(shape, generator=gen), torch.randn(shape, generator=gen) + 1.0
+
+
+def measure_claim(method: Method, model: nn.Module, input_shape: Sequence[int] | None = None, *,
+                  real: torch.Tensor | None = None, fake: torch.Tensor | None = None,
+                  seed: int = 0) -> list[ClaimMeasurement]:
+    """Measure ``method.claim`` on ``model`` (the model ``method.apply`` returned).
+
+    Per-layer claims give one :class:`ClaimMeasurement` per layer of
+    :func:`claim_layers`; ``interpolate_gradient`` gives one for the model, from
+    per-sample input-gradient norms at interpolates of ``real`` and ``fake`` (default 64
+    Gaussian samples of ``input_shape``, seeded); ``none`` gives ``[]``. ``input_shape``
+    (without batch) is needed for operator claims on convolutions and for layers
+    measured through their forward map. The model's training flags are restored; the
+    only state a measurement can change is a method's own first-forward initialisation
+    (e.g. ``sn_conv`` recording the input size), which any forward triggers.
+    """
+    claim = method.claim
+    if claim.kind == "none":
+        return []
+    target = claim.target_value(method.params)
+    with evaluating(model):
+        if claim.quantity == "interpolate_gradient":
+            real, fake = _samples(real, fake, input_shape, seed)
+            norms = interpolate_gradient_norms(model, real, fake, seed)
+            errors = (norms / target - 1).abs()
+            summary = {"min": float(norms.min()), "median": float(norms.median()),
+                       "max": float(norms.max()), "samples": int(norms.numel())}
+            return [ClaimMeasurement("", claim.quantity, claim.kind, float(norms.mean()), target,
+                                     float(errors.mean()), "model", summary)]
+        shapes = record_input_shapes(model, input_shape) if input_shape is not None else {}
+        return [_measure_layer(name, layer, how, claim.quantity, claim.kind, target, shapes.get(name))
+                for name, layer, how in claim_layers(model)]
+
+
+__all__ = ["ClaimMeasurement", "ClaimMeasurementError", "claim_error", "claim_layers",
+           "evaluating", "forward_matrix", "interpolate_gradient_norms", "kernel_from_forward",
+           "measure_claim", "record_input_shapes", "weight_quantity"]
