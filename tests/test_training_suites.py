@@ -103,12 +103,13 @@ def test_training_time_every_method_documented_metrics_and_pairwise_ratios(tmp_p
     assert by_method(rows, "iteration_ratio")["none"]["value"] == 1.0
     # the D and G parts lie inside the iteration: n_dis = 1 D update + 1 G update
     d, g = by_method(rows, "d_step_ms"), by_method(rows, "g_step_ms")
-    for method in ALL_METHODS:
-        assert d[method]["value"] + g[method]["value"] <= iters[method]["value"] * 1.05 + 0.5
+    for method in ALL_METHODS:  # round by round (medians of parts need not add up)
+        rounds = zip(*(json.loads(x[method]["samples"]) for x in (d, g, iters)))
+        assert all(d_ms + g_ms <= it_ms * 1.0001 for d_ms, g_ms, it_ms in rounds), method
 
 
 def test_slow_method_fails_the_timing_check_and_the_comparison():
-    suite = timing_suite(["none"], repeats=5)
+    suite = timing_suite(["none"], repeats=8)
     case = plan([suite], "ci", "cpu")[0]
     spec = MethodSpec("none", (), "variant")
     case = type(case)(**{**case.__dict__, "methods": (MethodSpec("none", (), "none"), spec)})
