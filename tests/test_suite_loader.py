@@ -106,3 +106,10 @@ def test_shipped_suites_are_valid():
     assert {s.name for s in suites} >= {"thm2_variance", "thm3_bsn_variance"}
     for suite in suites:
         assert suite.cases("ci"), suite.name
+
+
+def test_ambiguous_matrix_values_collide_without_declared_types(tmp_path):
+    """2 and '2' print as one case id; without a runner's types only the collision check sees it."""
+    path = write(tmp_path, GOOD.replace("  m: [2, 4]", "  m: [2, '2']"))
+    with pytest.raises(SuiteError, match=r"give the same case id 'm=2,n=3'"):
+        load_suite(path)

@@ -11,6 +11,7 @@ from harness.errors import UserError
 from harness.baselines import judge, results_as_baseline, update_baselines
 from harness.baselines.compare import tolerance_of
 from harness.methods import available
+from harness.methods.registry import check as check_method
 from harness.results import ResultsDir
 from harness.runners import runner_for
 from harness.suite import MethodSpec, Suite
@@ -39,9 +40,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _method_specs(text: str | None) -> list[MethodSpec] | None:
+    """``--methods a,b``: each checked (resolved, not called) before anything runs."""
     if not text:
         return None
-    return [MethodSpec.parse(name.strip()) for name in text.split(",") if name.strip()]
+    specs = [MethodSpec.parse(name.strip()) for name in text.split(",") if name.strip()]
+    for spec in specs:
+        check_method(spec.name, dict(spec.params))
+    return specs
 
 
 def _out(args: argparse.Namespace, default: str) -> Path:

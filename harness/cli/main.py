@@ -12,7 +12,6 @@ import traceback
 from typing import NoReturn, Sequence
 
 from harness.errors import UserError
-from harness.imports import ReferenceLoadError
 
 from harness.suite import DEFAULT_MAX_CASES
 
@@ -129,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
-    except (UserError, ReferenceLoadError) as exc:
+    except UserError as exc:
         if debug:
             traceback.print_exc()
         print(f"lipbench: {exc}", file=sys.stderr)

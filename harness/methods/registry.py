@@ -115,6 +115,17 @@ def _factory(name: str) -> type[Method] | Callable[..., Method]:
     return check_target(f"entry point {name} = {eps[name].value}", target)
 
 
+def check(name: str, params: Mapping[str, Any]) -> None:
+    """Resolve ``name`` and validate ``params`` without building (or calling) anything.
+
+    Suite files and the command line use it to refuse a non-method or a mistyped parameter
+    before any case runs.
+    """
+    factory = _factory(name)
+    validate_params(getattr(factory, "name", name), getattr(factory, "defaults", {}), params,
+                    getattr(factory, "param_types", {}))
+
+
 def get(name: str, **params: Any) -> Method:
     """An instance of the method ``name`` (built-in, entry point or ``module:attr``).
 
@@ -131,5 +142,5 @@ def get(name: str, **params: Any) -> Method:
     return method
 
 
-__all__ = ["ENTRY_POINT_GROUP", "MethodLoadError", "MethodParameterError", "available",
+__all__ = ["ENTRY_POINT_GROUP", "MethodLoadError", "MethodParameterError", "available", "check",
            "check_target", "get", "load", "method_factory", "register"]

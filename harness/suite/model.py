@@ -172,7 +172,7 @@ class Suite:
             * len(specs) * len(r["seeds"])
         if upper > max_cases:
             raise SuiteError([f"{self.at('presets', preset)}: presets.{preset}: plans up to {upper} "
-                              f"planned cases, more than --max-cases {max_cases}"])
+                              f"cases, more than --max-cases {max_cases}"])
         combos = expand(matrix, r.get("include", []), r.get("exclude", []))
         if check_ids:
             self._check_ids(preset, combos, specs)
