@@ -161,6 +161,7 @@ def _spectral(mat: torch.Tensor) -> float:
     return float(torch.linalg.matrix_norm(mat, ord=2))
 
 
+@torch.no_grad()
 def forward_matrix(layer: nn.Module, shape: Sequence[int], name: str = "") -> torch.Tensor:
     """Dense float64 matrix ``(out_dim, in_dim)`` of ``x ↦ layer(x) − layer(0)`` on inputs of
     ``shape`` (no batch); checks on a random input that the layer is affine."""
