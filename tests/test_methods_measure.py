@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.methods import Claim, ClaimMeasurementError, Method, get, measure_claim, sigma_parametrization
-from harness.methods.measure import claim_layers, forward_matrix, kernel_from_forward
+from harness.methods.forward_map import ForwardMap, kernel_from_forward
+from harness.methods.measure import claim_layers
 
 LAYERS = {
     "linear": (lambda: nn.Linear(6, 5), (6,)),
@@ -126,8 +127,8 @@ def test_overridden_forward_is_measured_through_its_map():
     (m,) = measure_claim(claiming("reshape_spectral"), layer, (2, 6, 6))
     assert m.how == "forward"
     assert m.measured == pytest.approx(2 * numpy_reference("reshape_spectral", layer), rel=1e-9)
-    mat = forward_matrix(layer, (2, 6, 6))
-    assert torch.allclose(kernel_from_forward(layer, mat, (2, 6, 6)), 2 * layer.weight.detach(), atol=1e-10)
+    recovered = kernel_from_forward(ForwardMap(layer, (2, 6, 6)))
+    assert torch.allclose(recovered, 2 * layer.weight.detach(), atol=1e-10)
 
 
 @pytest.mark.parametrize("key", ["conv1d", "conv_transpose2d"])
@@ -240,3 +241,25 @@ def test_interpolate_gradient_against_a_per_sample_loop():
 
 def test_none_claims_nothing():
     assert measure_claim(get("none"), nn.Linear(2, 2)) == []
+
+
+def test_large_replaced_layer_by_lanczos_and_conjugate_gradients(one_thread):
+    """A map too large to materialise: operator norm by Lanczos through the forward map and its
+    VJP adjoint, kernel by conjugate gradients; both against the exact references of the
+    layer's own weight."""
+    from harness.exact import layer_operator_norm
+
+    torch.manual_seed(0)
+    inner = nn.Conv2d(8, 16, 3, stride=2, padding=1).double()
+    wrapped = DoubledConv(8, 16, 3, stride=2, padding=1).double()
+    with torch.no_grad():
+        wrapped.weight.copy_(inner.weight / 2)
+        wrapped.bias.copy_(inner.bias)
+    shape = (8, 32, 32)
+    fmap = ForwardMap(wrapped, shape)
+    assert fmap.in_dim * fmap.out_dim > 4_000_000  # the Lanczos path
+    (m,) = measure_claim(claiming("operator_spectral"), wrapped, shape)
+    assert "Lanczos" in m.summary["method"]
+    assert m.measured == pytest.approx(layer_operator_norm(inner, shape).value, rel=1e-8)
+    (m,) = measure_claim(claiming("reshape_spectral"), wrapped, shape)
+    assert m.measured == pytest.approx(numpy_reference("reshape_spectral", inner), rel=1e-9)
