@@ -257,16 +257,19 @@ class FrobeniusTwice(FrobeniusNorm):
 
 # --- weight_clip -------------------------------------------------------------------------------
 
+@torch.no_grad()
+def _clamp_weights(D, low, high):
+    for _, layer in weight_layers(D):
+        _raw_weight(layer).clamp_(low, high)
+
+
 class ClipUpTo2c(WeightClip):
     """Clamps to ``[-c, 2c]``."""
 
     name = "mutant_clip_up_to_2c"
 
-    @torch.no_grad()
     def after_step(self, D):
-        c = float(self.params["c"])
-        for _, layer in weight_layers(D):
-            _raw_weight(layer).clamp_(-c, 2 * c)
+        _clamp_weights(D, -self.params["c"], 2 * self.params["c"])
 
 
 class ClipHalfBelow(WeightClip):
@@ -274,11 +277,8 @@ class ClipHalfBelow(WeightClip):
 
     name = "mutant_clip_half_below"
 
-    @torch.no_grad()
     def after_step(self, D):
-        c = float(self.params["c"])
-        for _, layer in weight_layers(D):
-            _raw_weight(layer).clamp_(-c / 2, c)
+        _clamp_weights(D, -self.params["c"] / 2, self.params["c"])
 
 
 # --- grad_penalty, orthonormal_reg ---------------------------------------------------------------
