@@ -54,7 +54,7 @@ def _claim_holds(s: Subject, method_params: Mapping[str, Any]) -> str:
             if bad:
                 raise Violation(f"after step {step + 1}: " + "; ".join(bad))
             worst = max([worst] + [m.measured for m in measured])
-        return f"largest |entry| after 3 steps {worst:.6g} ≤ {claim.describe(method.params)}"
+        return f"largest |entry| over 3 steps {worst:.6g} (claim: {claim.describe(method.params)})"
     forwards = settle(model, s.x)
     measured = measure_claim(method, model, INPUT_SHAPE)
     if not measured:
