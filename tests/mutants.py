@@ -19,7 +19,7 @@ from torch.nn.utils import parametrize
 
 from harness.layers import (WEIGHT_LAYERS, apply_operator, geometry, layer_kind, reshape_matrix,
                             weight_layers)
-from harness.methods import Method, run_contract
+from harness.methods import InvariantResult, Method, run_contract
 from harness.methods.normalization import FrobeniusNorm, FrobeniusNormalization, RowNormalization, WeightNorm
 from harness.methods.operator import SNConv
 from harness.methods.power import power_iteration
@@ -257,16 +257,19 @@ class FrobeniusTwice(FrobeniusNorm):
 
 # --- weight_clip -------------------------------------------------------------------------------
 
+@torch.no_grad()
+def _clamp_weights(D, low, high):
+    for _, layer in weight_layers(D):
+        _raw_weight(layer).clamp_(low, high)
+
+
 class ClipUpTo2c(WeightClip):
     """Clamps to ``[-c, 2c]``."""
 
     name = "mutant_clip_up_to_2c"
 
-    @torch.no_grad()
     def after_step(self, D):
-        c = float(self.params["c"])
-        for _, layer in weight_layers(D):
-            _raw_weight(layer).clamp_(-c, 2 * c)
+        _clamp_weights(D, -self.params["c"], 2 * self.params["c"])
 
 
 class ClipHalfBelow(WeightClip):
@@ -274,11 +277,8 @@ class ClipHalfBelow(WeightClip):
 
     name = "mutant_clip_half_below"
 
-    @torch.no_grad()
     def after_step(self, D):
-        c = float(self.params["c"])
-        for _, layer in weight_layers(D):
-            _raw_weight(layer).clamp_(-c / 2, c)
+        _clamp_weights(D, -self.params["c"] / 2, self.params["c"])
 
 
 # --- grad_penalty, orthonormal_reg ---------------------------------------------------------------
@@ -448,25 +448,26 @@ CORRECT = {"third_party_torch_sn": _third_party, "sn_w_3_steps": lambda: SNw3,
 
 @dataclass(frozen=True)
 class MutationScore:
-    """How many mutants the contract catches (any violation) and which invariants fired."""
+    """How many mutants the contract catches (any violation), with every contract result."""
 
     caught: int
     total: int
-    violated: dict[str, list[str]]
+    results: dict[str, list[InvariantResult]]
 
     @property
     def score(self) -> float:
         return self.caught / self.total
 
+    def violated(self, mutant: str) -> list[str]:
+        """The invariants the contract reported as violated for ``mutant`` (a class name)."""
+        return [r.invariant for r in self.results[mutant] if r.verdict == "violation"]
+
 
 def mutation_score(seed: int = 0) -> MutationScore:
     """Run the contract on every mutant of :data:`MUTANTS`."""
-    violated = {}
-    for cls in MUTANTS:
-        results = run_contract(cls, seed=seed)
-        violated[cls.__name__] = [r.invariant for r in results if r.verdict == "violation"]
-    caught = sum(1 for names in violated.values() if names)
-    return MutationScore(caught, len(MUTANTS), violated)
+    results = {cls.__name__: run_contract(cls, seed=seed) for cls in MUTANTS}
+    caught = sum(1 for rs in results.values() if any(r.verdict == "violation" for r in rs))
+    return MutationScore(caught, len(MUTANTS), results)
 
 
 __all__ = ["CORRECT", "MUTANTS", "MutationScore", "mutation_score"] + [c.__name__ for c in MUTANTS]

@@ -16,6 +16,7 @@ from harness.methods.operator import OperatorSpectralNorm, SNConv
 from harness.methods.power import power_iteration
 from harness.methods.spectral import BSN, SNw, ReshapeSpectralNorm
 from harness.training.models import StandardCNNDiscriminator
+from mutants import BSNOneReshape, ReshapeAsSNConv, SNwDeclaredScale, SNwNoSigmaGradient
 
 # (layer factory, input shape without batch) -- small enough for dense references
 LAYERS = {
@@ -59,14 +60,6 @@ def exact(layer, quantity):
 
 # --- broken variants ------------------------------------------------------------------------
 
-class ScaledSN(SNw):
-    """sn_w whose output is 1.3 times too large."""
-    name = "broken_scaled_sn"
-
-    def scale(self):
-        return 1.3
-
-
 class _NoTransposeNorm(ReshapeSpectralNorm):
     """Power iteration that skips the transpose (iterates Ŵ instead of ŴᵀŴ)."""
 
@@ -84,20 +77,6 @@ class NoTransposeSN(SNw):
         return _NoTransposeNorm(layer.weight, kind)
 
 
-class _NoSigmaGrad(ReshapeSpectralNorm):
-    """Backward forgets the ∂σ/∂W term of the quotient rule."""
-
-    def add_sigma_grad(self, grad, beta, alpha, state):
-        return grad * beta
-
-
-class NoSigmaGradSN(SNw):
-    name = "broken_no_sigma_grad"
-
-    def parametrization(self, name, layer, kind):
-        return _NoSigmaGrad(layer.weight, kind)
-
-
 class _Detached(nn.Module):
     def forward(self, w):
         return w.detach() / torch.linalg.matrix_norm(w.detach().flatten(1), 2)
@@ -108,16 +87,6 @@ class DetachedSN(SNw):
 
     def parametrization(self, name, layer, kind):
         return _Detached()
-
-
-class FakeSNConv(SNw):
-    """Claims SNConv but normalises the reshape."""
-    name = "broken_sn_conv"
-
-
-class FakeBSN(SNw):
-    """Claims BSN but normalises only the first reshape."""
-    name = "broken_bsn"
 
 
 # --- sn_w / ssn / torch_sn ------------------------------------------------------------------
@@ -152,7 +121,7 @@ def test_sn_w_matches_torch_spectral_norm(key):
     assert exact(a, "reshape_spectral") == pytest.approx(exact(b, "reshape_spectral"), rel=1e-9)
     assert estimate_sigma(a) == pytest.approx(estimate_sigma(b), rel=1e-9)
     c, _ = make(key, seed=1)
-    ScaledSN().apply(c)
+    SNwDeclaredScale().apply(c)
     power_iterate(c, ITER)
     assert exact(c, "reshape_spectral") != pytest.approx(exact(b, "reshape_spectral"), rel=1e-3)
 
@@ -213,7 +182,7 @@ def test_balanced_norm_after_convergence(key, name, params, target):
 
 @pytest.mark.parametrize("key", CONVS)
 def test_single_reshape_misses_the_balanced_norm(key):
-    layer, _ = with_method(key, FakeBSN())
+    layer, _ = with_method(key, BSNOneReshape())
     power_iterate(layer, ITER)
     assert abs(exact(layer, "balanced_spectral") - 1.0) > 1e-3
 
@@ -231,7 +200,7 @@ def test_operator_norm_after_convergence(key):
 
 @pytest.mark.parametrize("key", ["conv2d", "conv2d_s2", "conv_transpose2d"])
 def test_reshape_normalisation_misses_the_operator_norm(key):
-    layer, shape = with_method(key, FakeSNConv())
+    layer, shape = with_method(key, ReshapeAsSNConv())
     power_iterate(layer, ITER)
     assert abs(layer_operator_norm(layer.eval(), shape).value - 1.0) > 1e-3
 
@@ -277,7 +246,7 @@ def test_gradcheck_through_parametrization(key, name, params):
     assert gradcheck_effective_weight(layer.eval()) is True
 
 
-@pytest.mark.parametrize("method", [NoSigmaGradSN(), DetachedSN()], ids=["no_sigma_grad", "detached"])
+@pytest.mark.parametrize("method", [SNwNoSigmaGradient(), DetachedSN()], ids=["no_sigma_grad", "detached"])
 def test_gradcheck_catches_broken_backward(method):
     layer, _ = with_method("conv2d", method)
     assert gradcheck_effective_weight(layer.eval()) is not True

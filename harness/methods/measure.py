@@ -11,10 +11,10 @@ Layers are found by :func:`claim_layers`. A standard ``Linear``/``Conv1d``/``Con
 ``ConvTranspose2d`` (possibly parametrized) is measured through ``layer.weight``. A layer
 whose forward is not the standard one (a subclass overriding it, forward hooks, a
 custom module owning a ``weight``, or a wrapper module marked ``lipbench_layer = True``
-by a method that replaces layers) is measured through its own forward map: its linear
-part ``x ↦ f(x) − f(0)`` is materialised on the identity basis at the layer's real input
-size and solved by dense SVD (operator claims); for weight claims the kernel is recovered
-from that map by least squares over the layer's geometry and checked to reproduce it.
+by a method that replaces layers) is measured through its own forward map
+(:class:`.forward_map.ForwardMap`: the linear part ``x ↦ f(x) − f(0)`` at the layer's
+real input size; operator claims by dense SVD or Lanczos, weight claims on the kernel
+recovered from the map for the layer's geometry and checked to reproduce it).
 Input sizes come from forward pre-hooks during one eval-mode forward of
 ``zeros(1, *input_shape)``. Training modes are restored afterwards.
 """
@@ -29,27 +29,15 @@ import torch
 from torch import nn
 
 from harness.exact import layer_operator_norm, reshaped_norm
-from harness.layers import (AFFINE_LAYERS, WEIGHT_LAYERS, apply_operator, geometry, layer_kind,
-                            reshape_matrix, swapped_reshape_matrix)
+from harness.layers import AFFINE_LAYERS, WEIGHT_LAYERS, layer_kind, reshape_matrix, swapped_reshape_matrix
 
 from .base import Method
-
-#: Largest ``in_dim · out_dim`` of a forward map materialised for dense SVD (32 MB float64).
-FORWARD_LIMIT = 4_000_000
-
-#: A forward map is accepted as affine when ``‖f(x) − f(0) − Mx‖ ≤ tol · ‖Mx‖`` on a random
-#: ``x``; ``tol`` per dtype: float32 rounding (2⁻²⁴ ≈ 6e-8) accumulated over a layer's
-#: sums stays far below 1e-4 on the small layers measured this way; float64 below 1e-10.
-AFFINE_TOL = {torch.float32: 1e-4, torch.float64: 1e-10}
+from .forward_map import ClaimMeasurementError, ForwardMap, _like, kernel_from_forward
 
 _STANDARD = ((nn.ConvTranspose2d, ("forward", "_conv_forward")),
              (nn.Conv2d, ("forward", "_conv_forward")),
              (nn.Conv1d, ("forward", "_conv_forward")),
              (nn.Linear, ("forward",)))
-
-
-class ClaimMeasurementError(ValueError):
-    """A claim that cannot be measured on a model; the message names the layer and why."""
 
 
 @dataclass(frozen=True)
@@ -128,14 +116,6 @@ def evaluating(model: nn.Module) -> Iterator[None]:
             m.train(t)
 
 
-def _like(model: nn.Module) -> torch.Tensor:
-    for t in model.parameters():
-        return t
-    for t in model.buffers():
-        return t
-    return torch.empty(0)
-
-
 def record_input_shapes(model: nn.Module, input_shape: Sequence[int]) -> dict[str, tuple[int, ...]]:
     """Each module's input shape (without batch) in one forward of ``zeros(1, *input_shape)``
     (run by the caller's mode; :func:`measure_claim` runs it in eval mode)."""
@@ -159,72 +139,6 @@ def record_input_shapes(model: nn.Module, input_shape: Sequence[int]) -> dict[st
 
 def _spectral(mat: torch.Tensor) -> float:
     return float(torch.linalg.matrix_norm(mat, ord=2))
-
-
-def forward_matrix(layer: nn.Module, shape: Sequence[int], name: str = "") -> torch.Tensor:
-    """Dense float64 matrix ``(out_dim, in_dim)`` of ``x ↦ layer(x) − layer(0)`` on inputs of
-    ``shape`` (no batch); checks on a random input that the layer is affine."""
-    like = _like(layer)
-    n = math.prod(shape)
-    zero = layer(torch.zeros((1, *shape), dtype=like.dtype, device=like.device))
-    out_dim = zero[0].numel()
-    if n * out_dim > FORWARD_LIMIT:
-        raise ClaimMeasurementError(f"layer {name!r}: its forward map ({out_dim} × {n}) is too "
-                                    f"large to materialise (limit {FORWARD_LIMIT} entries)")
-    cols = []
-    for start in range(0, n, 512):
-        idx = torch.arange(start, min(n, start + 512), device=like.device)
-        basis = torch.zeros((len(idx), n), dtype=like.dtype, device=like.device)
-        basis[torch.arange(len(idx)), idx] = 1
-        cols.append((layer(basis.view(-1, *shape)) - zero).reshape(len(idx), -1))
-    mat = torch.cat(cols).t().to("cpu", torch.float64)
-    x = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    got = (layer(x.to(like.device, like.dtype)) - zero).reshape(-1).to("cpu", torch.float64)
-    want = mat @ x.reshape(-1)
-    tol = AFFINE_TOL.get(like.dtype, 1e-4)
-    if float(torch.linalg.vector_norm(got - want)) > tol * max(float(torch.linalg.vector_norm(want)), 1e-30):
-        raise ClaimMeasurementError(f"layer {name!r} ({type(layer).__name__}) is not an affine "
-                                    "map of its input; its claim cannot be measured")
-    return mat
-
-
-def _weight_shape(layer: nn.Module, kind: str) -> tuple[int, ...]:
-    if kind == "linear":
-        return (layer.out_features, layer.in_features)
-    k = tuple(layer.kernel_size)
-    if kind == "conv_transpose2d":
-        return (layer.in_channels, layer.out_channels // layer.groups, *k)
-    return (layer.out_channels, layer.in_channels // layer.groups, *k)
-
-
-def kernel_from_forward(layer: nn.Module, mat: torch.Tensor, shape: Sequence[int],
-                        name: str = "") -> torch.Tensor:
-    """The float64 weight ``W`` with ``W̃ = mat`` for ``layer``'s geometry (least squares on
-    random probes), checked to reproduce ``mat`` to 1e-6 relative."""
-    if not isinstance(layer, WEIGHT_LAYERS):
-        raise ClaimMeasurementError(
-            f"layer {name!r} ({type(layer).__name__}) has no weight-layer geometry: only an "
-            "operator_spectral claim can be measured through its forward map")
-    kind = layer_kind(layer, name)
-    if kind == "linear":
-        return mat
-    geom = geometry(layer, name)
-    wshape = _weight_shape(layer, kind)
-    n_w = math.prod(wshape)
-    gen = torch.Generator().manual_seed(0)
-    probes = max(2, math.ceil(3 * n_w / mat.shape[0]))
-    x = torch.randn((probes, *shape), generator=gen, dtype=torch.float64)
-    basis = torch.eye(n_w, dtype=torch.float64).view(n_w, *wshape)
-    design = torch.stack([apply_operator(geom, e, x).reshape(-1) for e in basis], dim=1)
-    target = (x.reshape(probes, -1) @ mat.t()).reshape(-1)
-    w = torch.linalg.lstsq(design, target.unsqueeze(1)).solution.view(wshape)
-    n_in = math.prod(shape)
-    rebuilt = apply_operator(geom, w, torch.eye(n_in, dtype=torch.float64).view(n_in, *shape))
-    residual = float(torch.linalg.matrix_norm(rebuilt.reshape(n_in, -1).t() - mat))
-    if residual > 1e-6 * max(float(torch.linalg.matrix_norm(mat)), 1e-30):
-        raise ClaimMeasurementError(f"layer {name!r}: its forward map is not a {kind} with the "
-                                    f"layer's geometry (least-squares residual {residual:.3g})")
-    return w
 
 
 def weight_quantity(quantity: str, w: torch.Tensor, kind: str,
@@ -274,13 +188,14 @@ def _measure_layer(name: str, layer: nn.Module, how: str, quantity: str, kind: s
             f"{'its forward map' if how == 'forward' else 'its operator norm'} needs the "
             "model's input shape (input_shape)")
     if how == "forward":
-        mat = forward_matrix(layer, shape, name)
-        if not bool(torch.isfinite(mat).all()):
+        fmap = ForwardMap(layer, shape, name)
+        if not bool(torch.isfinite(fmap.zero).all()):
             return ClaimMeasurement(name, quantity, kind, math.nan, target, math.inf, how)
         if quantity == "operator_spectral":
-            measured, summary = _spectral(mat), {"method": "dense SVD of the forward map"}
+            measured, method = fmap.operator_norm()
+            summary = {"method": method}
         else:
-            w = kernel_from_forward(layer, mat, shape, name)
+            w = kernel_from_forward(fmap)
             measured, summary = weight_quantity(quantity, w, layer_kind(layer, name), target)
     else:
         w = layer.weight.detach().to("cpu", torch.float64)
@@ -357,5 +272,5 @@ def measure_claim(method: Method, model: nn.Module, input_shape: Sequence[int] |
 
 
 __all__ = ["ClaimMeasurement", "ClaimMeasurementError", "claim_error", "claim_layers",
-           "evaluating", "forward_matrix", "interpolate_gradient_norms", "kernel_from_forward",
-           "measure_claim", "record_input_shapes", "weight_quantity"]
+           "evaluating", "interpolate_gradient_norms", "measure_claim", "record_input_shapes",
+           "weight_quantity"]

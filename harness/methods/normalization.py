@@ -46,7 +46,7 @@ class WeightNorm(ReparametrizationMethod):
     """Weight normalization without the learned multiplier (``γ = 1``): every row of
     ``Ŵ`` has unit norm, ``W̄_i = W_i / ‖W_i‖``.
 
-    Salimans & Kingma, NeurIPS 2016 (docs/references.md#salimans2016wn) as analysed by
+    Salimans & Kingma, NeurIPS 2016 (docs/references.md#salimanskingma2016) as analysed by
     Miyato et al., ICLR 2018 (docs/references.md#miyato2018), App. D.1, eq. (25); the
     multiplier is dropped "to prevent the methods from overtly violating the Lipschitz
     condition" (Miyato et al. §4).

@@ -17,7 +17,8 @@ Tolerances and where they come from:
   arithmetic (unit roundoff 2⁻²⁴ ≈ 6e-8 times the few operations of one normalisation;
   the built-ins measure 6e-8 to 1.4e-7) and the power iteration's residual after
   :func:`settle` stops (change below ``SETTLE_RTOL = 1e-6`` over 25 forwards). Bound
-  claims are exact: a clamp is exact.
+  claims are exact up to the bound's own rounding to float32 (``BOUND_RTOL = 2⁻²⁴``
+  relative: ``fl(0.05)`` exceeds 0.05 by 1.5e-8 relative); a clamp is exact.
 * ``TRAIN_EVAL_RTOL = 1e-4``: train- and eval-mode outputs once settled; one more
   power-iteration step changes ``σ`` by less than the settle residual (built-ins: ≤ 1.6e-7).
 * state-dict round trips, deep copies and eval forwards must be bit-identical: the same
@@ -27,8 +28,11 @@ Tolerances and where they come from:
 * penalties: after ``PULL_STEPS = 10`` Adam steps (lr 1e-2) on the penalty alone, the
   claimed quantity's distance to its target must shrink by at least ``PULL_MARGIN = 1%``.
   Adam's step does not depend on the penalty's scale, so a small ``β`` or ``λ`` still
-  moves and a zero one does not; the built-ins shrink it by 57% (orthonormal) and 72%
-  (gradient penalty), measured, so 1% separates "pulls" from "does not" with room.
+  moves and a zero one does not. The model starts away from the target (weights doubled;
+  for gradient penalties input-gradient norms at interpolates around 3, so one-sided
+  penalties pull too). The built-ins shrink the distance by 57% (orthonormal) and 90-92%
+  (gradient penalty, two- and one-sided), measured, so 1% separates "pulls" from "does
+  not" with room.
   A penalty "vanishes" below ``PENALTY_ZERO = 1e-9``: on a critic where the claim holds
   exactly, float64 gaps are zero or a few ulps (measured: 0 and 5e-31).
 """

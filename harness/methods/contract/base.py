@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..base import Method
-from ..measure import ClaimMeasurement, claim_layers, evaluating
+from ..measure import ClaimMeasurement, claim_layers, evaluating, interpolate_gradient_norms
 
 #: Input shape (without batch) of :func:`contract_model`.
 INPUT_SHAPE = (2, 6, 6)
@@ -205,12 +205,27 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
             if isinstance(getattr(layer, "weight", None), torch.Tensor)]
 
 
-@torch.no_grad()
-def push_away(model: nn.Module) -> None:
-    """Double every stored weight: away from a penalty's target (orthonormal weights,
-    unit input gradients), so its gradient is not zero by construction."""
-    for _, layer in weight_layers(model):
-        stored_weight(layer).mul_(2.0)
+#: :func:`push_away` puts the median input-gradient norm at interpolates here: above a
+#: gradient penalty's target 1, so one-sided penalties (which ignore norms below 1) pull too.
+PUSHED_GRADIENT_NORM = 3.0
+
+
+def push_away(s: "Subject", model: nn.Module) -> None:
+    """Move the model away from a penalty claim's target so the penalty's gradient is not
+    zero by construction: double every stored weight (orthonormal weights get singular
+    values 2), or for ``interpolate_gradient`` scale the last layer so the median
+    input-gradient norm at the reference interpolates is :data:`PUSHED_GRADIENT_NORM`
+    (the network's output, hence its input gradient, is linear in the last weight)."""
+    layers = weight_layers(model)
+    if s.claim.quantity != "interpolate_gradient":
+        with torch.no_grad():
+            for _, layer in layers:
+                stored_weight(layer).mul_(2.0)
+        return
+    with evaluating(model):
+        norms = interpolate_gradient_norms(model, s.real, s.fake, s.seed)
+    with torch.no_grad():
+        stored_weight(layers[-1][1]).mul_(PUSHED_GRADIENT_NORM / float(norms.median()))
 
 
 def train_step(method: Method, model: nn.Module, x: torch.Tensor, lr: float = 1e-2) -> None:

@@ -46,7 +46,7 @@ def gradients_flow(s: Subject) -> str:
                                 f"weight does not match finite differences ({ok})")
             checked.append(name)
     if type(method).penalty is not Method.penalty or s.claim.kind == "penalty":
-        push_away(model)
+        push_away(s, model)
         penalty = method.penalty(model, s.real.double(), s.fake.double())
         if not penalty.requires_grad:
             raise Violation("the penalty does not require grad (no create_graph?)")
