@@ -176,12 +176,14 @@ def _missing(suite: str, metric: str, mine: pd.DataFrame, old: pd.DataFrame,
 
 def judge(suites: Sequence[Suite], rows: pd.DataFrame,
           baseline_for: Callable[[str], pd.DataFrame | None],
-          planned: Iterable[Sequence] = ()) -> pd.DataFrame:
-    """All verdicts of a run: errors, bound checks, comparisons with ``baseline_for(suite)``."""
+          planned: Iterable[Sequence] = (), profiles: dict[str, dict] | None = None) -> pd.DataFrame:
+    """All verdicts of a run: errors, bound checks, comparisons with ``baseline_for(suite)``.
+
+    ``profiles``: method label -> claim and tags (the run manifest's ``methods``)."""
     planned = [tuple(p) for p in planned]
     verdicts = run_errors(rows)
     for suite in suites:
-        verdicts += evaluate_checks(suite, rows)
+        verdicts += evaluate_checks(suite, rows, profiles)
         verdicts += compare_suite(suite, rows, baseline_for(suite.name), planned)
     return to_frame(verdicts)
 

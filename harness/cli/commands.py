@@ -141,7 +141,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Judge results B with results A standing in for the baselines."""
     a, b = ResultsDir(args.a), ResultsDir(args.b)
     suites = _suites_of(b, suites_dir(args.suites_dir))
-    verdicts = judge(suites, b.rows(), results_as_baseline(a.rows()), b.read_json("plan.json", []))
+    verdicts = judge(suites, b.rows(), results_as_baseline(a.rows()), b.read_json("plan.json", []),
+                     (b.read_json("manifest.json") or {}).get("methods"))
     return publish(suites, b, verdicts, report=_path(args.report), junit=None,
                    title=f"lipbench compare {a.path} -> {b.path}")
 

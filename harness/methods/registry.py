@@ -78,6 +78,13 @@ def check_target(reference: str, target: Any) -> type[Method] | Callable[..., Me
                           "@harness.methods.method_factory; refused without calling it")
 
 
+def builtin(name: str) -> type[Method]:
+    """The built-in method class ``name`` (``MethodLoadError`` naming the built-ins otherwise)."""
+    if name not in _BUILTIN:
+        raise MethodLoadError(f"{name!r} is not a built-in method; built-ins: {', '.join(sorted(_BUILTIN))}")
+    return _BUILTIN[name]
+
+
 def _entry_point_methods() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
@@ -142,5 +149,5 @@ def get(name: str, **params: Any) -> Method:
     return method
 
 
-__all__ = ["ENTRY_POINT_GROUP", "MethodLoadError", "MethodParameterError", "available", "check",
+__all__ = ["ENTRY_POINT_GROUP", "MethodLoadError", "MethodParameterError", "available", "builtin", "check",
            "check_target", "get", "load", "method_factory", "register"]

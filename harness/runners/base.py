@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Iterable
 import pandas as pd
 import torch
 
+from harness.methods.claims import judged_claim
 from harness.results import Measurement
 from harness.suite import Case
 
@@ -24,9 +25,14 @@ class RunContext:
     device: torch.device
     method: Any = None  # harness.methods.Method or None for method-free suites
     methods: dict[str, Any] = field(default_factory=dict)  # label -> Method, grouped runners only
+    judged_as: str = ""  # lipbench check --as NAME: judged by NAME's claim
     artifact_dir: Path | None = None
     traces: list[dict[str, Any]] = field(default_factory=list)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
+
+    def claim(self) -> tuple[Any, dict[str, Any]]:
+        """The claim the case's method is judged by and its parameters (see ``judged_claim``)."""
+        return judged_claim(self.method, self.judged_as)
 
     def trace(self, series: str, step: int, value: float) -> None:
         self.traces.append({"series": series, "step": int(step), "value": float(value)})

@@ -17,6 +17,7 @@ from typing import Sequence
 import pandas as pd
 from tqdm import tqdm
 
+from harness.methods.claims import profile
 from harness.results import ResultsDir, build_manifest, device_label, error_row, make_row
 from harness.results.manifest import now
 from harness.suite import Case, MethodSpec, Suite
@@ -82,6 +83,7 @@ def run_suites(suites: Sequence[Suite], preset: str, out: ResultsDir,
                                   device=options.device, started=now(), command=options.command)
         manifest["isolation"] = "worker process per case" if options.isolation else "in-process"
         manifest["max_memory_mib"] = round(options.max_memory / 2**20) if options.max_memory else None
+        manifest["methods"] = method_profiles(cases)
         out.write_json("manifest.json", manifest)
         planned = out.planned_keys() | {c.key for c in cases}
         out.write_json("plan.json", sorted(planned))
@@ -107,6 +109,19 @@ def run_suites(suites: Sequence[Suite], preset: str, out: ResultsDir,
         manifest["finished"] = now()
         out.write_json("manifest.json", manifest)
         return out.finalize()
+
+
+def method_profiles(cases: Sequence[Case]) -> dict[str, dict]:
+    """Per method label: the claim it is judged by and its tags, for checks and reports."""
+    specs = {s.label: s for c in cases for s in ((c.method,) if c.method else ()) + tuple(c.methods)}
+    out = {}
+    for label, spec in specs.items():
+        try:
+            out[label] = {"name": spec.name, "params": dict(spec.params), "judged_as": spec.judged_as,
+                          **profile(spec.build(), spec.judged_as)}
+        except Exception as exc:  # noqa: BLE001 - the cases record the failure as error rows
+            out[label] = {"name": spec.name, "error": f"{type(exc).__name__}: {exc}"}
+    return out
 
 
 def _pending(cases: list[Case], out: ResultsDir, options: RunOptions) -> list[Case]:

@@ -9,13 +9,16 @@ from typing import Any, Sequence
 
 from harness.errors import UserError
 from harness.expressions import NUMBER, STRING
+from harness.methods.claims import PROFILE_TYPES
 
 from .matrix import case_id, expand
 
 #: Most cases one run may plan unless ``--max-cases`` raises it.
 DEFAULT_MAX_CASES = 10_000
-#: Names every check expression may use besides metrics and case parameters, with their types.
-ROW_NAMES = {"value": NUMBER, "method": STRING, "seed": NUMBER}
+#: Names every check expression may use besides metrics and case parameters, with their types:
+#: the row's value, method label and seed, and the claim and tags of the method
+#: (``harness.methods.claims.profile``; ``claim == 'none'`` for rows without a method).
+ROW_NAMES = {"value": NUMBER, "method": STRING, "seed": NUMBER, **PROFILE_TYPES}
 
 
 class SuiteError(UserError):
@@ -46,6 +49,8 @@ class MethodSpec:
     name: str
     params: tuple[tuple[str, Any], ...] = ()
     label: str = ""
+    #: ``lipbench check --as NAME``: judged by the built-in NAME's claim and baselines
+    judged_as: str = ""
 
     @classmethod
     def parse(cls, spec: str | dict) -> "MethodSpec":

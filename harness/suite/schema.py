@@ -47,6 +47,7 @@ _CHECK = {
         "where": {"type": "string", "minLength": 1},
         "cite": {"type": "string", "minLength": 1},
         "description": {"type": "string"},
+        "sanity": {"type": "boolean"},
     },
 }
 
