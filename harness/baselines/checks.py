@@ -1,6 +1,6 @@
 """Bound checks written as data in suite files; they need no baseline.
 
-A check names a metric, an ``assert`` expression, optionally a ``where`` scope (rows
+A check names a metric (``*`` matches a family: ``invariant[*]``), an ``assert`` expression, optionally a ``where`` scope (rows
 outside it are not this check's business and get no verdict) and a ``when``
 precondition. For every row of that metric the expression sees ``value``, the case
 parameters, ``method``, ``seed`` and the other metrics of the same case, method and
@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from harness.methods.claims import PROFILE_TYPES
+from harness.runners.spec import matches
 from harness.suite import ExpressionError, Suite, compile_expression
 
 from .verdict import verdict_row
@@ -46,10 +47,11 @@ def evaluate_checks(suite: Suite, rows: pd.DataFrame,
         assertion = compile_expression(check["assert"])
         when = compile_expression(check["when"]) if "when" in check else None
         where = compile_expression(check["where"]) if "where" in check else None
-        for row in mine[mine["metric"] == check["metric"]].itertuples(index=False):
+        selected = mine["metric"].map(lambda name: matches(check["metric"], name))
+        for row in mine[selected].itertuples(index=False):
             names = {**NO_METHOD, **_profile_names(profiles.get(row.method)),
                      **scopes.get((row.case, row.method, row.seed), {}), **json.loads(row.params or "{}"),
-                     "value": row.value, "method": row.method, "seed": row.seed}
+                     "value": row.value, "method": row.method, "seed": row.seed, "_message": row.message}
             ident = dict(suite=suite.name, case=row.case, method=row.method, seed=row.seed,
                          metric=row.metric, check=check["name"],
                          kind="sanity" if check.get("sanity") else "check", value=row.value)
@@ -82,6 +84,8 @@ def _judge(assertion, when, where, names, check, ident) -> dict[str, Any] | None
     bound = assertion.comparison_bound(names)
     shown = ", ".join(f"{k}={_short(names[k])}" for k in sorted(assertion.names) if k in names)
     detail = f"`{assertion.text}` {'holds' if held else 'is violated'} with {shown} ({cite})"
+    if names.get("_message"):
+        detail += f"; {names['_message']}"
     return verdict_row(**ident, verdict="pass" if held else "violation", reference=bound, detail=detail)
 
 

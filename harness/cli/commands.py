@@ -29,7 +29,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     suites = resolve_suites([], directory) if suite_files(directory) else []
     print(f"suites ({directory}):")
     for s in suites:
-        sizes = ", ".join(f"{p}: {len(s.cases(p))} cases" for p in s.presets)
+        grouped = runner_for(s.kind).groups_methods
+        sizes = ", ".join(f"{p}: {len(s.cases(p, grouped=grouped))} cases" for p in s.presets)
         print(f"  {s.name:24s} kind={s.kind:22s} {sizes}")
     print("methods:")
     print("  " + ", ".join(available()))

@@ -50,6 +50,10 @@ QUANTITIES: dict[str, tuple[str, str]] = {
                    "values towards 1 (soft: certifies nothing)"),
 }
 
+#: Quantities that fix every layer's spectral norm in some form (for a linear layer: the same number).
+SPECTRAL = ("reshape_spectral", "balanced_spectral", "operator_spectral")
+#: Quantities Miyato et al. 2018 (§3, App. D) show to favour low-rank weights.
+LOW_RANK = ("row_norms", "frobenius", "entries_within")
 #: Quantities that say nothing about individual layers.
 MODEL_LEVEL = frozenset({"none", "interpolate_gradient"})
 
@@ -164,4 +168,4 @@ def profile(method: Any, as_name: str = "") -> dict[str, Any]:
 PROFILE_TYPES = {"claim": "string", "claim_kind": "string", "target": "number",
                  **{name: "bool" for name in MethodTags.__dataclass_fields__}}
 
-__all__ = ["Claim", "MethodTags", "QUANTITIES", "MODEL_LEVEL", "PROFILE_TYPES", "judged_claim", "profile"]
+__all__ = ["Claim", "LOW_RANK", "MethodTags", "QUANTITIES", "MODEL_LEVEL", "SPECTRAL", "PROFILE_TYPES", "judged_claim", "profile"]

@@ -122,6 +122,11 @@ def _factory(name: str) -> type[Method] | Callable[..., Method]:
     return check_target(f"entry point {name} = {eps[name].value}", target)
 
 
+def factory(name: str) -> type[Method] | Callable[..., Method]:
+    """The class or declared factory ``name`` resolves to (built-in, entry point, ``module:attr``)."""
+    return _factory(name)
+
+
 def check(name: str, params: Mapping[str, Any]) -> None:
     """Resolve ``name`` and validate ``params`` without building (or calling) anything.
 
@@ -149,5 +154,5 @@ def get(name: str, **params: Any) -> Method:
     return method
 
 
-__all__ = ["ENTRY_POINT_GROUP", "MethodLoadError", "MethodParameterError", "available", "builtin", "check",
+__all__ = ["ENTRY_POINT_GROUP", "MethodLoadError", "MethodParameterError", "available", "builtin", "check", "factory",
            "check_target", "get", "load", "method_factory", "register"]

@@ -105,7 +105,7 @@ def run_suites(suites: Sequence[Suite], preset: str, out: ResultsDir,
                 out.record_attempt(case.key, "finished")
                 progress.finished(case, outcome, seconds)
         for suite in suites:
-            _summarize(suite, preset, out, options.device)
+            _summarize(suite, preset, out, options.device, manifest["methods"])
         manifest["finished"] = now()
         out.write_json("manifest.json", manifest)
         return out.finalize()
@@ -187,13 +187,14 @@ def _describe(case: Case) -> str:
     return f"{case.suite} {case.case}{method} seed={case.seed}"
 
 
-def _summarize(suite: Suite, preset: str, out: ResultsDir, device: str) -> None:
+def _summarize(suite: Suite, preset: str, out: ResultsDir, device: str, profiles: dict[str, dict]) -> None:
     """Recompute a suite's suite-level rows from all its ok case rows."""
     rows = out.rows()
     mine = rows[(rows["suite"] == suite.name) & (rows["status"] == "ok") & (rows["case"] != "summary")]
     label = device_label(device)
     try:
-        measurements = runner_for(suite.kind).summarize(mine, suite.resolved(preset))
+        config = {**suite.resolved(preset), "method_profiles": profiles}
+        measurements = runner_for(suite.kind).summarize(mine, config)
         new = [make_row(suite.name, "summary", "", SUMMARY_SEED, label, "{}", m) for m in measurements]
     except Exception as exc:  # noqa: BLE001 - a failing summary is an error row, not a crash
         new = [error_row(suite.name, "summary", "", SUMMARY_SEED, label, "{}", short_traceback(exc))]

@@ -62,11 +62,13 @@ import torch
 from harness.metrics import (InceptionExtractor, classifier_metrics, compute_sample_quality,
                              digits_extractor, energy_distance, inception_score, mean_se,
                              mode_metrics, sample_mixture)
+from harness.methods.claims import LOW_RANK, SPECTRAL
 from harness.results import Measurement
 from harness.suite import Case
 from harness.training import build, load_data, save_grid, save_scatter, train
 from harness.training.data import MIXTURES
 from harness.training.loop import sample_z
+from harness.layers import layer_kind, reshape_matrix, weight_layers
 
 from ._gan_common import GAN_PARAMS, GAN_SETTINGS, adam_setting, iterations_for, loss_for, model_spec, threads
 from .base import RunContext, Runner, register
@@ -78,6 +80,11 @@ DIGITS_METRICS = ("fid_digits_cnn", "kid_digits_cnn", "modes_covered", "confiden
 INCEPTION_METRICS = ("fid_inception", "kid_inception", "inception_score")
 #: ``separation`` when two methods differ but neither varies over seeds (zero s.e.).
 SEPARATION_CAP = 1e6
+
+
+def stable_rank(mat: torch.Tensor) -> float:
+    """``‖A‖²_F / ‖A‖²₂``: between 1 (rank one) and the rank (a flat spectrum)."""
+    return float(mat.pow(2).sum() / torch.linalg.matrix_norm(mat, ord=2) ** 2)
 
 
 @functools.lru_cache(maxsize=4)
@@ -144,6 +151,15 @@ class SampleQualityRunner(Runner):
             "kid_inception": _quality("KID on InceptionV3 features", "lower", 0.001, "1 @ inception-v3-clean"),
             "inception_score": _quality("Inception score, 10 splits (Salimans et al. 2016)", "higher", 0.05,
                                         "1 @ inception-v3-clean"),
+            "stable_rank": _quality("mean stable rank ||W^||_F^2/||W^||^2 of the first five trained weight layers "
+                                    "(Miyato et al. 2018, §3, Fig. 3: clipping and weight normalization "
+                                    "concentrate the spectrum)", None, 0.1),
+            "variance_over_claimed_bound": _quality("largest weight variance over Thm 2's bound s^2/max(m,n) over "
+                                                    "layers and trace points (reshape_spectral claims)", "lower",
+                                                    0.05),
+            "stable_rank_margin[*]": Metric("outcome", "smallest mean stable rank of a spectral normalisation minus "
+                                                       "the largest of weight normalization / Frobenius / clipping "
+                                                       "(same data, same budget)", better="higher", resolution=0.1),
             "*_mean[*]": Metric("info", "mean over seeds per data set and method"),
             "*_se[*]": Metric("info", "standard error over seeds"),
             "separation[*]": Metric("info", "standard errors between the two most different methods"),
@@ -174,6 +190,7 @@ class SampleQualityRunner(Runner):
                 msg = f"diverged at iteration {result.diverged_at}"  # the reason: on `diverged`
                 return out + [Measurement(m, math.nan, unit, status="diverged", message=msg)
                               for m, unit in metrics]
+            out += self._spectrum(result, ctx)
             eval_seed = s["eval_seed"] + case.seed
             if source.kind == "points":
                 out += self._points(result.G, data_name, s, eval_seed, case, ctx)
@@ -195,6 +212,27 @@ class SampleQualityRunner(Runner):
                 b = bound.get((layer, r["step"]))
                 if b:
                     ctx.trace(f"variance_over_bound/{layer}", r["step"], r["value"] / b)
+
+    @staticmethod
+    def _spectrum(result, ctx: RunContext) -> list[Measurement]:
+        """Stable rank of the first five layers; for reshape_spectral claims the variance over Thm 2's bound."""
+        layers = weight_layers(result.D)[:5]
+        with torch.no_grad():
+            ranks = [stable_rank(reshape_matrix(layer.weight.detach().double(), layer_kind(layer, name)))
+                     for name, layer in layers]
+        out = [Measurement("stable_rank", float(sum(ranks) / len(ranks)),
+                           message=", ".join(f"{r:.3g}" for r in ranks))]
+        claim, params = ctx.claim()
+        if claim.quantity == "reshape_spectral":
+            scale = claim.target_value(params) ** 2
+            bound = {(r["series"].split("/", 1)[1], r["step"]): r["value"] for r in result.traces
+                     if r["series"].startswith("variance_bound/")}
+            ratios = [r["value"] / (scale * bound[(r["series"].split("/", 1)[1], r["step"])])
+                      for r in result.traces if r["series"].startswith("variance/")]
+            if ratios:
+                out.append(Measurement("variance_over_claimed_bound", max(ratios),
+                                       message=f"{len(ratios)} layer x trace point(s)"))
+        return out
 
     # ----------------------------------------------------------------- metrics
     def _planned_metrics(self, source, s) -> list[tuple[str, str]]:
@@ -299,4 +337,20 @@ class SampleQualityRunner(Runner):
             if best > 0:
                 out.append(Measurement(f"separation[{case}:{metric}]", best, "s.e.", case="summary",
                                        method="", message=pair))
-        return out
+        return out + rank_margins(rows, config.get("method_profiles") or {})
+
+
+def rank_margins(rows: pd.DataFrame, profiles: dict[str, dict]) -> list[Measurement]:
+    """Per data set: the smallest mean stable rank of a spectral normalisation minus the largest
+    of a low-rank-favouring method (Miyato et al. 2018, §3, App. D, Fig. 3), chosen by claim."""
+    out = []
+    for case, group in rows[rows["metric"] == "stable_rank"].groupby("case"):
+        means = group.groupby("method")["value"].mean()
+        claim = {m: (profiles.get(m) or {}).get("claim") for m in means.index}
+        spectral = {m: v for m, v in means.items() if claim[m] in SPECTRAL}
+        low = {m: v for m, v in means.items() if claim[m] in LOW_RANK}
+        if spectral and low:
+            a, b = min(spectral, key=spectral.get), max(low, key=low.get)
+            out.append(Measurement(f"stable_rank_margin[{case}]", spectral[a] - low[b], case="summary", method="",
+                                   message=f"{a} {spectral[a]:.3g} vs {b} {low[b]:.3g}"))
+    return out

@@ -96,6 +96,12 @@ def _names(types: tuple[type, ...]) -> str:
     return " or ".join(words.get(t, t.__name__) for t in types)
 
 
+def matches(pattern: str, name: str) -> bool:
+    """Whether metric ``name`` matches ``pattern``, where ``*`` stands for any text (and only ``*``:
+    metric names contain brackets)."""
+    return re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), name) is not None
+
+
 @dataclass(frozen=True)
 class Declarations:
     """A runner's params, settings and metrics, with glob patterns for metric families."""
@@ -110,7 +116,7 @@ class Declarations:
         if name in self.metrics:
             return self.metrics[name]
         for pattern, metric in self.metrics.items():
-            if "*" in pattern and re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), name):
+            if "*" in pattern and matches(pattern, name):
                 return metric
         return None
 

@@ -10,6 +10,7 @@ with Xavier's ``2/((c_in + c_out) k_h k_w)`` and LeCun's ``1/(c_in k_h k_w)``.
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import torch
@@ -28,6 +29,15 @@ def thm3_bound(c_out: int, c_in: int, k_h: int, k_w: int) -> float:
     n = c_out * c_in * k_h * k_w
     r1, r2 = min(c_out, c_in * k_h * k_w), min(c_in, c_out * k_h * k_w)
     return 4 / (n * (r1 ** -0.5 + r2 ** -0.5) ** 2)
+
+
+def bsn_rmt_prediction(c_out: int, c_in: int, k_h: int, k_w: int) -> float:
+    """``E[w²]/σ_w²`` for unit-variance Gaussian entries with the Bai-Yin norms
+    ``‖Ŵ₁‖ ≈ √c_out + √(c_in k_h k_w)`` and ``‖Ŵ₂‖ ≈ √c_in + √(c_out k_h k_w)`` (large dims)."""
+    taps = k_h * k_w
+    s1 = math.sqrt(c_out) + math.sqrt(c_in * taps)
+    s2 = math.sqrt(c_in) + math.sqrt(c_out * taps)
+    return 4 / (s1 + s2) ** 2
 
 
 def normalized_moments(kernels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,6 +72,8 @@ class Thm3BsnVarianceRunner(Runner):
             "xavier": "Xavier's 2 / ((c_in + c_out) k^2)",
             "lecun": "LeCun's 1 / (c_in k^2)",
             "bsn_over_xavier": "variance_bsn / xavier: of order 1 if BSN is Xavier-like",
+            "bsn_rmt_prediction": "4 / (sqrt c_out + sqrt(c_in k^2) + sqrt c_in + sqrt(c_out k^2))^2: the "
+                                  "Gaussian random-matrix prediction (Bai-Yin norms of both reshapes)",
         }.items()})
 
     def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
@@ -83,4 +95,5 @@ class Thm3BsnVarianceRunner(Runner):
             Measurement("xavier", xavier),
             Measurement("lecun", 1 / (c_in * k * k)),
             Measurement("bsn_over_xavier", bsn_mean / xavier),
+            Measurement("bsn_rmt_prediction", bsn_rmt_prediction(c_out, c_in, k, k)),
         ]
