@@ -91,7 +91,7 @@ def test_check_passes_a_correct_variant_and_fails_a_broken_one(tmp_path, suites_
     capsys.readouterr()
     assert run("check", "variants:ScaledSNw", "--as", "sn_w", "--out", tmp_path / "bad", *common) == 1
     out = capsys.readouterr().out
-    assert "violation" in out and "divides_by_its_estimate" in out
+    assert "violation" in out and "effective_map_matches_estimate" in out
     assert run("check", "variants:Raises", "--out", tmp_path / "raise", *common) == 1
     assert "deliberately broken variant" in (tmp_path / "raise" / "results.csv").read_text()
 

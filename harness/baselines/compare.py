@@ -174,14 +174,27 @@ def _missing(suite: str, metric: str, mine: pd.DataFrame, old: pd.DataFrame,
     return out
 
 
+def not_run(planned: Iterable[tuple], completed: set[tuple]) -> list[dict[str, Any]]:
+    """One ``missing`` verdict per planned case that never finished (an interrupted run)."""
+    return [verdict_row(suite=s, case=c, method=m, seed=seed, metric="", check="run", kind="run",
+                        verdict="missing", detail="planned but never ran (the run was interrupted: "
+                                                  "--resume continues it)")
+            for s, c, m, seed in planned if (s, c, m, int(seed)) not in completed]
+
+
 def judge(suites: Sequence[Suite], rows: pd.DataFrame,
           baseline_for: Callable[[str], pd.DataFrame | None],
-          planned: Iterable[Sequence] = (), profiles: dict[str, dict] | None = None) -> pd.DataFrame:
-    """All verdicts of a run: errors, bound checks, comparisons with ``baseline_for(suite)``.
+          planned: Iterable[Sequence] = (), profiles: dict[str, dict] | None = None,
+          completed: set[tuple] | None = None) -> pd.DataFrame:
+    """All verdicts of a run: errors, cases that never ran, bound checks, comparisons with
+    ``baseline_for(suite)``.
 
-    ``profiles``: method label -> claim and tags (the run manifest's ``methods``)."""
+    ``profiles``: method label -> claim and tags (the run manifest's ``methods``);
+    ``completed``: the keys of the cases that finished (``None``: not known)."""
     planned = [tuple(p) for p in planned]
     verdicts = run_errors(rows)
+    if completed is not None:
+        verdicts += not_run(planned, completed)
     for suite in suites:
         verdicts += evaluate_checks(suite, rows, profiles)
         verdicts += compare_suite(suite, rows, baseline_for(suite.name), planned)

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 from pathlib import Path
 
 import yaml
 
 from harness.errors import UserError
-from harness.baselines import judge, results_as_baseline, update_baselines
+from harness.baselines import judge, passed, results_as_baseline, update_baselines
 from harness.baselines.compare import tolerance_of
 from harness.methods import available
 from harness.methods.registry import check as check_method
@@ -91,38 +91,51 @@ def _parse_params(items: list[str]) -> dict:
     return params
 
 
-def _with_methods(suite: Suite, specs: list[MethodSpec]) -> Suite:
-    """A copy of ``suite`` whose method list (in every preset) is ``specs``."""
-    raw = copy.deepcopy(suite.raw)
-    raw["methods"] = [{"name": s.name, "params": dict(s.params), "label": s.label} for s in specs]
-    for preset in raw["presets"].values():
-        preset.pop("methods", None)
-    return Suite.from_dict(raw, source=suite.source)
-
-
 def cmd_check(args: argparse.Namespace) -> int:
-    """Run a user's variant beside built-in methods through every suite that applies to it."""
+    """Run a user's variant through the contract, then every suite that applies to it.
+
+    Only the variant runs (and ``none``, the reference of timing ratios); the built-in
+    methods are represented by their stored baselines. ``--against`` runs built-ins beside
+    it; one a suite cannot run is skipped with a note. ``--as NAME`` labels the variant
+    NAME: it is judged by NAME's claim and compared with NAME's baselines.
+    """
     params = _parse_params(args.param)
-    label = args.as_name or args.variant
-    variant = MethodSpec(name=args.variant, params=tuple(sorted(params.items())), label=label)
-    instance = variant.build()  # fails early, exit 2, when the variant does not load
     if args.as_name and args.as_name not in available():
         raise UsageError(f"--as {args.as_name!r} is not a built-in method; available: {', '.join(available())}")
-    chosen = []
+    check_method(args.variant, params)  # exit 2 before anything is imported twice or run
+    variant = MethodSpec(name=args.variant, params=tuple(sorted(params.items())),
+                         label=args.as_name or args.variant, judged_as=args.as_name or "")
+    instance = variant.build()
+    against = [MethodSpec.parse(m) for m in args.against or []]
+    for spec in against:
+        check_method(spec.name, dict(spec.params))
+    chosen, notes = [], []
     for suite in resolve_suites(args.suite_names or [], suites_dir(args.suites_dir)):
         runner = runner_for(suite.kind)
         if not runner.uses_methods or not runner.applies_to(instance):
             continue
-        against = ([MethodSpec.parse(m) for m in args.against] if args.against
-                   else suite.method_specs(args.preset))
-        chosen.append(_with_methods(suite, [variant] + [s for s in against if s.label != label]))
+        beside = [s for s in against if s.label != variant.label and runner.applies_to(s.build())]
+        notes += [f"{suite.name}: --against {s.label} skipped (the suite does not apply to it)"
+                  for s in against if s not in beside and s.label != variant.label]
+        chosen.append(suite.with_methods([variant] + beside))
     if not chosen:
         raise UsageError(f"no suite applies to {args.variant!r}")
-    results = execute(chosen, preset=args.preset, out=Path(args.out), options=run_options(args))
+    chosen.sort(key=lambda s: s.kind != "contract")  # the contract first: seconds, and it names what broke
+    out, options = Path(args.out), run_options(args)
+    contract = [s for s in chosen if s.kind == "contract"]
+    if contract and args.fail_fast:
+        results = execute(contract, preset=args.preset, out=out, options=options)
+        verdicts = judge_results(contract, results, baselines_dir(args.baselines))
+        if not passed(verdicts):
+            print(f"checked {args.variant} as {variant.label!r}: the contract failed (--fail-fast)")
+            return publish(contract, results, verdicts, report=_path(args.report), junit=_path(args.junit),
+                           title=f"lipbench check {variant.label}", notes=notes)
+        options = dataclasses.replace(options, resume=True, overwrite=False)
+    results = execute(chosen, preset=args.preset, out=out, options=options)
     verdicts = judge_results(chosen, results, baselines_dir(args.baselines))
-    print(f"checked {args.variant} as {label!r} in: {', '.join(s.name for s in chosen)}")
+    print(f"checked {args.variant} as {variant.label!r} in: {', '.join(s.name for s in chosen)}")
     return publish(chosen, results, verdicts, report=_path(args.report), junit=_path(args.junit),
-                   title=f"lipbench check {label}", notes=_notes(results, args.baselines))
+                   title=f"lipbench check {variant.label}", notes=notes + _notes(results, args.baselines))
 
 
 def _suites_of(results: ResultsDir, directory: Path) -> list[Suite]:

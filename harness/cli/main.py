@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="ci")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="results/check")
+    p.add_argument("--fail-fast", action="store_true", help="stop after the contract when it is violated")
     execution_options(p)
     p.add_argument("--suites-dir")
     report_options(p, "reports/check.html", "reports/check-junit.xml")

@@ -42,7 +42,8 @@ def judge_results(suites: Sequence[Suite], results: ResultsDir, baselines: Path)
     """Verdicts of a results folder against the stored baselines of its device class and preset."""
     manifest = results.read_json("manifest.json") or {}
     lookup = stored_baselines(baselines, manifest.get("device_class", "cpu"), manifest.get("preset", "ci"))
-    return judge(suites, results.rows(), lookup, results.read_json("plan.json", []), manifest.get("methods"))
+    return judge(suites, results.rows(), lookup, results.read_json("plan.json", []), manifest.get("methods"),
+                 results.completed_keys() if (results.path / "cases.jsonl").exists() else None)
 
 
 def report_suite(suite: Suite) -> dict:

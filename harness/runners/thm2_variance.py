@@ -79,6 +79,7 @@ class Thm2VarianceRunner(Runner):
             "rmt_prediction": _exact("max(m,n)/(sqrt m + sqrt n)^2, Bai-Yin asymptotics for Gaussian entries"),
             "loglog_slope_*": _exact("slope of log Var against log max(m,n), per distribution"),
             "loglog_slope_stderr_*": _exact("standard error of that slope"),
+            "largest_square": _exact("the largest n of an n x n case (the lower constant is reached there)"),
             "lower_constant": _exact("smallest Var * max(m,n) over the cases: the empirical constant L of "
                                      "Thm 2's lower bound L/max(m,n)"),
         })
@@ -114,4 +115,6 @@ class Thm2VarianceRunner(Runner):
                 out.append(Measurement(f"loglog_slope_{dist}", float(fit.slope)))
                 out.append(Measurement(f"loglog_slope_stderr_{dist}", float(fit.stderr)))
         out.append(Measurement("lower_constant", float((frame["value"] * frame["big"]).min())))
+        square = params[params["m"] == params["n"]]["m"]
+        out.append(Measurement("largest_square", float(square.max()) if len(square) else 0.0))
         return out

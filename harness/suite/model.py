@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -107,6 +108,8 @@ class Suite:
     source: str
     raw: dict[str, Any] = field(repr=False)
     lines: SuiteLines | None = field(default=None, repr=False)
+    #: methods replacing the file's in every preset (``with_methods``)
+    methods_override: tuple[MethodSpec, ...] | None = field(default=None, repr=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<memory>",
@@ -154,7 +157,13 @@ class Suite:
         return out
 
     def method_specs(self, preset: str) -> list[MethodSpec]:
+        if self.methods_override is not None:
+            return list(self.methods_override)
         return [MethodSpec.parse(m) for m in self.resolved(preset).get("methods", [])]
+
+    def with_methods(self, specs: list[MethodSpec]) -> "Suite":
+        """This suite with ``specs`` as its methods in every preset (``lipbench check``)."""
+        return dataclasses.replace(self, methods_override=tuple(specs))
 
     def cases(self, preset: str, device: str | None = None,
               methods: list[MethodSpec] | None = None, grouped: bool = False,
@@ -170,7 +179,7 @@ class Suite:
         group: tuple[MethodSpec, ...] = ()
         if grouped:
             specs, group = [None], tuple(s for s in specs if s is not None)
-        elif not self.raw.get("methods") and methods is None:
+        elif not self.raw.get("methods") and methods is None and self.methods_override is None:
             specs = [None]
         matrix = r.get("matrix", {})
         upper = (math.prod(len(v) for v in matrix.values()) + len(r.get("include", []))) \
