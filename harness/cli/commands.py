@@ -17,7 +17,7 @@ from harness.runners import runner_for
 from harness.suite import MethodSpec, Suite
 
 from .locate import baselines_dir, resolve_suites, suite_files, suites_dir
-from .pipeline import baseline_notes, execute, judge_results, publish, run_options
+from .pipeline import baseline_notes, baseline_rows, execute, judge_results, publish, run_options
 
 
 class UsageError(UserError):
@@ -69,7 +69,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     results = execute(suites, preset=args.preset, out=Path(args.out), options=run_options(args))
     verdicts = judge_results(suites, results, baselines_dir(args.baselines))
     return publish(suites, results, verdicts, report=_path(args.report), junit=_path(args.junit),
-                   title=f"lipbench verify ({args.preset})", notes=_notes(results, args.baselines))
+                   title=f"lipbench verify ({args.preset})", notes=_notes(results, args.baselines),
+                   baselines=baseline_rows(suites, results, baselines_dir(args.baselines)))
 
 
 def _notes(results: ResultsDir, explicit: str | None) -> list[str]:
@@ -129,13 +130,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         if not passed(verdicts):
             print(f"checked {args.variant} as {variant.label!r}: the contract failed (--fail-fast)")
             return publish(contract, results, verdicts, report=_path(args.report), junit=_path(args.junit),
-                           title=f"lipbench check {variant.label}", notes=notes)
+                           title=f"lipbench check {variant.label}", notes=notes,
+                           baselines=baseline_rows(contract, results, baselines_dir(args.baselines)))
         options = dataclasses.replace(options, resume=True, overwrite=False)
     results = execute(chosen, preset=args.preset, out=out, options=options)
     verdicts = judge_results(chosen, results, baselines_dir(args.baselines))
     print(f"checked {args.variant} as {variant.label!r} in: {', '.join(s.name for s in chosen)}")
     return publish(chosen, results, verdicts, report=_path(args.report), junit=_path(args.junit),
-                   title=f"lipbench check {variant.label}", notes=notes + _notes(results, args.baselines))
+                   title=f"lipbench check {variant.label}", notes=notes + _notes(results, args.baselines),
+                   baselines=baseline_rows(chosen, results, baselines_dir(args.baselines)))
 
 
 def _suites_of(results: ResultsDir, directory: Path) -> list[Suite]:
@@ -148,6 +151,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     suites = _suites_of(results, suites_dir(args.suites_dir))
     verdicts = judge_results(suites, results, baselines_dir(args.baselines))
     return publish(suites, results, verdicts, report=Path(args.output), junit=_path(args.junit),
+                   baselines=baseline_rows(suites, results, baselines_dir(args.baselines)),
                    title=f"lipbench report {results.path}", notes=_notes(results, args.baselines))
 
 
@@ -157,7 +161,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     suites = _suites_of(b, suites_dir(args.suites_dir))
     verdicts = judge(suites, b.rows(), results_as_baseline(a.rows()), b.read_json("plan.json", []),
                      (b.read_json("manifest.json") or {}).get("methods"))
-    return publish(suites, b, verdicts, report=_path(args.report), junit=None,
+    return publish(suites, b, verdicts, report=_path(args.report), junit=None, baselines=a.rows(),
                    title=f"lipbench compare {a.path} -> {b.path}")
 
 

@@ -38,6 +38,14 @@ def execute(suites: Sequence[Suite], *, preset: str, out: Path, options: RunOpti
     return results
 
 
+def baseline_rows(suites: Sequence[Suite], results: ResultsDir, baselines: Path) -> pd.DataFrame:
+    """The stored baseline rows of every suite of a run (its device class and preset), with ``suite``."""
+    manifest = results.read_json("manifest.json") or {}
+    lookup = stored_baselines(baselines, manifest.get("device_class", "cpu"), manifest.get("preset", "ci"))
+    frames = [rows.assign(suite=s.name) for s in suites if (rows := lookup(s.name)) is not None]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["suite"])
+
+
 def judge_results(suites: Sequence[Suite], results: ResultsDir, baselines: Path) -> pd.DataFrame:
     """Verdicts of a results folder against the stored baselines of its device class and preset."""
     manifest = results.read_json("manifest.json") or {}
@@ -68,7 +76,8 @@ def baseline_notes(baselines: Path, device_class: str) -> list[str]:
 
 
 def publish(suites: Sequence[Suite], results: ResultsDir, verdicts: pd.DataFrame, *,
-            report: Path | None, junit: Path | None, title: str, notes: Sequence[str] = ()) -> int:
+            report: Path | None, junit: Path | None, title: str, notes: Sequence[str] = (),
+            baselines: pd.DataFrame | None = None) -> int:
     """Write the report files and the terminal summary; returns the exit code (0 or 1)."""
     manifest = results.read_json("manifest.json") or {}
     verdicts.to_csv(results.path / "verdicts.csv", index=False)
@@ -76,7 +85,7 @@ def publish(suites: Sequence[Suite], results: ResultsDir, verdicts: pd.DataFrame
         report.parent.mkdir(parents=True, exist_ok=True)
         write_html(report, results.rows(), verdicts, [report_suite(s) for s in suites], manifest,
                    traces=results.traces(), artifacts=results.artifact_list(), title=title,
-                   notes=list(notes))
+                   notes=list(notes), baselines=baselines)
     if junit is not None:
         junit.parent.mkdir(parents=True, exist_ok=True)
         write_junit(junit, verdicts)

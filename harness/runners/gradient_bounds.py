@@ -143,8 +143,8 @@ class GradientBoundsRunner(Runner):
                   "train_steps": Setting(int, description="discriminator updates of the training run"),
                   "lr": Setting(float, description="Adam learning rate"),
                   "batch": Setting(int, description="batch size"),
-                  "settle_iterations": Setting(int, 500, "power-iteration steps before each measurement "
-                                                         "(power-iteration methods settle on fixed weights)")},
+                  "settle_iterations": Setting(int, 5000, "most power-iteration steps before each measurement "
+                                                          "(power-iteration methods settle on fixed weights)")},
         metrics={
             **_stage_metrics("bound_ratio", "max over layers and samples of ||grad_t|| / (||x|| prod_{i!=t} ||w_i||)"),
             **_stage_metrics("layer_grad_over_x", "max over layers and samples of ||grad_t|| / ||x||"),
