@@ -31,11 +31,13 @@ def rayleigh_lower(matvec: Matvec, v: np.ndarray | torch.Tensor, in_shape: Seque
 
 def top_singular_pair(matvec: Matvec, rmatvec: Matvec, in_shape: Sequence[int],
                       out_shape: Sequence[int], tol: float = 1e-6, seed: int = 0,
-                      maxiter: int | None = None) -> tuple[float, np.ndarray]:
+                      maxiter: int | None = None,
+                      start: torch.Tensor | None = None) -> tuple[float, np.ndarray]:
     """``(σ₁ estimate, right singular vector v)`` of ``A`` by Lanczos on the smaller Gram.
 
     ``matvec`` maps a tensor of ``in_shape`` to ``out_shape``; ``rmatvec`` is its adjoint.
-    Deterministic for a ``seed`` (the start vector is drawn from it). ``tol`` is the
+    Deterministic for a ``seed`` (the start vector is drawn from it unless ``start``, an
+    input-shaped warm start, is given). ``tol`` is the
     target relative accuracy of σ; ARPACK is run at ``tol_eig = tol`` on ``λ = σ²``
     (Ritz residual ``≤ tol·λ`` bounds the eigenvalue error by ``tol·λ``, i.e. ``tol/2`` on σ). If the output side is smaller, Lanczos runs on ``AAᵀ`` with vector ``u`` and
     ``v = Aᵀu/‖Aᵀu‖`` is returned (then ``‖Av‖ ≥ ‖Aᵀu‖/‖u‖`` by Cauchy-Schwarz).
@@ -52,6 +54,12 @@ def top_singular_pair(matvec: Matvec, rmatvec: Matvec, in_shape: Sequence[int],
 
     rng = np.random.default_rng(seed)
     v0 = rng.standard_normal(dim)
+    if start is not None:
+        s0 = start.to(torch.float64).reshape(in_shape)
+        s0 = s0 if on_input else matvec(s0)
+        s0 = s0.reshape(-1).numpy()
+        if np.any(s0):  # a little noise keeps every direction in the Krylov space
+            v0 = s0 / np.linalg.norm(s0) + 1e-3 * v0 / np.linalg.norm(v0)
     if dim <= 3:  # ARPACK needs k < n; tiny: build the Gram from matvecs
         g = np.stack([gram(e) for e in np.eye(dim)], axis=1)
         lam, vec = np.linalg.eigh((g + g.T) / 2)
