@@ -27,6 +27,7 @@ with twiddles ``e^{-2πi r/M}`` computed from the exact integer ``r = (q·u) mod
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -66,9 +67,9 @@ def small_grid(grid, stride) -> tuple[int, int]:
     return nh // sh, nw // sw
 
 
-def _twiddles(taps: int, size: int, count: int) -> torch.Tensor:
-    """``T[q, u] = e^{-2πi ((q u) mod size)/size}`` for ``q < taps``, ``u < count`` (complex128)."""
-    r = (torch.arange(taps).view(-1, 1) * torch.arange(count).view(1, -1)) % size
+def _twiddles(taps: int, size: int, count: int, offset: int = 0) -> torch.Tensor:
+    """``T[j, u] = e^{-2πi (((j − offset) u) mod size)/size}`` for ``j < taps``, ``u < count``."""
+    r = ((torch.arange(taps).view(-1, 1) - offset) * torch.arange(count).view(1, -1)) % size
     angle = (-2 * math.pi / size) * r.to(torch.float64)
     return torch.polar(torch.ones_like(angle), angle)
 
@@ -85,6 +86,73 @@ def frequency_matrices(weight, grid, stride=(1, 1), dilation=(1, 1)) -> tuple[to
     p = torch.einsum("oiav,au->uvoi", p, th)
     eps = (60 + 4 * (lh + lw)) * U * float(k.abs().sum((-2, -1)).norm()) * (1 + 1e-12)
     return p.reshape(-1, *p.shape[2:]), eps
+
+
+@dataclass(frozen=True)
+class FrequencyGrams:
+    """Hermitian ``G(u) = P(u)P(u)ᴴ`` (``side="left"``) or ``P(u)ᴴP(u)`` (the smaller side),
+    ``(F, c, c)``, with ``‖Ĝ(u) − G(u)‖₂ ≤ err[u]`` for the exact ``P(u)``."""
+
+    grams: torch.Tensor
+    err: torch.Tensor
+    side: str
+
+
+def _gamma(n: int) -> float:
+    return n * U / (1 - n * U)
+
+
+def frequency_grams(weight, grid, stride=(1, 1), dilation=(1, 1)) -> FrequencyGrams:
+    """The per-frequency Gram matrices of :func:`frequency_matrices`' ``P(u)``, certified.
+
+    Two ways, the cheaper is taken: ``P̂P̂ᴴ`` from the matrices, or the DFT of the spatial
+    autocorrelation ``R[δ] = Σ_{q−q'=δ} K_q K_{q'}ᵀ`` of the polyphase kernel (real
+    arithmetic; ``G(u) = Σ_δ R[δ] e^{-2πi δ·u/M}``, exact for periodic signals). Errors:
+    direct, ``4γ_{n+2}‖P̂‖_F² + 2‖P̂‖_F ε_P + ε_P²``; autocorrelation,
+    ``γ_{n+L}(Σ_q‖K_q‖_F)² + (60 + 4(D_h + D_w))u Σ_δ‖R̂[δ]‖_F`` (real products with ``n``
+    terms, at most ``L`` pairs per ``δ``, then the DFT over ``D_h × D_w`` offsets as in
+    :func:`frequency_matrices`).
+    """
+    mh, mw = small_grid(grid, stride)
+    k = polyphase_kernel(as_float64(weight), tuple(stride), tuple(dilation))
+    left = k.shape[0] <= k.shape[1]
+    kk = k if left else k.transpose(0, 1)  # rows: the side of the Gram
+    c, n, lh, lw = kk.shape
+    nfreq = mh * (mw // 2 + 1)
+    if (lh * lw * c) ** 2 * n < 4 * nfreq * c * c * n:
+        x = kk.permute(2, 3, 0, 1).reshape(lh * lw * c, n)
+        z = (x @ x.T).reshape(lh, lw, c, lh, lw, c)
+        dh, dw = 2 * lh - 1, 2 * lw - 1
+        blocks = z.permute(0, 3, 1, 4, 2, 5)  # (qh, ph, qw, pw, c, c)
+        idx_h = (torch.arange(lh).view(-1, 1) - torch.arange(lh).view(1, -1)) + lh - 1
+        idx_w = (torch.arange(lw).view(-1, 1) - torch.arange(lw).view(1, -1)) + lw - 1
+        flat = (idx_h.view(lh, lh, 1, 1) * dw + idx_w.view(1, 1, lw, lw)).reshape(-1)
+        r = kk.new_zeros(dh * dw, c, c).index_add_(0, flat, blocks.reshape(-1, c, c)).reshape(dh, dw, c, c)
+        th = _twiddles(dh, mh, mh, lh - 1)  # row j is the offset δ = j − (L − 1)
+        tw = _twiddles(dw, mw, mw // 2 + 1, lw - 1)
+        if not left:  # PᴴP = Σ K_qᵀK_q' e^{+2πi(q−q')·u/M}
+            th, tw = th.conj(), tw.conj()
+        g = torch.einsum("abij,bv->avij", r.to(torch.complex128), tw)
+        g = torch.einsum("avij,au->uvij", g, th).reshape(-1, c, c)
+        tap_norms = kk.pow(2).sum((0, 1)).sqrt().sum()
+        err = (_gamma(n + lh * lw) * float(tap_norms) ** 2
+               + (60 + 4 * (dh + dw)) * U * float(r.pow(2).sum((-2, -1)).sqrt().sum())) * (1 + 1e-12)
+        return FrequencyGrams(g, torch.full((g.shape[0],), err, dtype=torch.float64), "left" if left else "right")
+    p, eps = frequency_matrices(weight, grid, stride, dilation)
+    g = p @ p.mH if left else p.mH @ p
+    pf = (p.abs() ** 2).sum((-2, -1)).sqrt()
+    err = (4 * _gamma(n + 2) * pf ** 2 + 2 * pf * eps + eps ** 2) * (1 + 1e-12)
+    return FrequencyGrams(g, err, "left" if left else "right")
+
+
+def frequency_matrix(weight, grid, stride, dilation, freq: tuple[int, int]) -> torch.Tensor:
+    """``P(u)`` at one frequency ``(u, v)`` (for the top singular vector)."""
+    mh, mw = small_grid(grid, stride)
+    k = polyphase_kernel(as_float64(weight), tuple(stride), tuple(dilation)).to(torch.complex128)
+    lh, lw = k.shape[-2:]
+    ph = _twiddles(lh, mh, freq[0] + 1)[:, freq[0]]
+    pw = _twiddles(lw, mw, freq[1] + 1)[:, freq[1]]
+    return torch.einsum("oiab,a,b->oi", k, ph, pw)
 
 
 def frequency_index(index: int, grid, stride) -> tuple[int, int]:

@@ -10,6 +10,9 @@ computes in float64 on the CPU, whatever the weight's dtype or device, and retur
 ``"dense"``    linear layers and small operators (``in_dim · out_dim ≤ dense_limit``,
                materialised on the identity basis): top eigenpair of the smaller Gram
                matrix, upper end by a Cholesky certificate (:func:`.certify.dense_matrix_norm`).
+               A 1x1 kernel needs only its ``c_out x c_in`` matrix: ``W̃ = S ⊗ W`` with ``S``
+               the map of outputs to the pixel each reads, ``‖W̃‖ = √r‖W‖`` (``r`` the largest
+               number of outputs reading one pixel, 1 for zero padding).
 ``"fft"``      circular padding whose outputs are exactly the periodic strided convolution
                (``s | n`` and ``m = n/s`` per axis): per-frequency matrices
                (Sedghi, Gupta & Long, ICLR 2019; strides by the polyphase form,
@@ -163,7 +166,8 @@ def periodic_bound(spec: ConvSpec, rtol: float, method: str = "cholesky") -> Per
         return PeriodicBound(cb.upper, f"periodic embedding N={grid} ({method})",
                              _warm_start(spec, cb, grid, spec.stride, True))
     if is_exactly_periodic(spec):
-        cb = circular_bound(spec.weight, spec.in_hw, spec.stride, spec.dilation, spec.groups, rtol, method)
+        cb = circular_bound(spec.weight, spec.in_hw, spec.stride, spec.dilation, spec.groups, rtol, method,
+                            exact_vector=True)
         return PeriodicBound(cb.upper, f"per-frequency certificate ({method})",
                              _warm_start(spec, cb, spec.in_hw, spec.stride, False))
     strides, reps = [], 1
@@ -291,6 +295,8 @@ def spec_operator_norm(spec: ConvSpec, *, tol: float = 1e-6, method: str = "auto
             method = "lanczos"
     if method in ("fft", "gram") and periodic:
         return _periodic(spec, tol, circ)
+    if spec.kernel == (1, 1) and method != "dense":
+        return _pointwise(spec)
     if method == "dense":
         return _dense(spec)
     return _lanczos(spec, tol, max_rel_width, seed, certify_limit, circ)
@@ -301,6 +307,24 @@ def _periodic(spec: ConvSpec, tol: float, circ: str) -> OperatorNorm:
     lower = min(rayleigh_lower(spec.layer_matvec, bound.start, spec.layer_in_shape), bound.upper)
     return OperatorNorm(lower, lower, bound.upper, "fft" if circ == "cholesky" else "gram",
                         detail=bound.detail, vector=bound.start.numpy().reshape(spec.layer_in_shape))
+
+
+def _pointwise(spec: ConvSpec) -> OperatorNorm:
+    """A 1x1 kernel: ``W̃ = S ⊗ W`` per group, ``S`` the 0/1 map of outputs to the input pixel they
+    read, so ``‖W̃‖ = √r · max_g ‖W_g‖`` with ``r`` the largest number of outputs reading one pixel."""
+    reps = 1
+    for n, s, p, m in zip(spec.in_hw, spec.stride, spec.padding, spec.out_hw):
+        idx = s * np.arange(m) - p
+        idx = idx % n if spec.padding_mode == "circular" else idx[(idx >= 0) & (idx < n)]
+        reps *= int(np.bincount(idx, minlength=n).max()) if idx.size else 0
+    if reps == 0:
+        return OperatorNorm(0.0, 0.0, 0.0, "dense", detail="1x1 kernel reading only padding")
+    per = spec.c_out // spec.groups
+    brackets = [dense_matrix_norm(spec.weight[g * per:(g + 1) * per, :, 0, 0]) for g in range(spec.groups)]
+    scale = math.sqrt(reps)
+    lower = max(lo for lo, _ in brackets) * scale
+    upper = math.nextafter(max(up for _, up in brackets) * scale * (1 + 4 * 2.0 ** -53), math.inf)
+    return OperatorNorm(lower, lower, upper, "dense", detail=f"1x1 kernel: √{reps} × ‖W‖ (certified)")
 
 
 def _dense(spec: ConvSpec) -> OperatorNorm:

@@ -18,8 +18,8 @@ Rounding, so the bound is an upper bound of the *exact* operator norm:
   ``‖H_t‖₂² = ‖H_tᴴH_t‖₂ ≤ 2^{k_{t+1}}‖H_{t+1}‖₂ + e_t`` (no Hermitian symmetry assumed);
 * ``‖H_T‖₂ ≤ ‖H_T‖_F`` computed and inflated by ``γ_{2c²+4}``; the recursion is unwound
   backwards with every float operation rounded up;
-* forming ``G₀ = P̂P̂ᴴ`` adds ``4γ_{n+2}‖P̂‖_F²`` and the error of ``P̂`` itself adds ``ε_P``
-  (:func:`.conv_fft.frequency_matrices`): ``σ₁(P) ≤ σ₁(P̂) + ε_P``.
+* the computed ``Ĝ₀`` is within ``err`` of the exact ``PPᴴ`` (:func:`.conv_fft.frequency_grams`
+  bounds the rounding of the DFT and of the products), added to the first step's bound.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .conv_fft import frequency_matrices
+from .conv_fft import frequency_grams, frequency_index, frequency_matrix
 
 U = 2.0 ** -53
 
@@ -50,21 +50,17 @@ class GramResult:
     upper: torch.Tensor  # (F,) float64, certified
     estimate: torch.Tensor  # (F,) float64, lower estimates (not rigorous)
     iterations: int
-    top_vector: torch.Tensor  # approximate top right singular vector of the arg-max matrix
 
 
-def gram_iteration(p: torch.Tensor, eps: float = 0.0, rtol: float = 1e-6, max_iter: int = 30) -> GramResult:
-    """Certified ``σ₁`` bounds of a batch of complex matrices ``p`` (``(F, m, n)``).
+def gram_iteration(g0: torch.Tensor, err: torch.Tensor, rtol: float = 1e-6, max_iter: int = 30) -> GramResult:
+    """Certified ``σ₁`` bounds from a batch of computed Grams ``Ĝ₀ = P̂P̂ᴴ`` (``(F, c, c)``).
 
+    ``err[u]`` bounds ``‖Ĝ₀(u) − P(u)P(u)ᴴ‖₂`` for the exact matrices (:class:`.conv_fft.FrequencyGrams`).
     Iterates until every matrix's bound is within ``rtol`` of the best lower estimate over
-    the batch (or below it), or ``max_iter`` squarings. ``eps`` bounds ``‖P̂ − P‖₂`` for the
-    exact matrices ``P`` the bounds are about.
+    the batch (or below it), or ``max_iter`` squarings.
     """
-    f, m, n = p.shape
-    left = m <= n
-    c, inner = (m, n) if left else (n, m)
-    g0 = p @ p.mH if left else p.mH @ p
-    e_form = 4 * gamma(inner + 2) * (p.abs() ** 2).sum((-2, -1))  # forming G₀
+    f, c = g0.shape[0], g0.shape[-1]
+    e_form = err
     e_mul = 4 * gamma(c + 2)  # each squaring, times ‖H_t‖_F²
     frob_up = 1 + gamma(2 * c * c + 4)
     cur, k0 = _scaled(g0)
@@ -78,7 +74,7 @@ def gram_iteration(p: torch.Tensor, eps: float = 0.0, rtol: float = 1e-6, max_it
         b = frobs[-1]  # ‖H_t‖₂ ≤ ‖H_t‖_F, unwound back to ‖H_0‖₂
         for s in range(len(exps) - 1, -1, -1):
             b = _up(torch.sqrt(_up(torch.pow(2.0, exps[s]) * b + e_mul * frobs[s] ** 2)))
-        bound = _up(torch.sqrt(_up(torch.pow(2.0, k0[active]) * b + e_form[active])) + eps)
+        bound = _up(torch.sqrt(_up(torch.pow(2.0, k0[active]) * b + e_form[active])))
         upper[active] = torch.minimum(upper[active], bound)
         estimate[active] = torch.maximum(estimate[active], _rayleigh(g0[active], cur))
         keep = upper[active] > float(estimate.max()) * (1 + rtol)
@@ -90,8 +86,7 @@ def gram_iteration(p: torch.Tensor, eps: float = 0.0, rtol: float = 1e-6, max_it
         exps.append(k)
         frobs.append(torch.linalg.matrix_norm(cur) * frob_up)
         t += 1
-    top = int(upper.argmax())
-    return GramResult(upper, estimate, t, _top_vector(p[top]))
+    return GramResult(upper, estimate, t)
 
 
 def _rayleigh(g0: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -112,17 +107,10 @@ def _scaled(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return h * torch.pow(2.0, -k).view(-1, 1, 1), k
 
 
-def _top_vector(p: torch.Tensor) -> torch.Tensor:
-    """Top right singular vector of one matrix (dense eigendecomposition of the small Gram)."""
-    g = p.mH @ p
-    _, vec = torch.linalg.eigh(g)
-    return vec[:, -1]
-
-
-def batched_certificate(g: torch.Tensor, mu: float, frob2: torch.Tensor, terms: int) -> torch.Tensor:
+def batched_certificate(g: torch.Tensor, mu: float, err: torch.Tensor) -> torch.Tensor:
     """Certified ``λ_max(G_exact(u)) ≤ bound(u)`` for a batch of computed Hermitian Grams, or ``inf``
     where the Cholesky factorisation of ``μI − Ĝ(u)`` fails (:func:`.certify.cholesky_certificate`,
-    with the complex unit roundoff taken as ``4u``: Higham §3.6)."""
+    with the complex unit roundoff taken as ``4u``: Higham §3.6); ``err[u] ≥ ‖Ĝ(u) − G(u)‖₂``."""
     d = g.shape[-1]
     u = 4 * U if g.is_complex() else U
     h = -g
@@ -132,27 +120,21 @@ def batched_certificate(g: torch.Tensor, mu: float, frob2: torch.Tensor, terms: 
     trace = (mu - diag).sum(-1).clamp_min(0)
     max_diag = (mu - diag).abs().max(-1).values
     gd = 4 * d * u / (1 - 4 * d * u)
-    gk = terms * u / (1 - terms * u)
-    margin = gd / (1 - d * gd) * trace + gk * frob2 + u * max_diag
+    margin = gd / (1 - d * gd) * trace + err + u * max_diag
     bound = _up(mu + margin)
     return torch.where(info == 0, bound, torch.full_like(bound, math.inf))
 
 
-def certified_top(p: torch.Tensor, eps: float = 0.0, rtol: float = 1e-6, candidates: int = 4) -> GramResult:
-    """Certified ``σ₁`` bounds of a batch of matrices by one batched Cholesky certificate.
+def certified_top(g: torch.Tensor, err: torch.Tensor, rtol: float = 1e-6, candidates: int = 4) -> GramResult:
+    """Certified ``σ₁`` bounds from a batch of computed Grams by one batched Cholesky certificate.
 
-    The Grams ``G(u)`` are formed once; a few batched power steps rank the matrices, the
-    top ``candidates`` get an exact eigendecomposition, and ``μ = λ*(1 + rtol)`` is
-    certified for every matrix at once (:func:`batched_certificate`); a matrix whose
-    factorisation fails gets its own eigenvalue and ``μ`` is raised. Cheaper than Gram
-    iteration on a CPU (one product and one Cholesky per matrix); upper bounds are
-    reported per matrix only as ``≤`` the common certificate.
+    A few batched power steps rank the matrices, the top ``candidates`` get an exact
+    eigendecomposition, and ``μ = λ*(1 + rtol)`` is certified for every matrix at once
+    (:func:`batched_certificate`); a matrix whose factorisation fails gets its own
+    eigenvalue and ``μ`` is raised. Cheaper than Gram iteration on a CPU (one Cholesky per
+    matrix); every matrix's upper bound is the common certificate.
     """
-    f, m, n = p.shape
-    left = m <= n
-    c, inner = (m, n) if left else (n, m)
-    g = p @ p.mH if left else p.mH @ p
-    frob2 = (p.abs() ** 2).sum((-2, -1)) * (1 + gamma(2 * inner * c + 4))
+    f = g.shape[0]
     x = g.sum(-1, keepdim=True)  # batched power steps from the all-ones start (ranking only)
     for _ in range(6):
         x = g @ x
@@ -164,7 +146,7 @@ def certified_top(p: torch.Tensor, eps: float = 0.0, rtol: float = 1e-6, candida
     delta = rtol
     while True:
         mu = max(float(exact.max()), 0.0) * (1 + delta) + 1e-300
-        bound = batched_certificate(g, mu, frob2, inner)
+        bound = batched_certificate(g, mu, err)
         failed = torch.nonzero(torch.isinf(bound)).view(-1)
         if failed.numel() == 0:
             break
@@ -173,10 +155,8 @@ def certified_top(p: torch.Tensor, eps: float = 0.0, rtol: float = 1e-6, candida
             exact[fresh] = torch.linalg.eigvalsh(g[fresh])[..., -1]
         else:  # μ within rounding of the top eigenvalue: widen
             delta = max(delta * 16, 1e-14)
-    top = int(exact.argmax())
-    upper = _up(torch.sqrt(bound.max()) + eps).expand(f).clone()
-    estimate = torch.sqrt(exact.clamp_min(0))
-    return GramResult(upper, estimate, 0, _top_vector(p[top]))
+    upper = _up(torch.sqrt(bound.max())).expand(f).clone()
+    return GramResult(upper, torch.sqrt(exact.clamp_min(0)), 0)
 
 
 @dataclass(frozen=True)
@@ -193,30 +173,45 @@ class CircularBound:
 
 
 def circular_bound(weight: torch.Tensor, grid, stride, dilation, groups: int = 1,
-                   rtol: float = 1e-6, method: str = "cholesky") -> CircularBound:
+                   rtol: float = 1e-6, method: str = "cholesky", exact_vector: bool = False) -> CircularBound:
     """Certified ``‖C‖₂`` of the periodic strided convolution on ``grid`` (float64 weight).
 
     ``method``: ``"cholesky"`` (:func:`certified_top`, the faster on a CPU) or ``"gram"``
     (:func:`gram_iteration`). Both are upper bounds of the exact norm within about ``rtol``.
+    The top right singular vector at the maximising frequency comes from an
+    eigendecomposition (``exact_vector``) or from power iteration (a warm start).
     """
-    from .conv_fft import frequency_index
     solve = {"cholesky": certified_top, "gram": gram_iteration}[method]
+    stride, dilation = tuple(stride), tuple(dilation)
     per = weight.shape[0] // groups
     best = None
     for gi in range(groups):
         w = weight[gi * per:(gi + 1) * per]
         if not bool(w.any()):
             continue
-        p, eps = frequency_matrices(w, grid, stride, dilation)
-        if w.shape[-1] * w.shape[-2] == 1 and tuple(stride) == (1, 1):
-            p = p[:1]  # a 1x1 kernel has the same matrix at every frequency
-        res = solve(p, eps, rtol)
+        fg = frequency_grams(w, grid, stride, dilation)
+        g, err = fg.grams, fg.err
+        if w.shape[-1] * w.shape[-2] == 1 and stride == (1, 1):
+            g, err = g[:1], err[:1]  # a 1x1 kernel has the same matrix at every frequency
+        res = solve(g, err, rtol)
         top = int(res.estimate.argmax())
-        cand = CircularBound(float(res.upper.max()), float(res.estimate.max()),
-                             frequency_index(top, grid, stride), res.top_vector, gi, res.iterations, method)
-        if best is None or cand.upper > best.upper:
-            best = cand
+        freq = frequency_index(top, grid, stride)
+        upper = float(res.upper.max())
+        if best is None or upper > best.upper:
+            vec = top_right_vector(frequency_matrix(w, grid, stride, dilation, freq), exact_vector)
+            best = CircularBound(upper, float(res.estimate.max()), freq, vec, gi, res.iterations, method)
     if best is None:
         c = weight.shape[1] * (stride[0] * stride[1])
         return CircularBound(0.0, 0.0, (0, 0), torch.zeros(c, dtype=torch.complex128), 0, 0, method)
     return best
+
+
+def top_right_vector(p: torch.Tensor, exact: bool, steps: int = 30) -> torch.Tensor:
+    """Top right singular vector of one matrix: eigendecomposition, or power iteration."""
+    if exact:
+        return torch.linalg.eigh(p.mH @ p)[1][:, -1]
+    v = p.mH @ p.sum(-1, keepdim=True).conj() if p.shape[0] else torch.ones(p.shape[1], 1, dtype=p.dtype)
+    for _ in range(steps):
+        v = p.mH @ (p @ v)
+        v = v / torch.linalg.vector_norm(v).clamp_min(1e-300)
+    return v.view(-1)
