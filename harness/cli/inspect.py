@@ -100,8 +100,8 @@ def _progress(done: int, total: int, record) -> None:
 
 
 def inspect_model(model: nn.Module, shape: tuple[int, ...], method: str | None = None,
-                  params: dict | None = None, seed: int = 0, max_rel_width: float = 0.01,
-                  progress=None) -> tuple[NetworkBound, float]:
+                  params: dict | None = None, seed: int = 0, tol: float = 1e-4,
+                  max_rel_width: float = 0.01, progress=None) -> tuple[NetworkBound, float]:
     """The network bound (per-node records) and an empirical lower bound of the model.
 
     The model is left in its own mode: the bound is always for the eval-mode map, and
@@ -111,7 +111,8 @@ def inspect_model(model: nn.Module, shape: tuple[int, ...], method: str | None =
         model = apply_method(model, shape, method, params or {})
     elif params:
         raise InspectError("--param needs --method")
-    bound = lipschitz_upper_bound(model, shape, max_rel_width=max_rel_width, seed=seed, progress=progress)
+    bound = lipschitz_upper_bound(model, shape, tol, max_rel_width=max_rel_width, seed=seed,
+                                  progress=progress)
     generator = torch.Generator().manual_seed(seed)
     lower = lipschitz_lower_bound(model, torch.randn((2, *shape), generator=generator),
                                   n_random=1, steps=8, seed=seed)
@@ -222,8 +223,8 @@ def inspect_target(args: argparse.Namespace) -> int:
     try:
         shape = parse_shape(args.input_shape)
         model = load_target(args.target, args.factory)
-        bound, lower = inspect_model(model, shape, args.method, params, max_rel_width=args.max_rel_width,
-                                     progress=_progress)
+        bound, lower = inspect_model(model, shape, args.method, params, tol=args.tol,
+                                     max_rel_width=args.max_rel_width, progress=_progress)
     except (InspectError, ReferenceLoadError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)

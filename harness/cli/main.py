@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="apply this method first (name or module:attr)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="method parameter (VALUE parsed as YAML); repeatable")
+    p.add_argument("--tol", type=float, default=1e-4,
+                   help="relative accuracy of each operator norm's value (brackets are certified anyway)")
     p.add_argument("--max-rel-width", type=float, default=0.01,
                    help="operator-norm bracket width above which a Cholesky certificate is tried")
     p.add_argument("--json", action="store_true", help="print JSON records")

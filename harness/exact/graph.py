@@ -162,6 +162,7 @@ class _Recorder(fx.Interpreter):
 
     def __init__(self, gm: fx.GraphModule, shape: tuple[int, ...]) -> None:
         super().__init__(gm, garbage_collect_values=False)
+        self.extra_traceback = False  # our errors already name the node
         self.shape = shape
         self.modules = dict(gm.named_modules())
         self.mutations: dict[fx.Node, list[fx.Node]] = {}
