@@ -18,7 +18,7 @@ from .graph import InputShapeError, UnfollowableModelError, UnsupportedOperation
 from .lower import LowerBound, lipschitz_lower_bound
 from .network import NetworkBound, NodeRecord, lipschitz_upper_bound
 from .reshaped import reshaped_norm, reshaped_norms
-from .rules import register_lipschitz_constant, unregister_lipschitz_constant
+from .declared import register_lipschitz_constant, unregister_lipschitz_constant
 
 __all__ = [
     "AlphaBound", "BracketCheck", "InputShapeError", "LowerBound", "NetworkBound", "NodeRecord",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from scipy.optimize import brentq
 
 U = 2.0 ** -53
@@ -89,3 +90,27 @@ def slope_max(slope: float) -> float:
 CONSTANT_ONE = ("relu", "relu6", "hardtanh", "clamp", "clip", "abs", "absolute", "neg", "negative",
                 "positive", "tanh", "softsign", "tanhshrink", "logsigmoid", "celu", "softplus")
 FIXED = {"sigmoid": 0.25, "hardsigmoid": 1.0 / 6.0, "hardswish": 1.5, "softmax": 0.5}
+
+
+def activation_constant(name: str, params: dict) -> float:
+    """Exact (or, for softmax, bounding) constant of an elementwise activation (:mod:`.activations`)."""
+    if name in CONSTANT_ONE:
+        return 1.0
+    if name in FIXED:
+        return FIXED[name]
+    if name == "leaky_relu":
+        return slope_max(params.get("negative_slope", 0.01))
+    if name == "rrelu":
+        return slope_max((params.get("lower", 1 / 8) + params.get("upper", 1 / 3)) / 2)
+    if name == "prelu":
+        return slope_max(float(torch.as_tensor(params["weight"]).detach().abs().max()))
+    if name == "elu":
+        return slope_max(params.get("alpha", 1.0))
+    if name == "selu":
+        return round_up(1.0507009873554804934193349852946 * 1.6732632423543772848170429916717)
+    if name == "gelu":
+        return gelu(params.get("approximate", "none"))
+    if name == "silu":
+        return silu()
+    raise KeyError(name)
+

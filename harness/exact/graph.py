@@ -57,7 +57,7 @@ class LipschitzTracer(fx.Tracer):
     """fx tracer whose leaves are the modules the rules bound as a whole (module docstring)."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        from .rules import is_leaf
+        from .layer_rules import is_leaf
         return is_leaf(m)
 
 
@@ -115,7 +115,7 @@ class _Whole(nn.Module):
 
 def trace(model: nn.Module) -> fx.GraphModule:
     """``fx.GraphModule`` of ``model`` with :class:`LipschitzTracer` (call in eval mode)."""
-    from .rules import is_leaf
+    from .layer_rules import is_leaf
     tracer = LipschitzTracer()
     root = _Whole(model) if is_leaf(model) else model
     try:
@@ -180,7 +180,7 @@ class _Recorder(fx.Interpreter):
                 f"input shape {self.shape} does not fit the model: {describe(n)} rejects its "
                 f"input{'s' if len(shapes) > 1 else ''} of shape "
                 f"{', '.join(map(str, shapes)) or '(none)'}: {first}") from None
-        from .rules import runtime_check
+        from .layer_rules import runtime_check
         args, kwargs = self.fetch_args_kwargs_from_env(n)
         runtime_check(n, self.modules, args, kwargs, out)
         changed = [node for (node, t), v in zip(self.produced, before) if t._version != v]

@@ -34,7 +34,8 @@ from .alpha import AlphaBound, alpha_bound
 from .conv_norm import OperatorNorm, conv_operator_norm, linear_operator_norm
 from .graph import Capture, UnsupportedOperationError, capture, describe
 from .reshaped import reshaped_norm
-from .rules import Plan, Site, WeightOp, is_metadata, plan_node, up
+from .plans import Plan, Site, WeightOp, up
+from .rules import is_metadata, plan_node
 
 Progress = Callable[[int, int, "NodeRecord"], None]
 
