@@ -106,7 +106,8 @@ def test_fft_exact_for_periodic_convolutions(case):
     w, n, args = case
     truth = dense_norm(materialize_operator(w, n, **args))
     r = conv_operator_norm(w, n, method="fft", **args)
-    assert r.method == "fft" and r.lower == r.upper == r.value
+    assert r.method == "fft" and r.contains(truth)  # rigorous bracket ...
+    assert r.rel_width <= 1e-10  # ... about 1e-12 wide (certificate margin; float64)
     assert r.value == pytest.approx(truth, rel=1e-9, abs=1e-12)
 
 
@@ -167,7 +168,8 @@ def test_non_finite_weights_raise(bad):
     (dict(input_hw=4, padding_mode="reflect"), "padding_mode"),
     (dict(input_hw=4, kind="conv3d"), "kind"),
     (dict(input_hw=4, method="power"), "method"),
-    (dict(input_hw=(4, 4, 4)), "2-tuple"),
+    (dict(input_hw=(4, 4, 4)), "has 4 channels"),
+    (dict(input_hw=(1, 2, 2, 4, 4)), "more than batch"),
 ])
 def test_bad_arguments_raise_clear_errors(kwargs, match):
     args = dict(input_hw=8)
@@ -186,6 +188,20 @@ def test_operator_norm_is_frozen_and_width():
     assert r.rel_width == pytest.approx(0.02)
     with pytest.raises(Exception):
         r.value = 2.0  # type: ignore[misc]
+
+
+def test_conv_operator_norm_accepts_the_shapes_layer_operator_norm_accepts():
+    """(H, W), (C, H, W) and (B, C, H, W) give the same norm; conv1d: L, (C, L)."""
+    gen = torch.Generator().manual_seed(2)
+    w = torch.randn(4, 3, 3, 3, generator=gen)
+    ref = conv_operator_norm(w, (6, 6), padding=1)
+    for shape in ((3, 6, 6), (1, 3, 6, 6)):
+        assert conv_operator_norm(w, shape, padding=1).value == ref.value
+    w1 = torch.randn(4, 3, 3, generator=gen)
+    assert conv_operator_norm(w1, (3, 7), kind="conv1d").value == conv_operator_norm(w1, 7, kind="conv1d").value
+    wt = torch.randn(3, 4, 4, 4, generator=gen)  # ConvTranspose2d: (c_in, c_out, k, k)
+    assert conv_operator_norm(wt, (3, 5, 5), stride=2, padding=1, kind="conv_transpose2d").value == \
+        conv_operator_norm(wt, 5, stride=2, padding=1, kind="conv_transpose2d").value
 
 
 def test_layer_helper_checks_channels():

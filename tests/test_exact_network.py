@@ -5,15 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from harness.exact import (Residual, UnfollowableModelError, adjoint_mismatch, check_bracket,
+from harness.exact import (UnsupportedOperationError, adjoint_mismatch, check_bracket,
                            conv_operator_norm, lanczos_operator_norm, lipschitz_lower_bound,
                            lipschitz_upper_bound, materialize_operator)
 from harness.exact._spec import make_spec
 from harness.training.models import StandardCNNDiscriminator
-
-
-
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -22,6 +18,8 @@ def test_single_linear_layer_is_exact():
     torch.manual_seed(0)
     lin = nn.Linear(6, 1)
     nb = lipschitz_upper_bound(lin, (6,))
+    # certified: at or above the exact norm, by the certificate's rounding margin only
+    assert nb.upper >= float(lin.weight.detach().double().norm())
     assert nb.upper == pytest.approx(float(lin.weight.detach().double().norm()), rel=1e-12)
     lb = lipschitz_lower_bound(lin, torch.randn(3, 6), n_random=2, steps=2)
     assert lb.value == pytest.approx(nb.upper, rel=1e-9)
@@ -45,7 +43,8 @@ def test_standard_cnn_bounds():
     d = StandardCNNDiscriminator(16)  # smaller size keeps the test fast; structure identical
     nb = lipschitz_upper_bound(d, (3, 16, 16))
     convs = [r for r in nb.layers if r.kind == "conv2d"]
-    assert len(convs) == 7 and nb.layers[-1].kind == "linear"
+    assert len(convs) == 7 and nb.layers[-1].kind == "linear" and nb.layers[-1].name == "head"
+    assert [r.kind for r in nb.weight_layers()] == ["conv2d"] * 7 + ["linear"]
     for r in convs:
         assert r.operator_norm.lower <= r.operator_norm.upper
         assert r.factor == r.operator_norm.upper
@@ -60,7 +59,7 @@ def test_standard_cnn_bounds():
 def test_parametrized_weights_are_read():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(4 * 36, 1))
-    before = lipschitz_upper_bound(net, (2, 6, 6)).layers[0].operator_norm.value
+    before = lipschitz_upper_bound(net, (2, 6, 6)).weight_layers()[0].operator_norm.value
     nn.utils.parametrizations.spectral_norm(net[0])
     net.train()
     after = lipschitz_upper_bound(net, (2, 6, 6))
@@ -69,44 +68,59 @@ def test_parametrized_weights_are_read():
     w = net[0].weight.detach()  # eval-mode effective weight (no power-iteration update)
     net.train()
     ref = conv_operator_norm(w, 6, padding=1).value
-    assert after.layers[0].operator_norm.value == pytest.approx(ref, rel=1e-9)
-    assert after.layers[0].operator_norm.value != pytest.approx(before, rel=1e-3)
-    assert after.layers[0].reshaped_norm == pytest.approx(1.0, rel=1e-3)
+    conv = after.weight_layers()[0]
+    assert conv.operator_norm.value == pytest.approx(ref, rel=1e-9)
+    assert conv.operator_norm.value != pytest.approx(before, rel=1e-3)
+    assert conv.reshaped_norm == pytest.approx(1.0, rel=1e-3)
+    assert after.train_mode_modules == ("0",)  # the parametrized layer was in training mode
+
+
+class _ResidualNet(nn.Module):
+    def __init__(self, bn: nn.Module) -> None:
+        super().__init__()
+        self.conv0, self.bn = nn.Conv2d(1, 3, 3, padding=1), bn
+        self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(3, 3, 3, padding=1))
+        self.pools = nn.Sequential(nn.AvgPool2d(2), nn.MaxPool2d(2), nn.Flatten())
+        self.head = nn.Linear(3 * 16, 1)
+
+    def forward(self, x):
+        h = self.bn(self.conv0(x))
+        return self.head(self.pools(h + self.body(h)))
 
 
 def test_residual_batchnorm_pool():
     torch.manual_seed(0)
     bn = nn.BatchNorm2d(3)
     bn.running_var.fill_(4.0)
-    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), bn,
-                        Residual(nn.Sequential(nn.ReLU(), nn.Conv2d(3, 3, 3, padding=1))),
-                        nn.AvgPool2d(2), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(3 * 16, 1)).eval()
+    net = _ResidualNet(bn).eval()
     nb = lipschitz_upper_bound(net, (1, 16, 16))
-    kinds = [r.kind for r in nb.layers]
-    assert kinds == ["conv2d", "BatchNorm2d", "residual", "AvgPool2d", "MaxPool2d", "Flatten", "linear"]
-    assert nb.layers[1].factor == pytest.approx(1 / (4 + bn.eps) ** 0.5, rel=1e-12)
-    res = nb.layers[2]
-    assert res.factor == pytest.approx(1 + res.children[1].factor)
-    assert nb.layers[3].factor == pytest.approx(0.5, rel=1e-9)  # 2x2 average: 1/2
+    by_name = {r.name: r for r in nb.layers}
+    assert [r.name for r in nb.layers] == ["input", "conv0", "bn", "body.0", "body.1", "add", "pools.0",
+                                           "pools.1", "pools.2", "head"]
+    assert by_name["bn"].factor == pytest.approx(1 / (4 + bn.eps) ** 0.5, rel=1e-12)
+    add = by_name["add"]  # h + body(h): the triangle inequality
+    assert add.inputs == ("bn", "body.1") and add.mode == "sum"
+    assert add.bound == pytest.approx(by_name["bn"].bound + by_name["body.1"].bound, rel=1e-12)
+    assert by_name["pools.0"].factor == pytest.approx(0.5, rel=1e-12)  # 2x2 average: 1/2
+    assert by_name["pools.1"].factor == 1.0  # non-overlapping max pooling
     lb = lipschitz_lower_bound(net, torch.randn(2, 1, 16, 16), n_random=2, steps=3)
     assert lb.value <= nb.upper
 
 
-def test_unfollowable_models_name_the_module():
-    class Skip(nn.Module):
+def test_unsupported_ops_are_named():
+    class Square(nn.Module):
         def __init__(self):
             super().__init__()
             self.a = nn.Linear(4, 4)
-            self.b = nn.Linear(4, 1)
 
         def forward(self, x):
-            return self.b(x + self.a(x))
+            h = self.a(x)
+            return h * h
 
-    with pytest.raises(UnfollowableModelError, match="'b'"):
-        lipschitz_upper_bound(Skip(), (4,))
-
-    with pytest.raises(UnfollowableModelError, match="GELU|no known"):
-        lipschitz_upper_bound(nn.Sequential(nn.Linear(3, 3), nn.GELU()), (3,))
+    with pytest.raises(UnsupportedOperationError, match="mul.*two input-dependent"):
+        lipschitz_upper_bound(Square(), (4,))
+    with pytest.raises(UnsupportedOperationError, match="module '1'.*Hardshrink"):
+        lipschitz_upper_bound(nn.Sequential(nn.Linear(3, 3), nn.Hardshrink()), (3,))
 
 
 def test_broken_adjoint_is_caught():

@@ -1,18 +1,30 @@
-"""``lipbench inspect``: per-layer norms and network Lipschitz bounds of a user's model."""
+"""``lipbench inspect``: the per-node Lipschitz bound of a user's model, as a table or a page.
+
+One row per input-dependent node of the model's computation graph: its factor
+(weight layers: the certified operator norm; activations, pooling, BatchNorm, additions,
+concatenations: their exact constants or combination rule), the running bound
+``L(node)`` (a certified Lipschitz bound of input → node), and for weight layers the
+reshaped norm ``‖Ŵ‖``, the operator-norm bracket, α and the ratio ``‖W̃‖/‖Ŵ‖``
+(:func:`harness.exact.lipschitz_upper_bound`). Progress goes to stderr, one line per
+weight layer. Every bad input is a :class:`~harness.cli.commands.UsageError` (exit 2).
+"""
 from __future__ import annotations
 
 import argparse
+import html
 import json
+import math
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from torch import nn
 
-from harness.exact import lipschitz_lower_bound, lipschitz_upper_bound
+from harness.exact import NetworkBound, lipschitz_lower_bound, lipschitz_upper_bound
+from harness.exact.graph import capture
 from harness.imports import ReferenceLoadError, resolve
-from harness.methods import get
 
 
 class InspectError(ValueError):
@@ -61,44 +73,166 @@ def load_target(target: str, factory: str | None) -> nn.Module:
     return model
 
 
-def inspect_model(model: nn.Module, shape: tuple[int, ...], method: str | None = None,
-                  seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Per-layer records and the network's certified upper / empirical lower Lipschitz bounds."""
-    if method:
-        model = get(method).apply(model)
+def apply_method(model: nn.Module, shape: tuple[int, ...], method: str, params: dict) -> nn.Module:
+    """``model`` with the method applied, and one training-mode forward (records input sizes,
+    settles power iterations); the input shape is checked first so a mismatch names the layer."""
+    from harness.methods import get
+    was_training = model.training
+    with torch.no_grad():
+        model.eval()
+        capture(model, shape)  # InputShapeError naming the first rejecting node
+        model.train(was_training)
+        model = get(method, **params).apply(model)
         model.train()
-        with torch.no_grad():  # a training-mode forward: records input sizes, settles power iterations
-            model(torch.zeros((1, *shape)))
-    model.eval()
-    bound = lipschitz_upper_bound(model, shape)
+        model(torch.zeros((1, *shape), dtype=next(model.parameters()).dtype))
+    return model.train(was_training)
+
+
+def _progress(done: int, total: int, record) -> None:
+    if record is None:
+        print(f"graph validated: {total} weight layer(s) to bound", file=sys.stderr, flush=True)
+        return
+    op = record.operator_norm
+    shape = "x".join(map(str, record.input_shape))
+    print(f"[{done}/{total}] {record.name} {record.op} {shape}: {record.seconds:.2f} s "
+          f"({op.method}, bracket width {op.rel_width:.1e})", file=sys.stderr, flush=True)
+
+
+def inspect_model(model: nn.Module, shape: tuple[int, ...], method: str | None = None,
+                  params: dict | None = None, seed: int = 0, tol: float = 1e-4,
+                  max_rel_width: float = 0.01, progress=None) -> tuple[NetworkBound, float]:
+    """The network bound (per-node records) and an empirical lower bound of the model.
+
+    The model is left in its own mode: the bound is always for the eval-mode map, and
+    modules found in training mode are listed in the result (never silently switched).
+    """
+    if method:
+        model = apply_method(model, shape, method, params or {})
+    elif params:
+        raise InspectError("--param needs --method")
+    bound = lipschitz_upper_bound(model, shape, tol, max_rel_width=max_rel_width, seed=seed,
+                                  progress=progress)
     generator = torch.Generator().manual_seed(seed)
-    lower = lipschitz_lower_bound(model, torch.randn((4, *shape), generator=generator),
-                                  n_random=2, steps=10, seed=seed)
-    rows = []
-    for r in bound.weight_layers():
-        op, ab = r.operator_norm, r.alpha
-        rows.append({"layer": r.name, "kind": r.kind, "input": "x".join(map(str, r.input_shape[1:])),
-                     "reshaped_norm": r.reshaped_norm, "operator_norm": op.value, "operator_lower": op.lower,
-                     "operator_upper": op.upper, "bracket_width": op.rel_width, "method": op.method,
-                     "alpha": ab.alpha if ab else None, "ratio": r.ratio,
-                     "lower_lemma_holds": ab.lower_holds_precondition if ab else None})
-    return rows, {"lipschitz_upper": bound.upper, "lipschitz_lower": lower.value}
+    lower = lipschitz_lower_bound(model, torch.randn((2, *shape), generator=generator),
+                                  n_random=1, steps=8, seed=seed)
+    return bound, lower.value
+
+
+def _rows(bound: NetworkBound) -> list[dict[str, Any]]:
+    frame = bound.to_frame()
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+            for row in frame.to_dict("records")]
+
+
+def _fmt(v: Any, spec: str = ".4g") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return format(v, spec) if isinstance(v, float) else str(v)
+
+
+COLUMNS = (("node", "node"), ("op", "op"), ("input", "input"), ("output", "output"),
+           ("factor", "factor"), ("bound", "L(node)"), ("reshaped_norm", "‖Ŵ‖"),
+           ("operator_lower", "‖W̃‖ lower"), ("operator_upper", "‖W̃‖ upper"),
+           ("bracket_width", "width"), ("method", "method"), ("alpha", "α"), ("ratio", "ratio"))
+
+
+def table_rows(rows: list[dict]) -> list[list[str]]:
+    out = []
+    for r in rows:
+        cells = []
+        for key, _ in COLUMNS:
+            spec = ".1e" if key == "bracket_width" else (".6g" if key.startswith("operator") else ".4g")
+            cells.append(_fmt(r.get(key), spec))
+        if r.get("combine"):
+            cells[1] += f" [{r['combine']}: {r['inputs']}]"
+        out.append(cells)
+    return out
+
+
+def summary(bound: NetworkBound, lower: float) -> list[str]:
+    widths = [r.operator_norm.rel_width for r in bound.weight_layers()]
+    return [f"input shape {bound.input_shape}; {bound.mode_note}",
+            f"network Lipschitz constant: certified upper bound {bound.upper:.6g}, "
+            f"empirical lower bound {lower:.6g}",
+            f"{len(widths)} weight layer(s); widest operator-norm bracket {max(widths, default=0.0):.2e}"]
+
+
+def print_table(bound: NetworkBound, lower: float) -> None:
+    header = [title for _, title in COLUMNS]
+    body = table_rows(_rows(bound))
+    widths = [max(len(header[i]), *(len(row[i]) for row in body)) for i in range(len(header))]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    for row in body:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    for line in summary(bound, lower):
+        print(line)
+
+
+def _bar_chart(rows: list[dict]) -> str:
+    """Inline SVG: one bar per node, log10 of its factor around a baseline at 1."""
+    height, left, width = 16, 260, 420
+    logs = [math.log10(r["factor"]) if r["factor"] and r["factor"] > 0 else 0.0 for r in rows]
+    span = max(1e-9, max((abs(v) for v in logs), default=1.0))
+    mid = left + width / 2
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 80}" '
+             f'height="{height * len(rows) + 30}" font-family="sans-serif" font-size="11">',
+             f'<line x1="{mid}" y1="0" x2="{mid}" y2="{height * len(rows)}" stroke="#444"/>']
+    for i, (r, v) in enumerate(zip(rows, logs)):
+        y = i * height
+        length = abs(v) / span * width / 2
+        x = mid if v >= 0 else mid - length
+        colour = "#c0392b" if v > 0 else ("#2e86c1" if v < 0 else "#999")
+        label = html.escape(f"{r['node']} ({r['op']})")
+        parts.append(f'<text x="{left - 6}" y="{y + 12}" text-anchor="end">{label}</text>')
+        parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{max(length, 1):.1f}" height="{height - 6}" '
+                     f'fill="{colour}"><title>{html.escape(_fmt(r["factor"]))}</title></rect>')
+        parts.append(f'<text x="{left + width + 4}" y="{y + 12}">{html.escape(_fmt(r["factor"]))}</text>')
+    parts.append(f'<text x="{mid}" y="{height * len(rows) + 20}" text-anchor="middle">'
+                 f'factor (log scale, 1 at the axis; ±{span:.2g} decades)</text></svg>')
+    return "\n".join(parts)
+
+
+def write_html(path: Path, title: str, bound: NetworkBound, lower: float) -> None:
+    rows = _rows(bound)
+    head = "".join(f"<th>{html.escape(t)}</th>" for _, t in COLUMNS)
+    body = "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+                     for cells in table_rows(rows))
+    notes = "".join(f"<p>{html.escape(line)}</p>" for line in summary(bound, lower))
+    page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse;font-size:12px}}
+td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}} td:first-child,td:nth-child(2){{text-align:left}}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+{notes}
+<h2>Per-node factors</h2>
+{_bar_chart(rows)}
+<h2>Nodes</h2>
+<table><thead><tr>{head}</tr></thead><tbody>
+{body}
+</tbody></table></body></html>
+"""
+    path.write_text(page, encoding="utf-8")
 
 
 def inspect_target(args: argparse.Namespace) -> int:
-    from .commands import UsageError
+    from .commands import UsageError, _parse_params
+    params = _parse_params(args.param)
+    start = time.perf_counter()
     try:
         shape = parse_shape(args.input_shape)
         model = load_target(args.target, args.factory)
-        rows, network = inspect_model(model, shape, args.method)
+        bound, lower = inspect_model(model, shape, args.method, params, tol=args.tol,
+                                     max_rel_width=args.max_rel_width, progress=_progress)
     except (InspectError, ReferenceLoadError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    if args.html:
+        write_html(Path(args.html), f"lipbench inspect {args.target}", bound, lower)
+        print(f"wrote {args.html}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"layers": rows, "network": network}, indent=1))
+        print(json.dumps({"layers": _rows(bound), "mode": bound.mode_note,
+                          "network": {"lipschitz_upper": bound.upper, "lipschitz_lower": lower}}, indent=1))
         return 0
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(pd.DataFrame(rows).drop(columns=["operator_lower", "operator_upper"]).to_string(
-            index=False, float_format=lambda v: f"{v:.5g}"))
-    print(f"network Lipschitz constant: certified upper bound {network['lipschitz_upper']:.6g}, "
-          f"empirical lower bound {network['lipschitz_lower']:.6g}")
+    print_table(bound, lower)
     return 0

@@ -112,12 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--suites-dir")
     u.set_defaults(func=commands.cmd_baseline_update)
 
-    p = sub.add_parser("inspect", help="per-layer norms and Lipschitz bounds of a model")
+    p = sub.add_parser("inspect", help="per-node Lipschitz bound of a model (certified)")
     p.add_argument("target", help="package.module:factory, or a checkpoint file with --factory")
-    p.add_argument("--input-shape", required=True, help="C,H,W (or features for MLPs)")
+    p.add_argument("--input-shape", required=True, help="C,H,W (or features for MLPs), no batch dim")
     p.add_argument("--factory", help="package.module:factory building the module a state dict loads into")
     p.add_argument("--method", help="apply this method first (name or module:attr)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="method parameter (VALUE parsed as YAML); repeatable")
+    p.add_argument("--tol", type=float, default=1e-4,
+                   help="relative accuracy of each operator norm's value (brackets are certified anyway)")
+    p.add_argument("--max-rel-width", type=float, default=0.01,
+                   help="operator-norm bracket width above which a Cholesky certificate is tried")
     p.add_argument("--json", action="store_true", help="print JSON records")
+    p.add_argument("--html", metavar="FILE", help="also write the table and a bar chart of factors as a page")
     p.set_defaults(func=commands.cmd_inspect)
     return parser
 

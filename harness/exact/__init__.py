@@ -2,26 +2,29 @@
 
 * :func:`reshaped_norm`, :func:`reshaped_norms`: ``‖Ŵ‖₂`` of Miyato's reshape (SVD);
 * :func:`conv_operator_norm`, :func:`layer_operator_norm`: ``‖W̃‖₂`` of a layer on inputs of
-  a given size with a certified bracket (:class:`OperatorNorm`): exact FFT for periodic
-  convolutions, dense SVD for tiny ones, Lanczos + periodic-embedding / Cholesky-certified
-  upper bounds otherwise; :func:`materialize_operator` for tests;
+  a given size with a certified bracket (:class:`OperatorNorm`);
+  :func:`materialize_operator` for tests;
 * :func:`alpha`, :func:`alpha_bound`: the lemma ``‖Ŵ‖ ≤ ‖W̃‖ ≤ α‖Ŵ‖`` and its precondition;
-* :func:`lipschitz_upper_bound`, :func:`lipschitz_lower_bound`: network Lipschitz bounds.
+* :func:`lipschitz_upper_bound`: a certified network bound over the real computation
+  graph (:class:`NetworkBound`, one :class:`NodeRecord` per node);
+  :func:`register_lipschitz_constant` for custom modules; :func:`lipschitz_lower_bound`.
 """
 from .alpha import AlphaBound, alpha, alpha_bound
 from .compare import BracketCheck, adjoint_mismatch, check_bracket, lanczos_operator_norm
 from .conv_fft import circular_conv_norm, frequency_matrices
 from .conv_norm import (OperatorNorm, conv_operator_norm, layer_operator_norm, linear_operator_norm,
                         materialize_operator)
-from .network import (LayerRecord, LowerBound, NetworkBound, Residual, UnfollowableModelError,
-                      lipschitz_lower_bound, lipschitz_upper_bound)
+from .graph import InputShapeError, UnfollowableModelError, UnsupportedOperationError
+from .lower import LowerBound, lipschitz_lower_bound
+from .network import NetworkBound, NodeRecord, lipschitz_upper_bound
 from .reshaped import reshaped_norm, reshaped_norms
+from .declared import register_lipschitz_constant, unregister_lipschitz_constant
 
 __all__ = [
-    "AlphaBound", "BracketCheck", "LayerRecord", "LowerBound", "NetworkBound", "OperatorNorm",
-    "Residual", "UnfollowableModelError", "adjoint_mismatch", "alpha", "alpha_bound",
-    "check_bracket", "circular_conv_norm", "conv_operator_norm", "frequency_matrices",
-    "lanczos_operator_norm", "layer_operator_norm", "linear_operator_norm",
-    "lipschitz_lower_bound", "lipschitz_upper_bound", "materialize_operator", "reshaped_norm",
-    "reshaped_norms",
+    "AlphaBound", "BracketCheck", "InputShapeError", "LowerBound", "NetworkBound", "NodeRecord",
+    "OperatorNorm", "UnfollowableModelError", "UnsupportedOperationError", "adjoint_mismatch",
+    "alpha", "alpha_bound", "check_bracket", "circular_conv_norm", "conv_operator_norm",
+    "frequency_matrices", "lanczos_operator_norm", "layer_operator_norm", "linear_operator_norm",
+    "lipschitz_lower_bound", "lipschitz_upper_bound", "materialize_operator",
+    "register_lipschitz_constant", "reshaped_norm", "reshaped_norms", "unregister_lipschitz_constant",
 ]

@@ -232,3 +232,50 @@ def cholesky_certificate(gram: BlockGram, mu: float, frob2: float, terms: int) -
     gam_k = terms * U / (1 - terms * U)
     margin = gam_d / (1 - d * gam_d) * max(trace, 0.0) + gam_k * frob2 + U * max_diag
     return mu + margin
+
+
+def certified_gram_upper(gram: BlockGram, estimate: float, frob2: float, terms: int,
+                         rel: float = 1e-13, attempts: int = 8) -> float | None:
+    """Smallest certified ``λ_max(G) ≤ bound`` among ``μ = estimate·(1 + rel·16^j)``, or ``None``."""
+    delta = rel
+    for _ in range(attempts):
+        bound = cholesky_certificate(gram, estimate * (1 + delta), frob2, terms)
+        if bound is not None:
+            return bound
+        delta *= 16
+    return None
+
+
+def _top_eigenpair(g: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """Largest eigenvalue and eigenvector of a symmetric PSD float64 matrix (estimate)."""
+    if g.shape[0] <= 1024:
+        lam, vec = torch.linalg.eigh(g)
+        return float(lam[-1]), vec[:, -1]
+    from scipy.sparse.linalg import eigsh
+    lam, vec = eigsh(g.numpy(), k=1, which="LA", tol=1e-12)
+    return float(lam[-1]), torch.from_numpy(vec[:, -1].copy())
+
+
+def dense_matrix_norm(a: torch.Tensor) -> tuple[float, float]:
+    """Rigorous ``(lower, upper)`` for ``σ₁`` of a dense float64 matrix.
+
+    ``lower = ‖Av‖/‖v‖`` for the computed top singular vector (rigorous for any ``v``);
+    ``upper`` by a Cholesky certificate of ``μI − G`` on the smaller Gram matrix ``G``
+    (:func:`cholesky_certificate`, rounding of forming ``G`` included).
+    """
+    a = a.to(torch.float64)
+    if a.numel() == 0 or not bool(a.any()):
+        return 0.0, 0.0
+    m, n = a.shape
+    on_input = n <= m
+    g = a.T @ a if on_input else a @ a.T
+    lam, vec = _top_eigenpair(g)
+    v = vec if on_input else a.T @ vec
+    nv = float(torch.linalg.vector_norm(v))
+    lower = float(torch.linalg.vector_norm(a @ v)) / nv if nv > 0 else 0.0
+    frob2 = float((a * a).sum()) * (1 + 1e-12)
+    gram = BlockGram({(0, 0): g}, g.shape[0], 1, 0)
+    bound = certified_gram_upper(gram, max(lam, lower * lower, 1e-300), frob2, max(m, n))
+    if bound is None:  # cannot happen for a PSD Gram; the Frobenius norm is always an upper bound
+        return lower, math.nextafter(math.sqrt(frob2), math.inf)
+    return lower, math.nextafter(math.sqrt(bound), math.inf)

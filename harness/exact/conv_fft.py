@@ -1,33 +1,39 @@
-"""Exact spectral norms of circular (periodic) convolutions by FFT, with strides.
+"""Periodic (circular) strided convolutions in the frequency domain, with rounding bounds.
 
 Sedghi, Gupta & Long, "The Singular Values of Convolutional Layers", ICLR 2019: a
 stride-1 circular 2-D convolution on an ``N_h x N_w`` grid is block-diagonalised by the
 2-D DFT; its singular values are the union over frequencies ``(u, v)`` of those of the
 ``c_out x c_in`` matrices ``P(u, v) = Σ_{p,q} W[:, :, p, q] e^{-2πi(pu/N_h + qv/N_w)}``.
 
-Strides (polyphase form, ../shared/REFERENCE.md "Exact and certified operator norms"):
-with stride ``s`` dividing ``N`` (per axis), split the taps of the dilated kernel
-``K`` by residue, ``K_{a,b} = K[:, :, a::s_h, b::s_w]``; the input splits the same way
-into ``s_h s_w`` sub-images on the ``(N_h/s_h) x (N_w/s_w)`` grid (an isometry), and the
-strided map is the sum over ``(a, b)`` of stride-1 circular convolutions of sub-image
-``(a, b)`` with ``K_{a,b}``. At each frequency of the small grid the operator is the
-``c_out x (c_in s_h s_w)`` concatenation of the DFTs of the ``K_{a,b}``. Taps beyond the
-small grid wrap around (they are folded, i.e. summed modulo the grid), which is exact
-for a periodic signal. The offset/padding only shifts the signal circularly (an
-isometry) and does not change any singular value; neither does the DFT sign convention
-(the matrices at ``-u`` are the complex conjugates of those at ``u``).
+Strides, by the polyphase form: with stride ``s`` dividing ``N`` (per axis), split the
+taps of the dilated kernel ``K`` by residue, ``K_{a,b} = K[:, :, a::s_h, b::s_w]``; the
+input splits the same way into ``s_h s_w`` sub-images on the ``(N_h/s_h) x (N_w/s_w)``
+grid (an isometry), and the strided map is the sum over ``(a, b)`` of stride-1 circular
+correlations of sub-image ``(a, b)`` with ``K_{a,b}``. At each frequency of the small grid
+the operator is the ``c_out x (c_in s_h s_w)`` concatenation of the DFTs of the ``K_{a,b}``
+(the kernel is not folded: the twiddles are periodic in the tap index). The padding
+offset only shifts the signal circularly (an isometry). Dilation inserts zeros between
+taps. Groups make the operator block diagonal: the norm is the largest over groups.
+Real kernels give ``P(−u) = conj P(u)``, so half the frequencies suffice.
 
-Dilation ``d`` is handled by inserting ``d - 1`` zeros between taps. Groups make the
-operator block diagonal: the norm is the largest over groups.
-
-Everything is float64 / complex128; the per-frequency norm is the square root of the
-largest eigenvalue of the smaller Hermitian Gram matrix (``eigvalsh``, backward stable).
+Rounding (:func:`frequency_matrices`): the DFT is evaluated as two small matrix products
+with twiddles ``e^{-2πi r/M}`` computed from the exact integer ``r = (q·u) mod M``
+(angle error ``≤ 3u·2π``, cos/sin within an ulp: ``|t̂ − t| ≤ 25u``). Each entry is a sum of
+``L_h L_w`` terms ``K_q t_q``, so ``|P̂ − P| ≤ (60 + 4(L_h + L_w))·u·Σ_q|K_q|`` entrywise
+(twiddle errors plus a complex inner-product bound ``√2 γ_{n+2}`` per stage, Higham,
+*Accuracy and Stability of Numerical Algorithms*, §3.6), and
+``‖P̂(u) − P(u)‖₂ ≤ ‖·‖_F ≤ ε_P`` for every ``u``, which :mod:`.gram` adds to its bounds.
 """
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import torch
 
 from ._spec import as_float64
+
+U = 2.0 ** -53
 
 
 def dilate_kernel(weight: torch.Tensor, dilation: tuple[int, int]) -> torch.Tensor:
@@ -41,18 +47,6 @@ def dilate_kernel(weight: torch.Tensor, dilation: tuple[int, int]) -> torch.Tens
     return out
 
 
-def _fold(k: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Sum taps modulo ``grid`` on the last two axes (periodic wrap-around)."""
-    mh, mw = grid
-    lh, lw = k.shape[-2:]
-    ph, pw = (-lh) % mh, (-lw) % mw
-    if lh == 0 or lw == 0:
-        return k.new_zeros(*k.shape[:-2], mh, mw)
-    k = torch.nn.functional.pad(k, (0, pw, 0, ph))
-    k = k.reshape(*k.shape[:-2], (lh + ph) // mh, mh, lw + pw).sum(-3)
-    return k.reshape(*k.shape[:-1], (lw + pw) // mw, mw).sum(-2)
-
-
 def polyphase_kernel(weight: torch.Tensor, stride, dilation) -> torch.Tensor:
     """Stacked polyphase kernel ``(c_out, s_h s_w c_in, L_h, L_w)``: ``[:, (a,b,c), q] = K[:, c, s·q + (a,b)]``."""
     sh, sw = stride
@@ -64,7 +58,7 @@ def polyphase_kernel(weight: torch.Tensor, stride, dilation) -> torch.Tensor:
     return k.reshape(co, sh * sw * ci, lh, lw)
 
 
-def _check_grid(grid, stride) -> tuple[int, int]:
+def small_grid(grid, stride) -> tuple[int, int]:
     (nh, nw), (sh, sw) = tuple(grid), tuple(stride)
     if nh <= 0 or nw <= 0:
         raise ValueError(f"grid must be positive, got {grid}")
@@ -73,67 +67,128 @@ def _check_grid(grid, stride) -> tuple[int, int]:
     return nh // sh, nw // sw
 
 
-def frequency_matrices(weight, grid, stride=(1, 1), dilation=(1, 1)) -> torch.Tensor:
-    """Per-frequency matrices of the strided circular convolution, ``(F, c_out, c_in s_h s_w)``.
+def _twiddles(taps: int, size: int, count: int, offset: int = 0) -> torch.Tensor:
+    """``T[j, u] = e^{-2πi (((j − offset) u) mod size)/size}`` for ``j < taps``, ``u < count``."""
+    r = ((torch.arange(taps).view(-1, 1) - offset) * torch.arange(count).view(1, -1)) % size
+    angle = (-2 * math.pi / size) * r.to(torch.float64)
+    return torch.polar(torch.ones_like(angle), angle)
 
-    ``weight`` is a single-group conv2d kernel ``(c_out, c_in, k_h, k_w)``; ``grid`` the
-    circular input size ``(N_h, N_w)`` with ``s_h | N_h`` and ``s_w | N_w``. Only the
-    ``rfft`` half of the frequencies is returned (the rest are complex conjugates).
-    """
-    small = _check_grid(grid, stride)
+
+def frequency_matrices(weight, grid, stride=(1, 1), dilation=(1, 1)) -> tuple[torch.Tensor, float]:
+    """``(P̂, ε_P)``: the per-frequency matrices ``(F, c_out, c_in s_h s_w)`` of the strided
+    circular convolution of a single-group kernel on ``grid``, half spectrum (``v ≤ M_w/2``,
+    frequency index ``u·(M_w//2+1) + v``), and the bound ``‖P̂(u) − P(u)‖₂ ≤ ε_P``."""
+    mh, mw = small_grid(grid, stride)
     k = polyphase_kernel(as_float64(weight), tuple(stride), tuple(dilation))
-    p = torch.fft.rfft2(_fold(k, small))  # (c_out, c_in s², M_h, M_w//2+1)
-    return p.permute(2, 3, 0, 1).reshape(-1, p.shape[0], p.shape[1])
+    lh, lw = k.shape[-2:]
+    th, tw = _twiddles(lh, mh, mh), _twiddles(lw, mw, mw // 2 + 1)
+    p = torch.einsum("oiab,bv->oiav", k.to(torch.complex128), tw)
+    p = torch.einsum("oiav,au->uvoi", p, th)
+    eps = (60 + 4 * (lh + lw)) * U * float(k.abs().sum((-2, -1)).norm()) * (1 + 1e-12)
+    return p.reshape(-1, *p.shape[2:]), eps
 
 
-def frequency_grams(weight, grid, stride=(1, 1), dilation=(1, 1)) -> torch.Tensor:
-    """Hermitian Gram matrices ``P(u)P(u)ᴴ`` (or ``P(u)ᵀ conj(P(u))``, the smaller side), ``(F, c, c)``.
+@dataclass(frozen=True)
+class FrequencyGrams:
+    """Hermitian ``G(u) = P(u)P(u)ᴴ`` (``side="left"``) or ``P(u)ᴴP(u)`` (the smaller side),
+    ``(F, c, c)``, with ``‖Ĝ(u) − G(u)‖₂ ≤ err[u]`` for the exact ``P(u)``."""
 
-    Their largest eigenvalues are the squared per-frequency norms. Computed either in the
-    frequency domain or, when cheaper, as the DFT of the (folded) spatial autocorrelation
-    ``R[δ] = Σ_q K[q] K[q − δ]ᵀ`` of the stacked polyphase kernel (real arithmetic):
-    ``P(u)P(u)ᴴ = Σ_δ R[δ] e^{-2πi δ·u/M}``, and folding ``δ`` modulo the grid is exact.
+    grams: torch.Tensor
+    err: torch.Tensor
+    side: str
+
+
+def _gamma(n: int) -> float:
+    return n * U / (1 - n * U)
+
+
+def frequency_grams(weight, grid, stride=(1, 1), dilation=(1, 1)) -> FrequencyGrams:
+    """The per-frequency Gram matrices of :func:`frequency_matrices`' ``P(u)``, certified.
+
+    Two ways, the cheaper is taken: ``P̂P̂ᴴ`` from the matrices, or the DFT of the spatial
+    autocorrelation ``R[δ] = Σ_{q−q'=δ} K_q K_{q'}ᵀ`` of the polyphase kernel (real
+    arithmetic; ``G(u) = Σ_δ R[δ] e^{-2πi δ·u/M}``, exact for periodic signals). Errors:
+    direct, ``4γ_{n+2}‖P̂‖_F² + 2‖P̂‖_F ε_P + ε_P²``; autocorrelation,
+    ``γ_{n+L}(Σ_q‖K_q‖_F)² + (60 + 4(D_h + D_w))u Σ_δ‖R̂[δ]‖_F`` (real products with ``n``
+    terms, at most ``L`` pairs per ``δ``, then the DFT over ``D_h × D_w`` offsets as in
+    :func:`frequency_matrices`).
     """
-    small = _check_grid(grid, stride)
+    mh, mw = small_grid(grid, stride)
     k = polyphase_kernel(as_float64(weight), tuple(stride), tuple(dilation))
-    if k.shape[0] > k.shape[1]:
-        k = k.transpose(0, 1)  # Pᵀ has the singular values of P
-    c, cb, lh, lw = k.shape
-    nfreq = small[0] * (small[1] // 2 + 1)
-    if 2 * (lh * lw * c) ** 2 * cb < 8 * nfreq * c * c * cb:
-        x = k.permute(2, 3, 0, 1).reshape(lh * lw * c, cb)
-        z = (x @ x.T).reshape(lh, lw, c, lh, lw, c)  # z[q, :, r, :] = K[q] K[r]ᵀ
-        z = z.permute(0, 3, 1, 4, 2, 5).reshape(-1, c, c)  # (qh, rh, qw, rw)
-        ar_h, ar_w = torch.arange(lh), torch.arange(lw)
-        dh = (ar_h.view(-1, 1) - ar_h.view(1, -1)) % small[0]  # δ = q - r, folded
-        dw = (ar_w.view(-1, 1) - ar_w.view(1, -1)) % small[1]
-        idx = (dh.view(lh, lh, 1, 1) * small[1] + dw.view(1, 1, lw, lw)).reshape(-1)
-        r = k.new_zeros(small[0] * small[1], c, c).index_add_(0, idx, z)
-        r = r.reshape(small[0], small[1], c, c).permute(2, 3, 0, 1)
-        g = torch.fft.rfft2(r)
-        return g.permute(2, 3, 0, 1).reshape(-1, c, c)
-    p = torch.fft.rfft2(_fold(k, small))
-    p = p.permute(2, 3, 0, 1).reshape(-1, c, cb)
-    return p @ p.mH
+    left = k.shape[0] <= k.shape[1]
+    kk = k if left else k.transpose(0, 1)  # rows: the side of the Gram
+    c, n, lh, lw = kk.shape
+    nfreq = mh * (mw // 2 + 1)
+    if (lh * lw * c) ** 2 * n < 4 * nfreq * c * c * n:
+        x = kk.permute(2, 3, 0, 1).reshape(lh * lw * c, n)
+        z = (x @ x.T).reshape(lh, lw, c, lh, lw, c)
+        dh, dw = 2 * lh - 1, 2 * lw - 1
+        blocks = z.permute(0, 3, 1, 4, 2, 5)  # (qh, ph, qw, pw, c, c)
+        idx_h = (torch.arange(lh).view(-1, 1) - torch.arange(lh).view(1, -1)) + lh - 1
+        idx_w = (torch.arange(lw).view(-1, 1) - torch.arange(lw).view(1, -1)) + lw - 1
+        flat = (idx_h.view(lh, lh, 1, 1) * dw + idx_w.view(1, 1, lw, lw)).reshape(-1)
+        r = kk.new_zeros(dh * dw, c, c).index_add_(0, flat, blocks.reshape(-1, c, c)).reshape(dh, dw, c, c)
+        th = _twiddles(dh, mh, mh, lh - 1)  # row j is the offset δ = j − (L − 1)
+        tw = _twiddles(dw, mw, mw // 2 + 1, lw - 1)
+        if not left:  # PᴴP = Σ K_qᵀK_q' e^{+2πi(q−q')·u/M}
+            th, tw = th.conj(), tw.conj()
+        g = torch.einsum("abij,bv->avij", r.to(torch.complex128), tw)
+        g = torch.einsum("avij,au->uvij", g, th).reshape(-1, c, c)
+        tap_norms = kk.pow(2).sum((0, 1)).sqrt().sum()
+        err = (_gamma(n + lh * lw) * float(tap_norms) ** 2
+               + (60 + 4 * (dh + dw)) * U * float(r.pow(2).sum((-2, -1)).sqrt().sum())) * (1 + 1e-12)
+        return FrequencyGrams(g, torch.full((g.shape[0],), err, dtype=torch.float64), "left" if left else "right")
+    p, eps = frequency_matrices(weight, grid, stride, dilation)
+    g = p @ p.mH if left else p.mH @ p
+    pf = (p.abs() ** 2).sum((-2, -1)).sqrt()
+    err = (4 * _gamma(n + 2) * pf ** 2 + 2 * pf * eps + eps ** 2) * (1 + 1e-12)
+    return FrequencyGrams(g, err, "left" if left else "right")
 
 
-def batched_top_singular(p: torch.Tensor) -> torch.Tensor:
-    """Largest singular value of each matrix in a batch ``(F, m, n)`` (float64 result)."""
-    if p.shape[-2] <= p.shape[-1]:
-        g = p @ p.mH
-    else:
-        g = p.mH @ p
-    lam = torch.linalg.eigvalsh(g)[..., -1]
-    return lam.clamp_min(0).sqrt()
+def frequency_matrix(weight, grid, stride, dilation, freq: tuple[int, int]) -> torch.Tensor:
+    """``P(u)`` at one frequency ``(u, v)`` (for the top singular vector)."""
+    mh, mw = small_grid(grid, stride)
+    k = polyphase_kernel(as_float64(weight), tuple(stride), tuple(dilation)).to(torch.complex128)
+    lh, lw = k.shape[-2:]
+    ph = _twiddles(lh, mh, freq[0] + 1)[:, freq[0]]
+    pw = _twiddles(lw, mw, freq[1] + 1)[:, freq[1]]
+    return torch.einsum("oiab,a,b->oi", k, ph, pw)
 
 
-def circular_conv_norm(weight, grid, stride=1, dilation=1, groups: int = 1) -> float:
-    """Exact ``‖C‖₂`` of the full circular (periodic) strided convolution on ``grid``.
+def frequency_index(index: int, grid, stride) -> tuple[int, int]:
+    """``(u, v)`` of a flat index into :func:`frequency_matrices`' frequencies."""
+    _, mw = small_grid(grid, stride)
+    return divmod(index, mw // 2 + 1)
 
-    Formula: ``max_{u,v} ‖[DFT(K_{a,b})(u,v)]_{a,b}‖₂`` over the ``(N_h/s_h) x (N_w/s_w)``
-    frequency grid (Sedghi et al. ICLR 2019, extended to strides by the polyphase form of
-    REFERENCE.md); exact up to float64 rounding. ``weight``: ``(c_out, c_in/groups, k_h, k_w)``.
+
+def plane_wave(vector: torch.Tensor, freq: tuple[int, int], grid, stride, padding, c_in: int,
+               in_hw) -> torch.Tensor:
+    """The real input ``(1, c_in, *in_hw)`` whose periodic extension is the plane wave of
+    right singular vector ``vector`` (length ``s_h s_w c_in``) at frequency ``freq``.
+
+    With ``x'[i] = x[i − p]`` the strided map reads ``x'`` at ``s·o + e``; sub-image
+    ``(a, b)`` of ``x'`` at small-grid cell ``r`` is ``Re(v_{a,b} e^{-2πi r·u/M})`` (see the
+    module docstring). Restricted to the first ``in_hw`` cells: a warm start for Lanczos.
     """
+    (sh, sw), (ph, pw) = tuple(stride), tuple(padding)
+    mh, mw = small_grid(grid, stride)
+    u, v = freq
+    nh, nw = in_hw
+    ih, iw = torch.arange(nh), torch.arange(nw)
+    qh, ah = (ih + ph) // sh, (ih + ph) % sh
+    qw, aw = (iw + pw) // sw, (iw + pw) % sw
+    vec = vector.reshape(sh, sw, c_in)
+    phase = torch.exp(-2j * math.pi * (qh.view(-1, 1) * u / mh + qw.view(1, -1) * v / mw))
+    coeff = vec[ah.view(-1, 1), aw.view(1, -1), :]  # (nh, nw, c_in)
+    x = (coeff * phase.unsqueeze(-1)).real.permute(2, 0, 1)
+    return x.unsqueeze(0).contiguous()
+
+
+def circular_conv_norm(weight, grid, stride=1, dilation=1, groups: int = 1, rtol: float = 1e-12) -> float:
+    """Certified upper bound on ``‖C‖₂`` of the full circular strided convolution on ``grid``,
+    within ``rtol`` of the exact value (Gram iteration, :func:`.gram.circular_bound`).
+    ``weight``: ``(c_out, c_in/groups, k_h, k_w)``."""
+    from .gram import circular_bound
     w = as_float64(weight)
     stride = (stride, stride) if isinstance(stride, int) else tuple(stride)
     dilation = (dilation, dilation) if isinstance(dilation, int) else tuple(dilation)
@@ -141,9 +196,4 @@ def circular_conv_norm(weight, grid, stride=1, dilation=1, groups: int = 1) -> f
         raise ValueError(f"circular_conv_norm needs a conv2d kernel (4 dims), got {tuple(w.shape)}")
     if w.shape[0] % groups:
         raise ValueError(f"out channels {w.shape[0]} not divisible by groups={groups}")
-    per = w.shape[0] // groups
-    best = 0.0
-    for g in range(groups):
-        gram = frequency_grams(w[g * per:(g + 1) * per], grid, stride, dilation)
-        best = max(best, float(torch.linalg.eigvalsh(gram)[..., -1].max().clamp_min(0).sqrt()))
-    return best
+    return circular_bound(w, tuple(grid), stride, dilation, groups, rtol).upper

@@ -1,22 +1,28 @@
 """Spectral norm ``‖W̃‖₂`` of a layer's linear map on inputs of a given size, with a certified bracket.
 
 ``W̃`` is the layer without bias as a linear operator on inputs of the layer's real size,
-stride, padding, dilation and groups (seed 001 §2; ../shared/REFERENCE.md, "Exact and
-certified operator norms of convolutions"). Every path computes in float64 on the CPU,
-whatever the weight's dtype or device, and returns an :class:`OperatorNorm`
-``(value, lower, upper, method, rel_width)`` with ``lower ≤ ‖W̃‖₂ ≤ upper``:
+stride, padding, dilation and groups (Lin, Sekar & Fanti, NeurIPS 2021, §2). Every path
+computes in float64 on the CPU, whatever the weight's dtype or device, and returns an
+:class:`OperatorNorm` ``(value, lower, upper, method, rel_width)`` with
+``lower ≤ ‖W̃‖₂ ≤ upper``. ``upper`` is rigorous including floating-point rounding;
+``lower = ‖W̃v‖/‖v‖`` is recomputed from a returned vector ``v`` (rigorous for any ``v``).
 
-``"svd"``      linear layers: ``σ₁`` of the weight by LAPACK SVD (exact to rounding).
+``"dense"``    linear layers and small operators (``in_dim · out_dim ≤ dense_limit``,
+               materialised on the identity basis): top eigenpair of the smaller Gram
+               matrix, upper end by a Cholesky certificate (:func:`.certify.dense_matrix_norm`).
+               A 1x1 kernel needs only its ``c_out x c_in`` matrix: ``W̃ = S ⊗ W`` with ``S``
+               the map of outputs to the pixel each reads, ``‖W̃‖ = √r‖W‖`` (``r`` the largest
+               number of outputs reading one pixel, 1 for zero padding).
 ``"fft"``      circular padding whose outputs are exactly the periodic strided convolution
-               (``s | n`` and ``m = n/s`` per axis): exact, Sedghi et al. ICLR 2019 plus the
-               polyphase form (:mod:`.conv_fft`); ``lower = upper = value``.
-``"dense"``    small operators (``in_dim · out_dim ≤ dense_limit``): materialised on the
-               identity basis, ``σ₁`` by SVD; ``lower`` is ``‖W̃v‖/‖v‖`` of the top singular
-               vector, ``upper = σ₁ (1 + 8 max(m, n) u)`` (LAPACK SVD backward error).
-``"lanczos"``  everything else (and on request): ``value`` by ARPACK Lanczos on the Gram
-               operator through conv / conv-transpose matvecs (:mod:`.lanczos`), converged to
-               ``tol`` relative; ``lower = ‖W̃v‖/‖v‖`` recomputed from the returned vector
-               ``v`` (rigorous for any ``v``); ``upper`` rigorous, see below.
+               (``s | n`` and ``m = n/s`` per axis): per-frequency matrices
+               (Sedghi, Gupta & Long, ICLR 2019; strides by the polyphase form,
+               :mod:`.conv_fft`) certified by one batched Cholesky certificate
+               (:func:`.gram.certified_top`); the bracket is ``~1e-12`` wide.
+``"gram"``     the same, with Gram iteration (Delattre et al., ICML 2023) as the certified
+               per-frequency bound (:func:`.gram.gram_iteration`); slower on a CPU.
+``"lanczos"``  everything else: ``value`` by ARPACK Lanczos on the Gram operator through
+               conv / conv-transpose matvecs, warm-started at the top singular vector of the
+               periodic bound below (a tapered plane wave); ``upper`` as follows.
 
 Why ``upper`` is rigorous on the Lanczos path:
 
@@ -26,19 +32,22 @@ Why ``upper`` is rigorous on the Lanczos path:
   zeros elsewhere. Indices ``< 0`` wrap to ``[N − p, N) ⊂ [n, N)`` and indices ``≥ n`` stay
   in ``[n, N)``: both read zeros, exactly as zero padding does. So ``W̃ = R C_N E`` with
   ``E`` an isometric embedding, ``R`` a restriction to the first ``m`` outputs
-  (``‖R‖ ≤ 1``) and ``C_N`` the periodic strided convolution, whose norm is exact by
-  the polyphase FFT: ``‖W̃‖ ≤ ‖C_N‖`` (REFERENCE.md; Delattre et al. 2024, §IV).
+  (``‖R‖ ≤ 1``) and ``C_N`` the periodic strided convolution, whose norm is certified in
+  the frequency domain: ``‖W̃‖ ≤ ‖C_N‖`` (Delattre, Barthélemy & Allauzen 2024,
+  arXiv 2402.00240, relate the two paddings the same way);
 * circular padding that is not exactly periodic (``s ∤ n`` or ``m ≠ n/s``): the outputs are
   rows of the periodic convolution (stride ``s`` when ``s | n``, else stride 1) selected
   with repetition ``r`` (the largest number of outputs reading the same periodic row), so
-  ``‖W̃‖ ≤ √r ‖C‖``.
+  ``‖W̃‖ ≤ √r ‖C‖``;
 * if that bracket is wider than ``max_rel_width`` and the smaller Gram matrix has at most
   ``certify_limit`` rows, the Gram matrix is assembled from the tap products and
   ``λ_max ≤ μ`` is proved by a Cholesky factorisation of ``μI − G`` with the floating-
   point error terms added (:func:`.certify.cholesky_certificate`); ``μ`` starts at
-  ``lower² (1 + tol)``.
+  ``lower² (1 + 2 tol)``. On small feature maps with a predictably loose periodic bound
+  the certificate is tried first.
 
-``rel_width = (upper − lower) / lower`` is the bracket's relative width.
+``rel_width = (upper − lower) / lower`` is the bracket's relative width; ``detail`` says
+how the upper end was obtained.
 """
 from __future__ import annotations
 
@@ -53,15 +62,16 @@ from torch import nn
 from harness.layers import geometry
 
 from ._spec import ConvSpec, as_float64, make_spec
-from .certify import U, cholesky_certificate, conv_gram_blocks, materialize
-from .conv_fft import circular_conv_norm
+from .certify import cholesky_certificate, conv_gram_blocks, dense_matrix_norm, materialize
+from .conv_fft import plane_wave
+from .gram import CircularBound, circular_bound
 from .lanczos import rayleigh_lower, top_singular_pair
 
-#: Materialise and SVD when ``in_dim * out_dim`` is at most this (32 MB of float64).
+#: Materialise and certify densely when ``in_dim * out_dim`` is at most this (32 MB of float64).
 DENSE_LIMIT = 4_000_000
 #: Largest Gram side for the Cholesky certificate (8192² float64 = 512 MiB).
 CERTIFY_LIMIT = 8192
-METHODS = ("auto", "fft", "dense", "lanczos")
+METHODS = ("auto", "fft", "gram", "dense", "lanczos")
 
 
 @dataclass(frozen=True)
@@ -99,12 +109,13 @@ class OperatorNorm:
 
 
 def linear_operator_norm(weight) -> OperatorNorm:
-    """``‖W‖₂`` of a dense weight ``(out, in)`` by float64 LAPACK SVD (exact to rounding)."""
+    """``‖W‖₂`` of a dense weight ``(out, in)``: certified bracket (:func:`.certify.dense_matrix_norm`)."""
     w = as_float64(weight)
     if w.dim() != 2:
         raise ValueError(f"linear weight must be 2-D (out, in), got shape {tuple(w.shape)}")
-    s = float(torch.linalg.svdvals(w)[0])
-    return OperatorNorm(s, s, s, "svd", detail="LAPACK SVD, float64")
+    lower, upper = dense_matrix_norm(w)
+    return OperatorNorm(lower, lower, upper, "dense",
+                        detail="top eigenpair of the smaller Gram; Cholesky certificate")
 
 
 def is_exactly_periodic(spec: ConvSpec) -> bool:
@@ -113,10 +124,6 @@ def is_exactly_periodic(spec: ConvSpec) -> bool:
         return False
     return all(n % s == 0 and m == n // s
                for n, s, m in zip(spec.in_hw, spec.stride, spec.natural_out_hw))
-
-
-def _fft_norm(spec: ConvSpec) -> float:
-    return circular_conv_norm(spec.weight, spec.in_hw, spec.stride, spec.dilation, spec.groups)
 
 
 def zero_padding_grid(spec: ConvSpec) -> tuple[int, int]:
@@ -129,12 +136,40 @@ def zero_padding_grid(spec: ConvSpec) -> tuple[int, int]:
     return tuple(grid)
 
 
-def circular_upper(spec: ConvSpec) -> tuple[float, str]:
+@dataclass(frozen=True)
+class PeriodicBound:
+    """A certified upper bound from a periodic convolution and the warm start it suggests."""
+
+    upper: float
+    detail: str
+    start: torch.Tensor | None  # layer-input-shaped warm start for Lanczos
+
+
+def _warm_start(spec: ConvSpec, cb: CircularBound, grid, stride, taper: bool) -> torch.Tensor:
+    """The top singular vector of the periodic map, restricted to the layer's input (tapered)."""
+    per = spec.c_in // spec.groups
+    wave = plane_wave(cb.vector, cb.frequency, grid, stride, spec.padding, per, spec.in_hw)
+    if taper:  # a sine window keeps the restriction close to the finite section's top vector
+        for axis, n in zip((-2, -1), spec.in_hw):
+            w = torch.sin(math.pi * (torch.arange(n, dtype=torch.float64) + 1) / (n + 1))
+            wave = wave * (w.view(-1, 1) if axis == -2 else w.view(1, -1))
+    x = torch.zeros(spec.x_shape, dtype=torch.float64)
+    x[:, cb.group * per:(cb.group + 1) * per] = wave
+    return spec.forward(x) if spec.transposed else x
+
+
+def periodic_bound(spec: ConvSpec, rtol: float, method: str = "cholesky") -> PeriodicBound:
     """A rigorous upper bound on ``‖W̃‖`` from a periodic convolution (see module docstring)."""
     if spec.padding_mode == "zeros":
         grid = zero_padding_grid(spec)
-        return (circular_conv_norm(spec.weight, grid, spec.stride, spec.dilation, spec.groups),
-                f"periodic embedding N={grid}")
+        cb = circular_bound(spec.weight, grid, spec.stride, spec.dilation, spec.groups, rtol, method)
+        return PeriodicBound(cb.upper, f"periodic embedding N={grid} ({method})",
+                             _warm_start(spec, cb, grid, spec.stride, True))
+    if is_exactly_periodic(spec):
+        cb = circular_bound(spec.weight, spec.in_hw, spec.stride, spec.dilation, spec.groups, rtol, method,
+                            exact_vector=True)
+        return PeriodicBound(cb.upper, f"per-frequency certificate ({method})",
+                             _warm_start(spec, cb, spec.in_hw, spec.stride, False))
     strides, reps = [], 1
     for n, s, m in zip(spec.in_hw, spec.stride, spec.out_hw):
         if n % s == 0:
@@ -144,8 +179,9 @@ def circular_upper(spec: ConvSpec) -> tuple[float, str]:
             strides.append(1)
             counts = np.bincount((s * np.arange(m)) % n, minlength=n)
             reps *= int(counts.max())
-    norm = circular_conv_norm(spec.weight, spec.in_hw, tuple(strides), spec.dilation, spec.groups)
-    return math.sqrt(reps) * norm, f"periodic rows, stride {tuple(strides)}, repetition {reps}"
+    cb = circular_bound(spec.weight, spec.in_hw, tuple(strides), spec.dilation, spec.groups, rtol, method)
+    upper = math.nextafter(math.sqrt(reps) * cb.upper * (1 + 4 * 2.0 ** -53), math.inf)
+    return PeriodicBound(upper, f"periodic rows, stride {tuple(strides)}, repetition {reps} ({method})", None)
 
 
 def _certificate_first(spec: ConvSpec, certify_limit: int) -> bool:
@@ -153,8 +189,8 @@ def _certificate_first(spec: ConvSpec, certify_limit: int) -> bool:
 
     Zero padding on a small input: the periodic grid is more than 15% longer than the
     input on some axis (e.g. 4x4 or 8x8 inputs of a stride-2 layer), so the embedding bound
-    is usually well above 1% wide, while the Gram side is within ``certify_limit``. Rigour is unchanged: if the
-    certificate fails, the periodic bound is computed after all.
+    is usually well above 1% wide, while the Gram side is within ``certify_limit``. Rigour
+    is unchanged: if the certificate fails, the periodic bound is computed after all.
     """
     if spec.padding_mode != "zeros":
         return False
@@ -187,22 +223,42 @@ def _certify(spec: ConvSpec, lower: float, upper: float, tol: float,
     return None
 
 
+def _spatial(input_hw, weight, kind: str, groups: int) -> tuple[int, ...] | int:
+    """The spatial size from ``input_hw`` given as ``(H, W)``, ``(C, H, W)`` or ``(B, C, H, W)``
+    (``conv1d``: ``L``, ``(C, L)``, ``(B, C, L)``); the channels are checked when present."""
+    dims = 1 if kind == "conv1d" else 2
+    if isinstance(input_hw, (int, np.integer)):
+        return int(input_hw)
+    shape = tuple(int(s) for s in input_hw)
+    if len(shape) <= dims:
+        return shape
+    if len(shape) > dims + 2:
+        raise ValueError(f"input size {shape} has more than batch, channel and {dims} spatial dims")
+    w = torch.as_tensor(weight) if not isinstance(weight, torch.Tensor) else weight
+    c_in = w.shape[0] if kind == "conv_transpose2d" else w.shape[1] * groups
+    if shape[-dims - 1] != c_in:
+        raise ValueError(f"input size {shape} has {shape[-dims - 1]} channels, the {kind} weight "
+                         f"{tuple(w.shape)} (groups={groups}) expects {c_in}")
+    return shape[-dims:]
+
+
 def conv_operator_norm(weight, input_hw, stride=1, padding=0, padding_mode: str = "zeros",
                        dilation=1, kind: str = "conv2d", tol: float = 1e-6, *, groups: int = 1,
                        output_padding=0, method: str = "auto", max_rel_width: float = 0.01,
                        seed: int = 0, dense_limit: int = DENSE_LIMIT,
                        certify_limit: int = CERTIFY_LIMIT) -> OperatorNorm:
-    """``‖W̃‖₂`` of a convolution (no bias) on inputs of spatial size ``input_hw``.
+    """``‖W̃‖₂`` of a convolution (no bias) on inputs of size ``input_hw``.
 
     ``weight`` is the layer's weight in torch layout (``ConvTranspose2d``: ``(c_in, c_out/g,
-    k_h, k_w)``), any dtype/device; the computation is float64 on the CPU. ``kind`` is one
-    of ``conv1d``, ``conv2d``, ``conv_transpose2d`` or ``linear`` (then ``input_hw`` is
-    ignored). ``method``: ``"auto"`` (fft if exact, else dense if small, else lanczos),
-    or force ``"fft"``, ``"dense"`` or ``"lanczos"``. ``tol`` is the relative accuracy of
-    ``value`` on the Lanczos path; ``max_rel_width`` the bracket width above which the
-    Cholesky certificate is tried. Formulas, tolerances and sources: module docstring.
-    Raises ``ValueError`` for bad sizes, a kernel larger than the padded input, or
-    non-finite weights.
+    k_h, k_w)``), any dtype/device; the computation is float64 on the CPU. ``input_hw`` is
+    the spatial size, or the input shape with channels (and batch), as
+    :func:`layer_operator_norm` accepts. ``kind`` is one of ``conv1d``, ``conv2d``,
+    ``conv_transpose2d`` or ``linear`` (then ``input_hw`` is ignored). ``method``:
+    ``"auto"`` (fft if exact, else dense if small, else lanczos), or force ``"fft"``,
+    ``"gram"``, ``"dense"`` or ``"lanczos"``. ``tol`` is the relative accuracy of ``value``;
+    ``max_rel_width`` the bracket width above which the Cholesky certificate is tried.
+    Formulas, tolerances and sources: module docstring. Raises ``ValueError`` for bad
+    sizes, a kernel larger than the padded input, or non-finite weights.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -210,8 +266,8 @@ def conv_operator_norm(weight, input_hw, stride=1, padding=0, padding_mode: str 
         raise ValueError(f"tol must be in (0, 1), got {tol}")
     if kind == "linear":
         return linear_operator_norm(weight)
-    spec = make_spec(weight, input_hw, kind=kind, stride=stride, padding=padding,
-                     padding_mode=padding_mode, dilation=dilation, groups=groups,
+    spec = make_spec(weight, _spatial(input_hw, weight, kind, groups), kind=kind, stride=stride,
+                     padding=padding, padding_mode=padding_mode, dilation=dilation, groups=groups,
                      output_padding=output_padding)
     return spec_operator_norm(spec, tol=tol, method=method, max_rel_width=max_rel_width,
                               seed=seed, dense_limit=dense_limit, certify_limit=certify_limit)
@@ -229,6 +285,7 @@ def spec_operator_norm(spec: ConvSpec, *, tol: float = 1e-6, method: str = "auto
         raise ValueError("method='fft' is exact only for circular padding with stride dividing the "
                          f"input and m = n/stride outputs; got padding_mode={spec.padding_mode!r}, "
                          f"input {spec.in_hw}, stride {spec.stride}, outputs {spec.out_hw}")
+    circ = "gram" if method == "gram" else "cholesky"
     if method == "auto":
         if periodic:
             method = "fft"
@@ -236,44 +293,64 @@ def spec_operator_norm(spec: ConvSpec, *, tol: float = 1e-6, method: str = "auto
             method = "dense"
         else:
             method = "lanczos"
-    if method == "fft":
-        s = _fft_norm(spec)
-        return OperatorNorm(s, s, s, "fft", detail="polyphase FFT (Sedghi et al. 2019), exact")
+    if method in ("fft", "gram") and periodic:
+        return _periodic(spec, tol, circ)
+    if spec.kernel == (1, 1) and method != "dense":
+        return _pointwise(spec)
     if method == "dense":
         return _dense(spec)
-    return _lanczos(spec, tol, max_rel_width, seed, certify_limit)
+    return _lanczos(spec, tol, max_rel_width, seed, certify_limit, circ)
+
+
+def _periodic(spec: ConvSpec, tol: float, circ: str) -> OperatorNorm:
+    bound = periodic_bound(spec, 1e-12, circ)
+    lower = min(rayleigh_lower(spec.layer_matvec, bound.start, spec.layer_in_shape), bound.upper)
+    return OperatorNorm(lower, lower, bound.upper, "fft" if circ == "cholesky" else "gram",
+                        detail=bound.detail, vector=bound.start.numpy().reshape(spec.layer_in_shape))
+
+
+def _pointwise(spec: ConvSpec) -> OperatorNorm:
+    """A 1x1 kernel: ``W̃ = S ⊗ W`` per group, ``S`` the 0/1 map of outputs to the input pixel they
+    read, so ``‖W̃‖ = √r · max_g ‖W_g‖`` with ``r`` the largest number of outputs reading one pixel."""
+    reps = 1
+    for n, s, p, m in zip(spec.in_hw, spec.stride, spec.padding, spec.out_hw):
+        idx = s * np.arange(m) - p
+        idx = idx % n if spec.padding_mode == "circular" else idx[(idx >= 0) & (idx < n)]
+        reps *= int(np.bincount(idx, minlength=n).max()) if idx.size else 0
+    if reps == 0:
+        return OperatorNorm(0.0, 0.0, 0.0, "dense", detail="1x1 kernel reading only padding")
+    per = spec.c_out // spec.groups
+    brackets = [dense_matrix_norm(spec.weight[g * per:(g + 1) * per, :, 0, 0]) for g in range(spec.groups)]
+    scale = math.sqrt(reps)
+    lower = max(lo for lo, _ in brackets) * scale
+    upper = math.nextafter(max(up for _, up in brackets) * scale * (1 + 4 * 2.0 ** -53), math.inf)
+    return OperatorNorm(lower, lower, upper, "dense", detail=f"1x1 kernel: √{reps} × ‖W‖ (certified)")
 
 
 def _dense(spec: ConvSpec) -> OperatorNorm:
     a = materialize(spec.layer_matvec, spec.layer_in_shape)
-    _, s, vh = torch.linalg.svd(a, full_matrices=False)
-    sigma = float(s[0])
-    v = vh[0].numpy().copy()
-    lower = min(sigma, rayleigh_lower(spec.layer_matvec, v, spec.layer_in_shape))
-    upper = sigma * (1 + 8 * max(a.shape) * U)
-    return OperatorNorm(sigma, lower, upper, "dense", detail=f"SVD of the {tuple(a.shape)} matrix",
-                        vector=v.reshape(spec.layer_in_shape))
+    lower, upper = dense_matrix_norm(a)
+    return OperatorNorm(lower, lower, upper, "dense",
+                        detail=f"{tuple(a.shape)} matrix: top Gram eigenpair, Cholesky certificate")
 
 
 def _lanczos(spec: ConvSpec, tol: float, max_rel_width: float, seed: int,
-             certify_limit: int) -> OperatorNorm:
+             certify_limit: int, circ: str) -> OperatorNorm:
+    bound = None
+    if not _certificate_first(spec, certify_limit):
+        bound = periodic_bound(spec, min(tol, max_rel_width / 50), circ)
     sigma, v = top_singular_pair(spec.layer_matvec, spec.layer_rmatvec, spec.layer_in_shape,
-                                 spec.layer_out_shape, tol=tol, seed=seed)
+                                 spec.layer_out_shape, tol=tol, seed=seed,
+                                 start=bound.start if bound is not None else None)
     lower = rayleigh_lower(spec.layer_matvec, v, spec.layer_in_shape)
-    if is_exactly_periodic(spec):
-        upper, detail = max(_fft_norm(spec), lower), "polyphase FFT, exact"
-    else:
-        upper, detail = math.inf, ""
-        if not _certificate_first(spec, certify_limit):
-            upper, detail = circular_upper(spec)
-            upper = max(upper, lower)  # both rigorous up to rounding; never upper < lower
-        if (upper - lower) > max_rel_width * lower:
-            cert = _certify(spec, lower, upper, tol, certify_limit)
-            if cert is not None and cert[0] < upper:
-                upper, detail = cert
-        if upper == math.inf:
-            upper, detail = circular_upper(spec)
-            upper = max(upper, lower)
+    upper, detail = (max(bound.upper, lower), bound.detail) if bound is not None else (math.inf, "")
+    if (upper - lower) > max_rel_width * lower:
+        cert = _certify(spec, lower, upper, tol, certify_limit)
+        if cert is not None and cert[0] < upper:
+            upper, detail = cert
+    if upper == math.inf:
+        bound = periodic_bound(spec, min(tol, max_rel_width / 50), circ)
+        upper, detail = max(bound.upper, lower), bound.detail
     value = min(max(sigma, lower), upper)
     return OperatorNorm(value, lower, upper, "lanczos", detail=detail,
                         vector=np.asarray(v).reshape(spec.layer_in_shape))

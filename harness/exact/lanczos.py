@@ -1,12 +1,15 @@
-"""Top singular value of a linear operator given only by matvecs (Lanczos / ARPACK).
+"""Top singular value of a linear operator given only by matvecs (Lanczos).
 
-``scipy.sparse.linalg.eigsh`` (implicitly restarted Lanczos, ARPACK; Lehoucq, Sorensen
-& Yang 1998) on the symmetric PSD operator ``AᵀA`` (or ``AAᵀ``, whichever side is
-smaller), in float64, through a ``LinearOperator`` whose matvecs are the operator and
-its adjoint: no dense matrix is formed. ARPACK stops when the Ritz residual is below
-``tol_eig · |λ|``; the eigenvalue error is then of order ``residual² / gap``, far below
-``tol``. The returned *vector* is what makes the lower bound rigorous: any ``v ≠ 0``
-gives ``‖Av‖/‖v‖ ≤ ‖A‖``, recomputed here from the vector (see :func:`rayleigh_lower`).
+Lanczos with full reorthogonalisation on the symmetric PSD operator ``AᵀA`` (or ``AAᵀ``,
+whichever side is smaller), in float64, through the operator and its adjoint: no dense
+matrix is formed and, unlike ARPACK's implicit restarts, nothing is thrown away (Golub &
+Van Loan, *Matrix Computations*, §10.1). After each step the top Ritz pair ``(θ, y)`` of
+the tridiagonal matrix has residual ``ρ = β_k|y_k|``; the iteration stops when
+``ρ ≤ tol·θ``, which bounds the distance from ``θ`` to *some* eigenvalue by ``tol·θ``
+(``tol/2`` on σ). The criterion ``ρ²/gap`` would stop about twice as early, but it
+misjudges near-degenerate tops (measured: a relative gap of 5e-5 on Miyato's CNN), so
+``value`` stays an estimate either way. The returned *vector* is what makes the lower bound rigorous: any ``v ≠ 0``
+gives ``‖Av‖/‖v‖ ≤ ‖A‖``, recomputed from the vector (see :func:`rayleigh_lower`).
 """
 from __future__ import annotations
 
@@ -15,7 +18,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
 
@@ -29,16 +31,41 @@ def rayleigh_lower(matvec: Matvec, v: np.ndarray | torch.Tensor, in_shape: Seque
     return float(torch.linalg.vector_norm(matvec(x))) / nx
 
 
+def _lanczos_top(gram: Callable[[torch.Tensor], torch.Tensor], v0: torch.Tensor, tol: float,
+                 maxiter: int) -> tuple[float, torch.Tensor]:
+    """Top eigenpair of a symmetric PSD operator on flat float64 vectors (estimate)."""
+    basis = torch.empty(v0.numel(), maxiter + 1, dtype=torch.float64)
+    basis[:, 0] = v0 / torch.linalg.vector_norm(v0)
+    alphas: list[float] = []
+    betas: list[float] = []
+    theta, y = 0.0, np.ones(1)
+    for k in range(maxiter):
+        w = gram(basis[:, k])
+        alphas.append(float(w @ basis[:, k]))
+        q = basis[:, :k + 1]
+        for _ in range(2):  # full reorthogonalisation, twice is enough (Kahan)
+            w = w - q @ (q.T @ w)
+        beta = float(torch.linalg.vector_norm(w))
+        lam, vec = np.linalg.eigh(np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1))
+        theta, y = float(lam[-1]), vec[:, -1]
+        if theta <= 0 or beta <= 1e-14 * theta or beta * abs(y[-1]) <= tol * theta:
+            break
+        betas.append(beta)
+        basis[:, k + 1] = w / beta
+    return theta, basis[:, :len(y)] @ torch.from_numpy(y)
+
+
 def top_singular_pair(matvec: Matvec, rmatvec: Matvec, in_shape: Sequence[int],
                       out_shape: Sequence[int], tol: float = 1e-6, seed: int = 0,
-                      maxiter: int | None = None) -> tuple[float, np.ndarray]:
+                      maxiter: int | None = None,
+                      start: torch.Tensor | None = None) -> tuple[float, np.ndarray]:
     """``(σ₁ estimate, right singular vector v)`` of ``A`` by Lanczos on the smaller Gram.
 
     ``matvec`` maps a tensor of ``in_shape`` to ``out_shape``; ``rmatvec`` is its adjoint.
-    Deterministic for a ``seed`` (the start vector is drawn from it). ``tol`` is the
-    target relative accuracy of σ; ARPACK is run at ``tol_eig = tol`` on ``λ = σ²``
-    (Ritz residual ``≤ tol·λ`` bounds the eigenvalue error by ``tol·λ``, i.e. ``tol/2`` on σ). If the output side is smaller, Lanczos runs on ``AAᵀ`` with vector ``u`` and
-    ``v = Aᵀu/‖Aᵀu‖`` is returned (then ``‖Av‖ ≥ ‖Aᵀu‖/‖u‖`` by Cauchy-Schwarz).
+    Deterministic for a ``seed`` (the start vector is drawn from it; an input-shaped warm
+    ``start`` is used with a little of that noise). ``tol``: target relative accuracy of
+    ``λ = σ²`` (module docstring). If the output side is smaller, Lanczos runs on ``AAᵀ``
+    with vector ``u`` and ``v = Aᵀu/‖Aᵀu‖`` is returned (``‖Av‖ ≥ ‖Aᵀu‖/‖u‖``).
     """
     in_shape, out_shape = tuple(in_shape), tuple(out_shape)
     n_in, n_out = math.prod(in_shape), math.prod(out_shape)
@@ -46,34 +73,24 @@ def top_singular_pair(matvec: Matvec, rmatvec: Matvec, in_shape: Sequence[int],
     dim, shape = (n_in, in_shape) if on_input else (n_out, out_shape)
     first, second = (matvec, rmatvec) if on_input else (rmatvec, matvec)
 
-    def gram(z: np.ndarray) -> np.ndarray:
-        t = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float64)).reshape(shape)
-        return second(first(t)).reshape(-1).numpy()
+    def gram(z: torch.Tensor) -> torch.Tensor:
+        return second(first(z.reshape(shape))).reshape(-1)
 
-    rng = np.random.default_rng(seed)
-    v0 = rng.standard_normal(dim)
-    if dim <= 3:  # ARPACK needs k < n; tiny: build the Gram from matvecs
-        g = np.stack([gram(e) for e in np.eye(dim)], axis=1)
-        lam, vec = np.linalg.eigh((g + g.T) / 2)
-        lam1, u = float(lam[-1]), vec[:, -1]
-    elif not np.any(gram(v0)):  # a non-zero kernel that only ever reads padding: A = 0
-        return 0.0, v0 if on_input else rng.standard_normal(n_in)
-    else:
-        op = LinearOperator((dim, dim), matvec=gram, dtype=np.float64)
-        tol_eig = tol
-        ncv = min(dim - 1, 24)
-        try:
-            lam, vec = eigsh(op, k=1, which="LA", v0=v0, tol=tol_eig, ncv=ncv,
-                             maxiter=maxiter or max(1000, dim))
-        except ArpackNoConvergence as err:  # keep the best Ritz pair; bracket stays honest
-            if len(err.eigenvalues) == 0:
-                raise
-            lam, vec = err.eigenvalues, err.eigenvectors
-        lam1, u = float(lam[-1]), vec[:, -1]
+    gen = torch.Generator().manual_seed(seed)
+    v0 = torch.randn(dim, generator=gen, dtype=torch.float64)
+    if start is not None:
+        s0 = start.to(torch.float64).reshape(in_shape)
+        s0 = (s0 if on_input else matvec(s0)).reshape(-1)
+        if bool(s0.any()):  # a little noise keeps every direction in the Krylov space
+            v0 = s0 / torch.linalg.vector_norm(s0) + 1e-3 * v0 / torch.linalg.vector_norm(v0)
+    if not bool(gram(v0).any()):  # a non-zero kernel that only ever reads padding: A = 0
+        v = v0 if on_input else torch.randn(n_in, generator=gen, dtype=torch.float64)
+        return 0.0, v.numpy()
+    lam1, u = _lanczos_top(gram, v0, tol, min(dim, maxiter or 300))
     sigma = math.sqrt(max(lam1, 0.0))
     if on_input:
-        return sigma, u
-    t = rmatvec(torch.from_numpy(np.ascontiguousarray(u)).reshape(out_shape)).reshape(-1)
+        return sigma, u.numpy()
+    t = rmatvec(u.reshape(out_shape)).reshape(-1)
     n = float(torch.linalg.vector_norm(t))
-    v = (t / n).numpy() if n > 0 else rng.standard_normal(n_in)
-    return sigma, v
+    v = t / n if n > 0 else torch.randn(n_in, generator=gen, dtype=torch.float64)
+    return sigma, v.numpy()

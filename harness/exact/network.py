@@ -1,252 +1,269 @@
-"""Network-level Lipschitz bounds (../shared/REFERENCE.md, Claim 6).
+"""Certified network Lipschitz bounds over the model's real computation graph.
 
-Upper bound (rigorous): for a composition ``D = f_L ∘ … ∘ f_1``,
-``Lip₂(D) ≤ Π Lip₂(f_i)``, with ``Lip(W̃) = ‖W̃‖₂`` for a weight layer (bias is a
-translation); :func:`lipschitz_upper_bound` uses the certified ``OperatorNorm.upper`` of
-each layer so the product stays rigorous. Activation constants: ReLU, Tanh, Identity,
-Flatten/Unflatten (isometric reshapes), Dropout (identity in eval) 1; LeakyReLU and ELU
-``max(1, |slope|)``/``max(1, α)``; Sigmoid 1/4; Softplus 1; MaxPool ``sqrt(Π ⌈k/s⌉)``
-(``|max a − max b| ≤ ‖a − b‖_∞``, each input in at most that many windows); AvgPool is a
-depthwise convolution with taps ``1/(k_h k_w)`` whose exact operator norm is computed like
-any convolution (one channel suffices: the channels are identical diagonal blocks);
-BatchNorm in eval mode is the diagonal scaling ``γ/sqrt(var + eps)``: ``max |·|``. A
-residual block ``x + f(x)`` (:class:`Residual`, or any module with
-``lipschitz_residual = True`` and a ``body`` submodule) has ``Lip ≤ 1 + Lip(f)``.
+:func:`lipschitz_upper_bound` captures the graph (:mod:`.graph`, ``torch.fx`` plus one
+forward pass at the given input shape), gives every input-dependent node a rule
+(:mod:`.rules`) and propagates ``L(node)``, a certified bound on the Lipschitz constant
+(ℓ₂ → ℓ₂) of *model input → node*, in execution order:
+``L = factor · Σ wᵢ L(inputᵢ)`` (additions) or ``factor · √Σ (wᵢ L(inputᵢ))²``
+(concatenations, tuples), in-place ops included. Weight layers contribute the certified
+upper end of their operator norm ``‖W̃‖₂`` at their real input size
+(:func:`.conv_norm.conv_operator_norm`). Composition multiplies bounds and the
+triangle inequality adds them, so the propagated ``L(output)`` is a rigorous upper bound;
+every float operation of the propagation rounds up.
 
-How the model is followed: one forward pass with hooks records, in call order, the
-outermost *units* (weight layers, activations, pools, norms, residual blocks) with their
-input and output tensors. The model is accepted as the composition of those units only
-if every unit's input is (a view of) the previous unit's output, the first unit reads the
-model's input and the model returns (a view of) the last unit's output; otherwise the
-error names the module where the chain breaks (functional ops, additions, concatenations
-in a custom ``forward`` cannot be followed). The bound is for the model's eval-mode map:
-modules are switched to eval for the pass (BatchNorm running statistics, no power-iteration
-updates of ``spectral_norm`` parametrizations) and their modes restored afterwards.
+The whole graph is validated before any operator norm is computed: an op without a rule
+raises :class:`~.graph.UnsupportedOperationError` at once. The bound is that of the
+model's **eval-mode** map (BatchNorm with running statistics, dropout as the identity, no
+power-iteration updates of spectral-norm parametrizations); modules were switched to eval
+for the computation and restored afterwards, and a model that was in training mode is
+reported (:attr:`NetworkBound.train_mode_modules`), never silently.
 """
 from __future__ import annotations
 
-import copy
 import math
+import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
+import torch.fx as fx
 from torch import nn
-
-from harness.layers import WEIGHT_LAYERS, geometry, layer_kind
 
 from ._spec import as_float64
 from .alpha import AlphaBound, alpha_bound
-from .conv_norm import OperatorNorm, conv_operator_norm, layer_operator_norm
+from .conv_norm import OperatorNorm, conv_operator_norm, linear_operator_norm
+from .graph import Capture, UnsupportedOperationError, capture, describe
 from .reshaped import reshaped_norm
+from .plans import Plan, Site, WeightOp, up
+from .rules import is_metadata, plan_node
 
-
-class Residual(nn.Module):
-    """``x + body(x)``: a residual block the network bound can follow (``Lip ≤ 1 + Lip(body)``)."""
-
-    lipschitz_residual = True
-
-    def __init__(self, body: nn.Module) -> None:
-        super().__init__()
-        self.body = body
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
-class UnfollowableModelError(ValueError):
-    """The model is not a chain of supported units; the message names the module."""
+Progress = Callable[[int, int, "NodeRecord"], None]
 
 
 @dataclass(frozen=True)
-class LayerRecord:
-    """One unit of the chain: its Lipschitz factor and, for weight layers, the references."""
+class NodeRecord:
+    """One input-dependent node: its factor, the running bound ``L(node)`` and, for weight
+    layers, the references (reshaped norm, operator-norm bracket, α, ratio)."""
 
-    name: str
-    kind: str
-    input_shape: tuple[int, ...]
+    name: str  # module path (", call k" for repeated calls) or the fx node name
+    op: str  # module type or op
+    kind: str  # "linear", "conv2d", ... for weight layers, else the op
+    input_shape: tuple[int, ...]  # per-sample shape of the first input-dependent argument
+    output_shape: tuple[int, ...]
     factor: float
+    bound: float  # L(node)
+    inputs: tuple[str, ...] = ()
+    mode: str = "sum"
+    weights: tuple[float, ...] = ()
     reshaped_norm: float | None = None
     operator_norm: OperatorNorm | None = None
     alpha: AlphaBound | None = None
     ratio: float | None = None  # ‖W̃‖ / ‖Ŵ‖ (value / reshaped norm)
-    children: tuple["LayerRecord", ...] = ()
+    note: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Step:
+    key: str
+    inputs: tuple[str, ...]
+    weights: tuple[float, ...]
+    mode: str
+    updates: tuple[tuple[str, bool], ...]  # (node, exact replacement?) changed in place
 
 
 @dataclass(frozen=True)
 class NetworkBound:
-    """``upper`` = product of the records' factors, a rigorous bound on ``Lip₂`` of the model."""
+    """``upper``: a certified bound on ``Lip₂`` of the model's eval-mode map on inputs of
+    ``input_shape`` (batch excluded); ``layers``: one record per input-dependent node."""
 
     upper: float
-    layers: tuple[LayerRecord, ...]
+    layers: tuple[NodeRecord, ...]
     input_shape: tuple[int, ...]
+    mode: str = "eval"
+    train_mode_modules: tuple[str, ...] = ()
+    _steps: tuple[_Step, ...] = field(default=(), repr=False)
+    _output: tuple[tuple[str, ...], tuple[float, ...]] = field(default=((), ()), repr=False)
+    _keys: tuple[str, ...] = field(default=(), repr=False)
 
-    def weight_layers(self) -> list[LayerRecord]:
-        out = []
+    def weight_layers(self) -> list[NodeRecord]:
+        """Records of weight layers (those with a reshaped norm), in execution order."""
+        return [r for r in self.layers if r.reshaped_norm is not None]
+
+    @property
+    def mode_note(self) -> str:
+        if not self.train_mode_modules:
+            return "evaluated in eval mode"
+        names = ", ".join(self.train_mode_modules[:6]) + (" ..." if len(self.train_mode_modules) > 6 else "")
+        return (f"evaluated in eval mode; {len(self.train_mode_modules)} module(s) were in training mode "
+                f"and behave differently there ({names}): the bound is for the eval-mode map")
+
+    def propagate(self, factor: Callable[[NodeRecord], float] | Mapping[str, float]) -> float:
+        """The same graph propagation with each record's factor replaced by ``factor(record)``.
+
+        E.g. ``bound.propagate(lambda r: r.alpha.alpha * r.reshaped_norm if r.alpha else r.factor)``
+        is what normalising the reshapes guarantees (every weight layer's ``‖W̃‖`` replaced by
+        its α bound).
+        """
+        records = dict(zip(self._keys, self.layers))
+        get = factor.get if isinstance(factor, Mapping) else None
+        factors = {k: float(get(r.name, r.factor) if get else factor(r)) for k, r in records.items()}
+        bounds, upper = _propagate(self._steps, self._output, factors)
+        return upper
+
+    def to_frame(self):
+        """A pandas DataFrame, one row per node (``attrs`` hold the mode and the upper bound)."""
+        import pandas as pd
+        rows = []
         for r in self.layers:
-            out += [r] if r.operator_norm is not None else []
-            out += [c for c in _flatten(r.children) if c.operator_norm is not None]
-        return out
+            op = r.operator_norm
+            rows.append({
+                "node": r.name, "op": r.op, "kind": r.kind,
+                "input": "x".join(map(str, r.input_shape)), "output": "x".join(map(str, r.output_shape)),
+                "inputs": ", ".join(r.inputs), "combine": r.mode if len(r.inputs) > 1 else "",
+                "factor": r.factor, "bound": r.bound, "reshaped_norm": r.reshaped_norm,
+                "operator_norm": op.value if op else None, "operator_lower": op.lower if op else None,
+                "operator_upper": op.upper if op else None, "bracket_width": op.rel_width if op else None,
+                "method": op.method if op else None,
+                "alpha": r.alpha.alpha if r.alpha else None, "ratio": r.ratio,
+                "lower_lemma_holds": r.alpha.lower_holds_precondition if r.alpha else None,
+                "seconds": r.seconds, "note": r.note})
+        frame = pd.DataFrame(rows)
+        frame.attrs.update(upper=self.upper, mode=self.mode, mode_note=self.mode_note,
+                           input_shape=self.input_shape)
+        return frame
 
 
-def _flatten(records) -> list[LayerRecord]:
-    out = []
-    for r in records:
-        out.append(r)
-        out += _flatten(r.children)
-    return out
+# ---------------------------------------------------------------------------------------
+# Propagation (rounding up)
+# ---------------------------------------------------------------------------------------
+
+def _combine(values: Sequence[float], mode: str) -> float:
+    if not values:
+        return 0.0
+    if mode == "sum" or len(values) == 1:
+        return up(math.fsum(values), len(values))
+    return up(math.sqrt(up(math.fsum(v * v for v in values), 2 * len(values))), 1)
 
 
-_CONST = {nn.ReLU: 1.0, nn.Tanh: 1.0, nn.Identity: 1.0, nn.Flatten: 1.0, nn.Unflatten: 1.0,
-          nn.Dropout: 1.0, nn.Dropout2d: 1.0, nn.Sigmoid: 0.25, nn.Softplus: 1.0, nn.ReLU6: 1.0,
-          nn.Hardtanh: 1.0}
-_UNITS = (WEIGHT_LAYERS + tuple(_CONST) + (nn.LeakyReLU, nn.ELU, nn.MaxPool2d, nn.AvgPool2d,
-                                           nn.AdaptiveAvgPool2d, nn.modules.batchnorm._BatchNorm))
+def _propagate(steps: Sequence[_Step], output, factors: Mapping[str, float]) -> tuple[dict, float]:
+    bound: dict[str, float] = {}
+    for s in steps:
+        inner = _combine([w * bound[i] for i, w in zip(s.inputs, s.weights)], s.mode) if s.inputs else 1.0
+        bound[s.key] = up(factors[s.key] * inner)
+        for target, exact in s.updates:
+            bound[target] = bound[s.key] if exact else _combine([bound.get(target, 0.0), bound[s.key]], "root")
+    names, weights = output
+    return bound, _combine([w * bound[n] for n, w in zip(names, weights)], "root")
 
 
-def _is_residual(m: nn.Module) -> bool:
-    return bool(getattr(m, "lipschitz_residual", False)) and isinstance(getattr(m, "body", None), nn.Module)
+# ---------------------------------------------------------------------------------------
+# Planning: every node gets a rule before any operator norm is computed
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class _Planned:
+    node: fx.Node
+    name: str
+    plan: Plan | None  # None: the model input
 
 
-def _is_unit(m: nn.Module) -> bool:
-    return isinstance(m, _UNITS) or _is_residual(m) or not any(True for _ in m.children())
+def _display_names(gm: fx.GraphModule) -> dict[fx.Node, str]:
+    seen: dict[str, int] = {}
+    names = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            k = seen.get(node.target, 0) + 1
+            seen[node.target] = k
+            names[node] = node.target if k == 1 else f"{node.target} (call {k})"
+        else:
+            names[node] = node.name
+    return names
 
 
-def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """``b`` is ``a`` or a reshape/view of it (same storage, offset and number of elements)."""
-    return (a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
-            and a.storage_offset() == b.storage_offset() and a.numel() == b.numel())
+def _tensor_leaves(value) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, (tuple, list)) and value:
+        return all(_tensor_leaves(v) for v in value)
+    return False
 
 
-def _trace(module: nn.Module, x: torch.Tensor, prefix: str):
-    """Outermost units called by ``module(x)`` in order, as ``(name, unit, input, output)``."""
-    names = {m: (f"{prefix}.{n}" if prefix and n else (n or prefix)) for n, m in module.named_modules()}
-    calls, depth, handles = [], [0], []
+def _plan(cap: Capture) -> tuple[list[_Planned], dict[fx.Node, list[tuple[fx.Node, bool]]], list[fx.Node]]:
+    """Rules for every input-dependent node, in order; raises before any expensive work."""
+    import operator
 
-    def pre(m, args):
-        if depth[0] == 0:
-            calls.append([names.get(m, type(m).__name__), m, args[0] if args else None, None])
-        depth[0] += 1
+    from .graph import inplace_target
 
-    def post(m, args, out):
-        depth[0] -= 1
-        if depth[0] == 0:
-            calls[-1][3] = out
+    dep: dict[fx.Node, bool] = {}
+    names = _display_names(cap.graph_module)
+    planned: list[_Planned] = []
+    updates: dict[fx.Node, list[tuple[fx.Node, bool]]] = {}
+    first_input = True
+    outputs: list[fx.Node] = []
+    for node in cap.nodes:
+        if node.op == "placeholder":
+            dep[node] = first_input
+            if first_input:
+                planned.append(_Planned(node, "input", None))
+            first_input = False
+        elif node.op == "get_attr":
+            dep[node] = False
+        elif node.op == "output":
+            fx.node.map_arg(node.args, lambda n: outputs.append(n) if dep.get(n) else None)
+        else:
+            depends = any(dep.get(a, False) for a in node.all_input_nodes) and not is_metadata(node)
+            if depends:
+                is_setitem = node.op == "call_function" and node.target is operator.setitem
+                if not is_setitem and not _tensor_leaves(cap.values[node]):
+                    raise UnsupportedOperationError(
+                        f"{describe(node)} turns the input into a {type(cap.values[node]).__name__}; "
+                        "a Python value computed from the input cannot be followed")
+                planned.append(_Planned(node, names[node], plan_node(Site(node, cap, lambda n: dep.get(n, False)))))
+            dep[node] = depends
+        changed = cap.mutations.get(node, [])
+        if changed:
+            target = inplace_target(node, cap.modules)
+            updates[node] = [(c, c is target) for c in changed]
+            for c in changed:
+                dep[c] = dep.get(c, False) or dep[node]
+    for o in outputs:
+        if not _tensor_leaves(cap.values[o]):
+            raise UnsupportedOperationError(f"the model returns a {type(cap.values[o]).__name__} "
+                                            "computed from the input")
+    return planned, updates, outputs
 
-    for m in module.modules():
-        if _is_unit(m) and (m is not module or _is_unit(module)):
-            handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
-    try:
-        with torch.no_grad():
-            out = module(x)
-    finally:
-        for h in handles:
-            h.remove()
-    if not calls:
-        if not isinstance(out, torch.Tensor) or not _same(x, out):
-            raise UnfollowableModelError(f"module {prefix or type(module).__name__!r} "
-                                         "calls no supported unit and is not the identity")
-        return [], out
-    prev_name, prev = "the model input", x
-    for name, m, inp, o in calls:
-        if not isinstance(inp, torch.Tensor) or not _same(prev, inp):
-            raise UnfollowableModelError(
-                f"cannot follow the model at {name!r} ({type(m).__name__}): its input is not "
-                f"{prev_name} (functional ops, additions or concatenations between modules are not "
-                "supported; wrap x + f(x) in harness.exact.network.Residual)")
-        if not isinstance(o, torch.Tensor):
-            raise UnfollowableModelError(f"module {name!r} ({type(m).__name__}) does not return a tensor")
-        prev_name, prev = f"the output of {name!r}", o
-    if not isinstance(out, torch.Tensor) or not _same(prev, out):
-        raise UnfollowableModelError(f"the model's output is not {prev_name}: something after it "
-                                     "(a functional op?) cannot be followed")
-    return calls, out
+
+# ---------------------------------------------------------------------------------------
+# Weight layers
+# ---------------------------------------------------------------------------------------
+
+def _two(v) -> tuple[int, int]:
+    v = (v,) if isinstance(v, int) else tuple(v)
+    return (1, v[0]) if len(v) == 1 else v
 
 
-def _pool_norm(m: nn.Module, shape: tuple[int, ...], name: str, tol: float) -> OperatorNorm:
-    if isinstance(m, nn.AdaptiveAvgPool2d):
-        h, w = shape[-2:]
-        oh, ow = (m.output_size, m.output_size) if isinstance(m.output_size, int) else m.output_size
-        oh, ow = oh or h, ow or w
-        if h % oh or w % ow:
-            raise UnfollowableModelError(f"{name}: AdaptiveAvgPool2d {h}x{w} -> {oh}x{ow} is not a "
-                                         "uniform pooling")
-        k, s, p, div = (h // oh, w // ow), (h // oh, w // ow), (0, 0), None
+def weight_references(op: WeightOp, name: str, norm_kwargs: dict) -> tuple[OperatorNorm, float, AlphaBound | None]:
+    """Certified ``‖W̃‖`` at the real input size, ``‖Ŵ‖`` and the α bound of one weight map."""
+    w = as_float64(op.weight, f"{name}.weight")
+    if op.kind == "linear":
+        return linear_operator_norm(w), reshaped_norm(w, "linear"), None
+    norm = conv_operator_norm(w, op.spatial, stride=op.stride, padding=op.padding,
+                              padding_mode=op.padding_mode, dilation=op.dilation, kind=op.kind,
+                              groups=op.groups, output_padding=op.output_padding, **norm_kwargs)
+    k = tuple(w.shape[2:])
+    stride, dilation = _two(op.stride), _two(op.dilation)
+    if op.kind == "conv_transpose2d":  # the lemma is for the conv whose adjoint this is
+        alpha = AlphaBound(alpha_bound(_two(k), stride, dilation).alpha, False,
+                           "ConvTranspose2d: the lemma holds for the dim-0 reshape, not Ŵ")
     else:
-        k = (m.kernel_size,) * 2 if isinstance(m.kernel_size, int) else tuple(m.kernel_size)
-        s = (m.stride,) * 2 if isinstance(m.stride, int) else tuple(m.stride)
-        p = (m.padding,) * 2 if isinstance(m.padding, int) else tuple(m.padding)
-        div = m.divisor_override
-        if m.ceil_mode or (any(p) and not m.count_include_pad and div is None):
-            raise UnfollowableModelError(f"{name}: AvgPool2d with ceil_mode or count_include_pad=False "
-                                         "is not a fixed convolution")
-    weight = torch.full((1, 1, *k), 1.0 / (div or k[0] * k[1]), dtype=torch.float64)
-    return conv_operator_norm(weight, shape[-2:], stride=s, padding=p, tol=tol)
-
-
-def _unit(name: str, m: nn.Module, inp: torch.Tensor, tol: float) -> LayerRecord:
-    shape = tuple(inp.shape[1:])
-    kind = type(m).__name__
-    if _is_residual(m):
-        sub = _chain(m.body, inp, f"{name}.body", tol)
-        body = math.prod(r.factor for r in sub)
-        return LayerRecord(name, "residual", shape, 1.0 + body, children=tuple(sub))
-    if isinstance(m, WEIGHT_LAYERS):
-        kind = layer_kind(m, name)
-        w = as_float64(m.weight, f"{name}.weight")
-        op = layer_operator_norm(m, shape, tol=tol)
-        rn = reshaped_norm(w, kind)
-        ab = None
-        if kind != "linear":
-            g = geometry(m, name)
-            two = (lambda v: (1, v[0]) if len(v) == 1 else tuple(v))
-            k = tuple(w.shape[2:])
-            hw = shape[-len(k):]
-            if kind == "conv_transpose2d":  # the lemma is for the conv whose adjoint this is
-                ab = AlphaBound(alpha_bound(two(k), two(g.stride), two(g.dilation)).alpha, False,
-                                "ConvTranspose2d: the lemma holds for the dim-0 reshape, not Ŵ")
-            else:
-                ab = alpha_bound(two(k), two(g.stride), two(g.dilation), two(g.padding), two(hw),
-                                 g.padding_mode, g.groups)
-        ratio = op.value / rn if rn > 0 else math.nan
-        return LayerRecord(name, kind, shape, op.upper, rn, op, ab, ratio)
-    if type(m) in _CONST:
-        return LayerRecord(name, kind, shape, _CONST[type(m)])
-    if isinstance(m, nn.LeakyReLU):
-        return LayerRecord(name, kind, shape, max(1.0, abs(m.negative_slope)))
-    if isinstance(m, nn.ELU):
-        return LayerRecord(name, kind, shape, max(1.0, abs(m.alpha)))
-    if isinstance(m, nn.MaxPool2d):
-        k = (m.kernel_size,) * 2 if isinstance(m.kernel_size, int) else tuple(m.kernel_size)
-        s = (m.stride,) * 2 if isinstance(m.stride, int) else tuple(m.stride)
-        d = (m.dilation,) * 2 if isinstance(m.dilation, int) else tuple(m.dilation)
-        from .alpha import alpha as _alpha
-        return LayerRecord(name, kind, shape, _alpha(k[0], k[1], s, d))
-    if isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
-        op = _pool_norm(m, shape, name, tol)
-        return LayerRecord(name, kind, shape, op.upper, operator_norm=op)
-    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-        if m.running_var is None:
-            raise UnfollowableModelError(f"{name}: BatchNorm without running statistics has no "
-                                         "fixed eval-mode map")
-        scale = 1.0 / torch.sqrt(m.running_var.detach().double() + m.eps)
-        if m.weight is not None:
-            scale = scale * m.weight.detach().double().abs()
-        if not bool(torch.isfinite(scale).all()):
-            raise ValueError(f"{name}: BatchNorm scale is not finite")
-        return LayerRecord(name, kind, shape, float(scale.max()))
-    raise UnfollowableModelError(f"module {name!r} ({kind}) has no known Lipschitz constant; "
-                                 "supported: weight layers, ReLU/LeakyReLU/ELU/Tanh/Sigmoid/Softplus, "
-                                 "Identity/Flatten/Dropout, Max/AvgPool2d, BatchNorm (eval), Residual")
-
-
-def _chain(module: nn.Module, x: torch.Tensor, prefix: str, tol: float) -> list[LayerRecord]:
-    calls, _ = _trace(module, x, prefix)
-    return [_unit(name, m, inp, tol) for name, m, inp, _ in calls]
+        alpha = alpha_bound(_two(k), stride, dilation, _two(op.padding), _two(op.spatial),
+                            op.padding_mode, op.groups)
+    return norm, reshaped_norm(w, op.kind), alpha
 
 
 class _eval_mode:
-    """Switch every module to eval for the pass and restore each module's flag afterwards."""
+    """Switch every module to eval for the computation; restore each module's flag afterwards."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -260,88 +277,108 @@ class _eval_mode:
             m.training = flag
 
 
-def lipschitz_upper_bound(model: nn.Module, input_shape: Sequence[int], tol: float = 1e-6) -> NetworkBound:
-    """Rigorous ``Lip₂`` upper bound of ``model`` (eval mode) on inputs of ``input_shape``.
+def _mode_dependent(module: nn.Module) -> bool:
+    """Modules whose forward differs between training and eval mode."""
+    kinds = (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd, nn.RReLU)
+    return (isinstance(module, kinds) or hasattr(module, "parametrizations")
+            or any(hasattr(module, f"{n}_u") for n in ("weight",)))
 
-    ``input_shape`` excludes the batch dim (e.g. ``(3, 32, 32)``). Product of the exact
-    per-layer operator norms' certified upper ends (:func:`.conv_norm.layer_operator_norm`,
-    reading ``layer.weight``: the effective weight, parametrizations included) and the
-    activation constants of the module docstring (REFERENCE.md Claim 6). Each weight
-    layer's record also holds ``‖Ŵ‖``, the α bound and ``‖W̃‖/‖Ŵ‖``.
+
+def _record(pl: _Planned, cap: Capture, plan: Plan, factor: float, bound: float, names: dict,
+            refs=None, seconds: float = 0.0) -> NodeRecord:
+    shape_of = lambda n: tuple(cap.values[n].shape[1:]) if isinstance(cap.values[n], torch.Tensor) else ()  # noqa: E731
+    out = cap.values[pl.node]
+    out_shape = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else ()
+    inputs = plan.inputs if plan else ()
+    in_shape = shape_of(inputs[0]) if inputs else out_shape
+    kw = {}
+    if refs is not None:
+        norm, rn, alpha = refs
+        kw = dict(reshaped_norm=rn, operator_norm=norm, alpha=alpha,
+                  ratio=norm.value / rn if rn > 0 else math.nan)
+    elif plan is not None and plan.bracket is not None:
+        lo, hi = plan.bracket
+        kw = dict(operator_norm=OperatorNorm(lo, lo, hi, "pool", detail=plan.note))
+    return NodeRecord(pl.name, _op_label(pl.node, cap), plan.kind if plan else "input", in_shape, out_shape,
+                      factor, bound, tuple(names[i] for i in inputs), plan.mode if plan else "sum",
+                      tuple(plan.weights) if plan else (), note=plan.note if plan else "",
+                      seconds=seconds, **kw)
+
+
+def _op_label(node: fx.Node, cap: Capture) -> str:
+    if node.op == "call_module":
+        return type(cap.modules[str(node.target)]).__name__
+    if node.op == "placeholder":
+        return "input"
+    t = node.target
+    return f".{t}()" if isinstance(t, str) else getattr(t, "__name__", str(t))
+
+
+def lipschitz_upper_bound(model: nn.Module, input_shape: Sequence[int], tol: float = 1e-6, *,
+                          method: str = "auto", max_rel_width: float = 0.01, seed: int = 0,
+                          progress: Progress | None = None) -> NetworkBound:
+    """Certified ``Lip₂`` upper bound of ``model`` (eval mode) on inputs of ``input_shape``.
+
+    ``input_shape`` excludes the batch dim (``(3, 32, 32)``, ``(C, H, W)``, ``(features,)``).
+    ``tol``, ``method`` and ``max_rel_width`` are passed to
+    :func:`.conv_norm.conv_operator_norm` for every convolution. ``progress(done, total,
+    record)`` is called once with ``(0, total, None)`` when the graph is validated, then after
+    each weight layer's operator norm. Raises
+    :class:`~.graph.InputShapeError` for a shape the model rejects (naming the first node
+    that does), :class:`~.graph.UnfollowableModelError` /
+    :class:`~.graph.UnsupportedOperationError` for a model that cannot be bounded (before
+    any operator norm), ``ValueError`` for bad arguments.
     """
-    shape = tuple(int(s) for s in input_shape)
-    if any(s <= 0 for s in shape):
-        raise ValueError(f"input_shape must be positive, got {shape}")
-    param = next(model.parameters(), None)
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    device = param.device if param is not None else "cpu"
-    x = torch.zeros((1, *shape), dtype=dtype, device=device)
+    norm_kwargs = dict(tol=tol, method=method, max_rel_width=max_rel_width, seed=seed)
+    train_mode = tuple(name for name, m in model.named_modules() if m.training and _mode_dependent(m))
     with _eval_mode(model):
-        records = _chain(model, x, "", tol)
-    upper = math.prod(r.factor for r in records)
-    return NetworkBound(upper, tuple(records), shape)
+        cap = capture(model, input_shape, seed=seed)
+        planned, updates, outputs = _plan(cap)
+        records = _evaluate(cap, planned, norm_kwargs, progress)
+    keys = {pl.node: pl.node.name for pl in planned}
+    names = {pl.node: pl.name for pl in planned}
+    steps = tuple(_Step(keys[pl.node], tuple(keys[i] for i in (pl.plan.inputs if pl.plan else ())),
+                        tuple(pl.plan.weights) if pl.plan else (), pl.plan.mode if pl.plan else "sum",
+                        tuple((keys[c], exact) for c, exact in updates.get(pl.node, []) if c in keys))
+                  for pl in planned)
+    out_weights = tuple(1.0 for _ in outputs)
+    factors = {keys[pl.node]: rec.factor for pl, rec in zip(planned, records)}
+    bounds, upper = _propagate(steps, (tuple(keys[o] for o in outputs), out_weights), factors)
+    final = tuple(_with_bound(rec, bounds[keys[pl.node]], names) for pl, rec in zip(planned, records))
+    return NetworkBound(upper, final, cap.input_shape, "eval", train_mode, steps,
+                        (tuple(keys[o] for o in outputs), out_weights), tuple(keys[pl.node] for pl in planned))
 
 
-@dataclass(frozen=True)
-class LowerBound:
-    """``value = max ‖∇ₓD(x)‖₂`` over the points visited; ``point`` attains it (batch of 1)."""
-
-    value: float
-    point: torch.Tensor = field(repr=False)
-    per_start: tuple[float, ...] = ()
+def _with_bound(rec: NodeRecord, bound: float, names) -> NodeRecord:
+    from dataclasses import replace
+    return replace(rec, bound=bound)
 
 
-def _grad_norms(model: nn.Module, x: torch.Tensor, create_graph: bool):
-    x = x.detach().requires_grad_(True)
-    out = model(x)
-    if out.numel() != x.shape[0]:
-        raise ValueError(f"lipschitz_lower_bound needs one scalar output per sample, got output "
-                         f"shape {tuple(out.shape)} for a batch of {x.shape[0]}")
-    (g,) = torch.autograd.grad(out.sum(), x, create_graph=create_graph)
-    return x, g.flatten(1).norm(dim=1)
-
-
-def lipschitz_lower_bound(model: nn.Module, samples: torch.Tensor, n_random: int = 8,
-                          steps: int = 30, seed: int = 0, step_size: float = 0.05) -> LowerBound:
-    """Empirical lower bound on ``Lip₂(D)``: the largest ``‖∇ₓD(x)‖₂`` found (REFERENCE.md Claim 6).
-
-    Starts: the given ``samples`` (batch first) and ``n_random`` Gaussian points with the
-    samples' mean and standard deviation. Each start takes ``steps`` ascent steps on
-    ``‖∇ₓD(x)‖``: a normalised step along ``∇ₓ‖∇ₓD‖`` (double backprop) when that is
-    non-zero, else (piecewise-linear nets, where it vanishes) a random step kept only
-    if it increases the norm. Computed on a float64 copy of the model in eval mode;
-    deterministic for ``seed``. Any differentiable point ``x`` gives ``‖∇D(x)‖ ≤ Lip(D)``,
-    so the returned value is a valid lower bound; the upper bound must be ``≥`` it.
-    """
-    if samples.dim() < 2:
-        raise ValueError("samples must have a batch dim")
-    if not bool(torch.isfinite(samples).all()):
-        raise ValueError("samples contain non-finite values")
-    gen = torch.Generator().manual_seed(seed)
-    net = copy.deepcopy(model).to(device="cpu", dtype=torch.float64).eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    s = samples.detach().to("cpu", torch.float64)
-    scale = float(s.std()) if s.numel() > 1 and float(s.std()) > 0 else 1.0
-    rand = s.mean() + scale * torch.randn((n_random, *s.shape[1:]), generator=gen, dtype=torch.float64)
-    x = torch.cat([s, rand])
-    _, best = _grad_norms(net, x, False)
-    best_x = x.clone()
-    step = step_size * scale * math.sqrt(x[0].numel())
-    for _ in range(steps):
-        xr, gn = _grad_norms(net, best_x, True)
-        d = None
-        if gn.requires_grad:
-            (d,) = torch.autograd.grad(gn.sum(), xr, allow_unused=True)
-        d = torch.zeros_like(best_x) if d is None else d.detach()
-        dn = d.flatten(1).norm(dim=1).view(-1, *[1] * (x.dim() - 1))
-        noise = torch.randn(best_x.shape, generator=gen, dtype=torch.float64)
-        noise = noise / noise.flatten(1).norm(dim=1).view_as(dn)
-        direction = torch.where(dn > 1e-12, d / dn.clamp_min(1e-300), noise)
-        cand = best_x + step * direction
-        _, val = _grad_norms(net, cand, False)
-        better = val > best
-        best = torch.where(better, val, best)
-        best_x = torch.where(better.view_as(dn), cand, best_x)
-    i = int(best.argmax())
-    return LowerBound(float(best[i]), best_x[i:i + 1].clone(), tuple(float(b) for b in best))
+def _evaluate(cap: Capture, planned: list[_Planned], norm_kwargs: dict,
+              progress: Progress | None) -> list[NodeRecord]:
+    names = {pl.node: pl.name for pl in planned}
+    total = sum(1 for pl in planned if pl.plan is not None and pl.plan.weight_op is not None)
+    done, records, cache = 0, [], {}
+    if progress is not None:
+        progress(0, total, None)
+    for pl in planned:
+        plan = pl.plan
+        if plan is None:
+            records.append(_record(pl, cap, None, 1.0, 1.0, names))
+            continue
+        if plan.weight_op is None:
+            records.append(_record(pl, cap, plan, plan.factor, 0.0, names))
+            continue
+        op = plan.weight_op
+        key = (op.weight.data_ptr(), tuple(op.weight.shape), op.kind, op.spatial, str(op.stride),
+               str(op.padding), str(op.dilation), op.groups, op.padding_mode, str(op.output_padding))
+        start = time.perf_counter()
+        if key not in cache:
+            cache[key] = weight_references(op, pl.name, norm_kwargs)
+        refs = cache[key]
+        rec = _record(pl, cap, plan, refs[0].upper, 0.0, names, refs, time.perf_counter() - start)
+        records.append(rec)
+        done += 1
+        if progress is not None:
+            progress(done, total, rec)
+    return records

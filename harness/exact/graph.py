@@ -1,0 +1,257 @@
+"""Capture a model's real computation graph for the network Lipschitz bound.
+
+Why ``torch.fx`` (``symbolic_trace`` with a custom :class:`LipschitzTracer`) and not
+``torch.export``: fx keeps the module structure the bound is about. A weight layer stays
+one ``call_module`` node named by its module path, whose *effective* weight is read
+concretely as ``layer.weight`` (``torch.nn.utils.parametrize`` parametrizations and the
+old ``spectral_norm`` pre-hook included) and whose operator norm is computed at the input
+size the recorded forward gives it. ``torch.export`` lowers everything to ATen ops,
+traces through parametrizations and hooks, turns parameters into graph inputs and
+decomposes modules, so the rules would have to recognise convolutions, poolings and
+normalisations from their decompositions; it is also much slower to run. What fx cannot
+see is covered by checks on a real forward pass instead:
+
+* shape propagation runs the graph on a seeded random input of the given shape, so every
+  rule sees real sizes and values; the first node that rejects the input is named
+  (:class:`InputShapeError`);
+* the traced graph must reproduce the model's own output on that input, else the model
+  is refused (data-dependent control flow, in-place aliasing that fx's trace of
+  ``out += x`` as ``out + x`` would change, Python side effects);
+* in-place ops are followed by the tensors' version counters: when a node mutates a
+  tensor another node produced, later readers of that tensor see the mutated value's
+  bound (:attr:`Capture.mutations`), and a mutation by an op that is not a known in-place
+  op on its first argument is refused.
+
+Leaves (never traced into): the weight layers (``Linear``, ``Conv1d``, ``Conv2d``,
+``ConvTranspose2d`` and subclasses), modules with a declared Lipschitz constant
+(:func:`.rules.register_lipschitz_constant` or a ``lipschitz_constant`` attribute), and
+every ``torch.nn`` module except containers; torch.nn subclasses that override
+``forward`` are traced into.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+DTYPE_TOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 5e-2}
+
+
+class UnfollowableModelError(ValueError):
+    """The model's computation cannot be bounded; the message names the node, op and module."""
+
+
+class UnsupportedOperationError(UnfollowableModelError):
+    """An input-dependent op without a Lipschitz rule (raised before any operator norm)."""
+
+
+class InputShapeError(ValueError):
+    """The input shape does not fit the model; names the shape and the first node rejecting it."""
+
+
+class LipschitzTracer(fx.Tracer):
+    """fx tracer whose leaves are the modules the rules bound as a whole (module docstring)."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        from .layer_rules import is_leaf
+        return is_leaf(m)
+
+
+@dataclass
+class Capture:
+    """A traced model and what one forward pass at the given shape recorded.
+
+    ``values`` maps each node to its output on the probe input (kept alive, so a rule can
+    read constants and shapes); ``mutations[node]`` lists the earlier nodes whose tensors
+    ``node`` changed in place.
+    """
+
+    model: nn.Module
+    graph_module: fx.GraphModule
+    input_shape: tuple[int, ...]
+    probe: torch.Tensor
+    values: dict[fx.Node, Any]
+    mutations: dict[fx.Node, list[fx.Node]] = field(default_factory=dict)
+    modules: dict[str, nn.Module] = field(default_factory=dict)
+
+    @property
+    def nodes(self) -> list[fx.Node]:
+        return list(self.graph_module.graph.nodes)
+
+
+def describe(node: fx.Node) -> str:
+    """A readable name for a node: module path and type, or the op and its target."""
+    if node.op == "call_module":
+        return f"module {node.target!r}"
+    if node.op == "call_method":
+        return f"node {node.name!r} (method .{node.target}())"
+    if node.op == "call_function":
+        return f"node {node.name!r} (function {target_name(node.target)})"
+    return f"node {node.name!r} ({node.op})"
+
+
+def target_name(target: Any) -> str:
+    if isinstance(target, str):
+        return target
+    module = getattr(target, "__module__", None) or ""
+    name = getattr(target, "__name__", repr(target))
+    return f"{module}.{name}" if module and module != "builtins" else name
+
+
+class _Whole(nn.Module):
+    """Wraps a model that is itself a leaf (e.g. a bare ``Conv2d``) so it appears as one node."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)
+
+
+def trace(model: nn.Module) -> fx.GraphModule:
+    """``fx.GraphModule`` of ``model`` with :class:`LipschitzTracer` (call in eval mode)."""
+    from .layer_rules import is_leaf
+    tracer = LipschitzTracer()
+    root = _Whole(model) if is_leaf(model) else model
+    try:
+        graph = tracer.trace(root)
+    except Exception as exc:  # fx raises TraceError, TypeError, ... with its own message
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnfollowableModelError(
+            f"torch.fx cannot trace {type(model).__name__}: {type(exc).__name__}: {first} "
+            "(data-dependent Python control flow cannot be followed)") from None
+    return fx.GraphModule(tracer.root, graph, type(model).__name__)
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
+
+
+def inplace_target(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | None:
+    """The argument a known in-place op writes to (its first argument), else ``None``."""
+    import operator
+
+    first = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+    if node.op == "call_method":
+        name = str(node.target)
+        inplace = name.endswith("_") and not name.startswith("_")
+    elif node.op == "call_function":
+        inplace = (node.target in (operator.iadd, operator.isub, operator.imul, operator.itruediv,
+                                   operator.setitem) or bool(node.kwargs.get("inplace", False))
+                   or getattr(node.target, "__name__", "").endswith("_"))
+    elif node.op == "call_module":
+        inplace = bool(getattr(modules.get(str(node.target)), "inplace", False))
+    else:
+        inplace = False
+    return first if inplace else None
+
+
+class _Recorder(fx.Interpreter):
+    """Runs the graph on the probe input, keeping values and recording in-place mutations."""
+
+    def __init__(self, gm: fx.GraphModule, shape: tuple[int, ...]) -> None:
+        super().__init__(gm, garbage_collect_values=False)
+        self.extra_traceback = False  # our errors already name the node
+        self.shape = shape
+        self.modules = dict(gm.named_modules())
+        self.mutations: dict[fx.Node, list[fx.Node]] = {}
+        self.produced: list[tuple[fx.Node, torch.Tensor]] = []
+
+    def run_node(self, n: fx.Node) -> Any:
+        before = [t._version for _, t in self.produced]
+        try:
+            out = super().run_node(n)
+        except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+            shapes = [tuple(self.env[a].shape) for a in n.all_input_nodes
+                      if isinstance(self.env.get(a), torch.Tensor)]
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputShapeError(
+                f"input shape {self.shape} does not fit the model: {describe(n)} rejects its "
+                f"input{'s' if len(shapes) > 1 else ''} of shape "
+                f"{', '.join(map(str, shapes)) or '(none)'}: {first}") from None
+        from .layer_rules import runtime_check
+        args, kwargs = self.fetch_args_kwargs_from_env(n)
+        runtime_check(n, self.modules, args, kwargs, out)
+        changed = [node for (node, t), v in zip(self.produced, before) if t._version != v]
+        if changed:
+            self.mutations[n] = changed
+            target = inplace_target(n, self.modules)
+            if target is None:
+                raise UnfollowableModelError(
+                    f"{describe(n)} changes the tensors of "
+                    f"{', '.join(repr(c.name) for c in changed)} in place, and it is not a known "
+                    "in-place op on its first argument; the bound cannot follow it")
+        self.produced += [(n, t) for t in _tensors(out)]
+        return out
+
+    def placeholder(self, target, args, kwargs):
+        if not hasattr(self, "_seen_input"):
+            self._seen_input = True
+            return super().placeholder(target, args, kwargs)
+        if args:  # a further forward argument with a default value: a constant
+            return args[0]
+        raise UnfollowableModelError(f"the model's forward takes a second input {target!r} "
+                                     "without a default; only single-input models are supported")
+
+
+def _probe(model: nn.Module, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    param = next(model.parameters(), None)
+    buffer = next(model.buffers(), None)
+    ref = param if param is not None else buffer
+    dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
+    device = ref.device if ref is not None else torch.device("cpu")
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn((1, *shape), generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+
+
+def _max_abs(values: Sequence[torch.Tensor]) -> float:
+    return max((float(v.detach().abs().max()) for v in values if v.numel()), default=0.0)
+
+
+def _check_reproduces(model: nn.Module, gm_out: Any, x: torch.Tensor) -> None:
+    try:
+        ref = model(x)
+    except Exception as exc:  # the graph ran, the model did not: report it plainly
+        raise InputShapeError(f"the model rejects an input of shape {tuple(x.shape[1:])}: "
+                              f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}") from None
+    a, b = _tensors(gm_out), _tensors(ref)
+    if len(a) != len(b) or any(t.shape != r.shape for t, r in zip(a, b)):
+        raise UnfollowableModelError("the traced graph's outputs do not have the model's output "
+                                     "shapes; the model cannot be followed")
+    tol = DTYPE_TOL.get(x.dtype, 1e-4) * max(_max_abs(b), 1e-30)
+    diff = max((float((t.double() - r.double()).abs().max()) for t, r in zip(a, b) if t.numel()),
+               default=0.0)
+    if not diff <= tol:
+        raise UnfollowableModelError(
+            f"the traced graph does not reproduce the model's output on a random input (largest "
+            f"difference {diff:.3g}); the forward probably relies on in-place aliasing (e.g. "
+            "`out += x` where `out` is read elsewhere) or Python state torch.fx does not record")
+
+
+def capture(model: nn.Module, input_shape: Sequence[int], seed: int = 0) -> Capture:
+    """Trace ``model`` (already in eval mode) and run it once on a random input of ``input_shape``."""
+    shape = tuple(int(s) for s in input_shape)
+    if not shape or any(s <= 0 for s in shape):
+        raise InputShapeError(f"input shape must be positive integers, got {shape}")
+    gm = trace(model)
+    x = _probe(model, shape, seed)
+    recorder = _Recorder(gm, shape)
+    with torch.no_grad():
+        out = recorder.run(x)
+        _check_reproduces(model, out, x)
+    return Capture(model, gm, shape, x, recorder.env, recorder.mutations, recorder.modules)
+
+
+def numel(shape: Sequence[int]) -> int:
+    return math.prod(int(s) for s in shape)
