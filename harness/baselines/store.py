@@ -51,7 +51,8 @@ def source_id(manifest: dict[str, Any]) -> str:
     env = manifest.get("env") or {}
     host = hashlib.sha256(str(manifest.get("host", platform.node())).encode()).hexdigest()[:6]
     kernel = str(manifest.get("cpu_capability") or env.get("ATEN_CPU_CAPABILITY") or "cpu").lower()
-    return f"{host}-{kernel}-t{manifest.get('torch_threads', '?')}"
+    threads = manifest.get("case_threads") or manifest.get("torch_threads", "?")
+    return f"{host}-{kernel}-t{threads}"
 
 
 @dataclass
@@ -256,7 +257,7 @@ def _same(old: float, new: float, suite: str, metric: str, tolerance) -> bool:
 
 def _provenance(manifest: dict[str, Any]) -> dict[str, Any]:
     keys = ("git_commit", "packages", "device", "processor", "platform", "host", "cpu_capability", "env",
-            "torch", "torch_threads", "command", "started", "finished")
+            "torch", "torch_threads", "case_threads", "command", "started", "finished")
     out = {k: manifest.get(k) for k in keys}
     out["host"] = hashlib.sha256(str(manifest.get("host", "")).encode()).hexdigest()[:6]
     out["written"] = now()

@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"refuse a plan with more cases (default {DEFAULT_MAX_CASES})")
         p.add_argument("--max-memory", type=positive_float, metavar="MIB",
                        help="kill a case whose worker uses more memory (default: 80%% of the machine)")
+        p.add_argument("--threads", type=int, default=1, metavar="N",
+                       help="torch intra-op threads per case (default 1; 0: torch's default)")
         p.add_argument("--no-isolation", action="store_true",
                        help="run cases in the lipbench process itself (debugging; no hard timeout or memory limit)")
 

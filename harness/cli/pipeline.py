@@ -20,7 +20,7 @@ def run_options(args: argparse.Namespace, **extra) -> RunOptions:
     """The :class:`RunOptions` of a ``run`` / ``verify`` / ``check`` command line."""
     options = RunOptions(device=args.device, resume=args.resume, overwrite=args.overwrite,
                          retry_errors=args.retry_errors, timeout=args.timeout,
-                         isolation=not args.no_isolation, max_cases=args.max_cases,
+                         isolation=not args.no_isolation, max_cases=args.max_cases, threads=args.threads,
                          progress=True, command=sys.argv, **extra)
     if args.max_memory:
         options.max_memory = int(args.max_memory * 2**20)

@@ -88,9 +88,29 @@ def error_outcome(case: Case, message: str) -> CaseOutcome:
 
 
 def run_case(case: Case, runner: Runner | None = None, *, timeout: float | None = None,
-             keep_artifacts: bool = True) -> CaseOutcome:
-    """Run ``case`` with ``runner`` (default: the registered one for its kind)."""
+             keep_artifacts: bool = True, threads: int | None = None) -> CaseOutcome:
+    """Run ``case`` with ``runner`` (default: the registered one for its kind) on ``threads``
+    torch intra-op threads (``None``: leave torch's setting)."""
     runner = runner or runner_for(case.kind)
+    with intra_op_threads(threads):
+        return _run_case(case, runner, timeout, keep_artifacts)
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int | None) -> Iterator[None]:
+    """``torch.set_num_threads(n)`` inside the block, restored after (no change for ``None``/0)."""
+    if not n:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_case(case: Case, runner: Runner, timeout: float | None, keep_artifacts: bool) -> CaseOutcome:
     seed_everything(case.seed)
     with tempfile.TemporaryDirectory(prefix="lipbench-case-") as tmp:
         ctx = RunContext(device=torch.device(case.device), artifact_dir=Path(tmp) if keep_artifacts else None,

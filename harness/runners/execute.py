@@ -44,6 +44,12 @@ class RunOptions:
     retry_errors: bool = False
     timeout: float | None = None  # per case; default: the suite's
     isolation: bool = True
+    #: torch intra-op threads per case. One by default: the suites' cases are small, one thread
+    #: makes a case's float reductions independent of the machine's core count, keeps timings
+    #: honest on a shared machine (a busy neighbour stalls every barrier of a 2-thread pool:
+    #: 3.7 s single-threaded vs 53 s two-threaded for one certificate case here) and lets a
+    #: parallel executor give each case one core. 0: torch's default.
+    threads: int | None = 1
     max_memory: int | None = field(default_factory=default_max_memory)
     max_cases: int = DEFAULT_MAX_CASES
     progress: bool = True
@@ -82,6 +88,7 @@ def run_suites(suites: Sequence[Suite], preset: str, out: ResultsDir,
                                   seeds={s.name: s.resolved(preset)["seeds"] for s in suites},
                                   device=options.device, started=now(), command=options.command)
         manifest["isolation"] = "worker process per case" if options.isolation else "in-process"
+        manifest["case_threads"] = options.threads or manifest["torch_threads"]
         manifest["max_memory_mib"] = round(options.max_memory / 2**20) if options.max_memory else None
         manifest["methods"] = method_profiles(cases)
         out.write_json("manifest.json", manifest)
@@ -148,8 +155,9 @@ def _pending(cases: list[Case], out: ResultsDir, options: RunOptions) -> list[Ca
 def _execute(case: Case, timeout: float, options: RunOptions) -> CaseOutcome:
     runner = runner_for(case.kind)
     if options.isolation:
-        return run_isolated(case, runner, timeout=timeout, max_memory=options.max_memory)
-    return run_case(case, runner, timeout=timeout)
+        return run_isolated(case, runner, timeout=timeout, max_memory=options.max_memory,
+                            threads=options.threads)
+    return run_case(case, runner, timeout=timeout, threads=options.threads)
 
 
 class _Progress:
