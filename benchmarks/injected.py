@@ -12,12 +12,12 @@ from torch import nn
 from harness.methods.spectral import ReshapeSpectralNorm, SNw
 
 
-class SlowerSNw(SNw):
-    """``sn_w`` whose every iteration takes 25% longer: after each D update it sleeps a quarter
-    of the time since D's first forward after the previous update (one G step and one D step
-    at ``n_dis = 1``: one training iteration)."""
+class SleepsPerIteration:
+    """Mixin: after each D update, sleep ``factor`` times the time since D's first forward after
+    the previous update (one G step and one D step at ``n_dis = 1``: one training iteration),
+    so every iteration takes ``1 + factor`` times as long."""
 
-    name = "slower_sn_w"
+    factor = 0.25
 
     def apply(self, model: nn.Module) -> nn.Module:
         model = super().apply(model)
@@ -30,9 +30,17 @@ class SlowerSNw(SNw):
         return model
 
     def after_step(self, D: nn.Module) -> None:
+        super().after_step(D)
         if self._started is not None:
-            time.sleep(0.25 * (time.perf_counter() - self._started))
+            time.sleep(self.factor * (time.perf_counter() - self._started))
         self._started = None
+
+
+class SlowerSNw(SleepsPerIteration, SNw):
+    """``sn_w`` whose every training iteration takes 25% longer."""
+
+    name = "slower_sn_w"
+    factor = 0.25
 
 
 class _Off2Percent(ReshapeSpectralNorm):

@@ -1,6 +1,13 @@
-"""Shared fixtures."""
+"""Shared fixtures; the repository root is importable (``examples``, ``benchmarks.injected``)."""
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 
 @pytest.fixture(scope="module")
