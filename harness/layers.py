@@ -1,13 +1,13 @@
 """Layer conventions shared by the methods and the exact references.
 
-Two views of a weight layer matter in lipbench (see ../shared/REFERENCE.md, "Methods"):
+Two views of a weight layer matter in lipbench (docs/theory.md, "Claims"):
 
 * the reshape ``Ŵ`` of shape ``(c_out, c_in/groups * prod(kernel))``, the matrix that
-  Miyato's SN (SNw) normalises (seed 002 §2.1); for ``ConvTranspose`` layers, whose
+  Miyato's SN (SNw) normalises (Miyato et al. 2018 §2.1); for ``ConvTranspose`` layers, whose
   weight is stored ``(c_in, c_out/groups, *kernel)``, the output channels are dim 1,
   as in ``torch.nn.utils.parametrizations.spectral_norm(dim=1)``;
 * the operator ``W̃``: the layer without its bias as a linear map on inputs of a given
-  size (seed 001 §2). :class:`LayerGeometry` holds what that map needs besides the
+  size (Lin et al. 2021 §2). :class:`LayerGeometry` holds what that map needs besides the
   weight, and :func:`apply_operator` / :func:`apply_adjoint` evaluate it and its
   transpose for an arbitrary weight (the normalised one, a float64 copy, ...).
 """
@@ -102,7 +102,7 @@ def reshape_matrix(weight: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def swapped_reshape_matrix(weight: torch.Tensor, kind: str) -> torch.Tensor:
-    """BSN's second reshape ``Ŵ₂``: input channels by everything else (seed 001 §5.1)."""
+    """BSN's second reshape ``Ŵ₂``: input channels by everything else (Lin et al. 2021 §5.1)."""
     w = out_channels_first(weight, kind)
     if w.dim() == 2:
         return w.t()

@@ -125,7 +125,7 @@ def test_fft_refuses_non_periodic():
 
 
 def test_reference_bracket_64_to_64_k4_s2():
-    """REFERENCE.md: 64->64, k4, s2, 32x32, zero padding 1: bracket <= 1% wide."""
+    """64->64, k4, s2, 32x32, zero padding 1: bracket <= 1% wide."""
     gen = torch.Generator().manual_seed(0)
     w = torch.randn(64, 64, 4, 4, generator=gen) / math.sqrt(64 * 16)  # LeCun-scaled
     r = conv_operator_norm(w, 32, stride=2, padding=1)

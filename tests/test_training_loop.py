@@ -239,7 +239,7 @@ def test_traces_series_and_values():
     v = df.set_index(["series", "step"]).value
     for l in layers:
         assert abs(v[f"sigma_reshaped/{l}", 4] - 1) < 0.1          # SN keeps ‖Ŵ‖ near 1
-        assert v[f"variance/{l}", 4] <= v[f"variance_bound/{l}", 4]  # seed 001 Thm 2
+        assert v[f"variance/{l}", 4] <= v[f"variance_bound/{l}", 4]  # Lin et al. 2021 Thm 2
         assert v[f"grad_norm/{l}", 4] > 0
     assert v["variance_bound/features.0", 2] == 1 / 16  # Ŵ is 4 x 16 (1 in, k4x4)
     assert set(seen) == {(1, 8, 8), (4, 4, 4), (32,)}  # per-sample input shapes

@@ -11,7 +11,7 @@
   same seed, same number.
 * IS (Salimans et al., NeurIPS 2016): ``exp(E_x KL(p(y|x) ‖ p(y)))`` over ``splits``
   equal chunks, mean and standard deviation over chunks; 10 splits as in Miyato et al.
-  2018 (seed 002) and the reference implementation (openai/improved-gan).
+  2018 and the reference implementation (openai/improved-gan).
 
 Every result records its extractor id; :func:`compare_sample_quality` refuses to
 compare results from different extractors.

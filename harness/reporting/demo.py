@@ -102,7 +102,7 @@ def demo_suites() -> list[dict]:
                         "lip_lower": {"unit": "1", "description": "largest input-gradient norm found"},
                         "inception_score": {"unit": "1", "description": "not measured at the ci preset"}},
             "checks": [{"name": "lip_sandwich", "metric": "lip_lower", "assert": "value <= lip_upper",
-                        "cite": "Lipschitz bound ∏‖W̃_i‖ (REFERENCE.md claim 6)"}],
+                        "cite": "Lipschitz bound ∏‖W̃_i‖ (docs/theory.md#certificate)"}],
             "compare": [{"metric": "step_ms", "rule": "noisy", "better": "lower", "threshold": 1.05,
                          "alpha": 0.01},
                         {"metric": "fid", "rule": "directional", "better": "lower"}],

@@ -11,7 +11,7 @@ generator updates, ``n_dis`` D updates each).
 
 Traces (every ``trace_every`` iterations, default ``iterations // trace_points`` with 20
 points; ``ctx.trace``): the losses, per-layer gradient
-norms ``grad_norm/<layer>`` (seed 000 Fig. 1, Lin et al. 2021 Fig. 5), the spectral norm of
+norms ``grad_norm/<layer>`` (Donovan 2025 Fig. 1, Lin et al. 2021 Fig. 5), the spectral norm of
 each reshaped effective weight ``sigma_reshaped/<layer>`` (Miyato App. C.1, Fig. 9), and the
 entry variance of each effective weight with Lin's Thm 2 bound ``1/max(m, n)``:
 ``variance/<layer>``, ``variance_bound/<layer>`` and their ratio ``variance_over_bound/<layer>``

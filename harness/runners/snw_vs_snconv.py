@@ -1,4 +1,4 @@
-"""``snw_vs_snconv``: ``‖W̃‖ / ‖Ŵ‖`` against the α lemma (seed 001 §4, after Tsuzuku et al. 2018).
+"""``snw_vs_snconv``: ``‖W̃‖ / ‖Ŵ‖`` against the α lemma (Lin et al. 2021 §4, after Tsuzuku et al. 2018).
 
 ``‖Ŵ‖ ≤ ‖W̃‖ ≤ α‖Ŵ‖`` with ``α = sqrt(⌈k_h/s⌉⌈k_w/s⌉)``; the lower inequality needs an
 output whose receptive field lies inside the unpadded input, which

@@ -1,4 +1,4 @@
-"""``thm2_variance``: Monte Carlo of Var(a_ij / ||A||) (Lin et al. 2021, seed 001, Thm 2).
+"""``thm2_variance``: Monte Carlo of Var(a_ij / ||A||) (Lin et al. 2021, Thm 2).
 
 For ``A`` (m x n) with i.i.d. symmetric zero-mean entries, Thm 2 bounds
 ``Var(a_ij/||A||) <= 1/max(m, n)``: ``sum_k s_k^2 = ||A||_F^2`` has at most min(m, n)

@@ -1,10 +1,10 @@
-"""``thm3_bsn_variance``: parameter variance of conv kernels under BSN and SNw (seed 001, Thm 3).
+"""``thm3_bsn_variance``: parameter variance of conv kernels under BSN and SNw (Lin et al. 2021, Thm 3).
 
 For a kernel W (c_out, c_in, k_h, k_w) with i.i.d. symmetric entries, BSN divides by
 ``σ_w = (||Ŵ₁|| + ||Ŵ₂||)/2`` (the two reshapes, out- and in-channels first). Since
 ``||Ŵᵢ|| >= ||W||_F / sqrt(rᵢ)`` with ``rᵢ`` the rank bound of each reshape,
 ``Var(w/σ_w) <= 4 / (N (1/sqrt(r₁) + 1/sqrt(r₂))²)``, ``N = c_out c_in k_h k_w``
-(REFERENCE.md claim 3, derived like Thm 2): Xavier-like. SNw divides by ``||Ŵ₁||`` and
+(docs/theory.md#thm3, derived like Thm 2): Xavier-like. SNw divides by ``||Ŵ₁||`` and
 obeys Thm 2's ``1/max(c_out, c_in k_h k_w)``: LeCun-like. Both are measured side by side
 with Xavier's ``2/((c_in + c_out) k_h k_w)`` and LeCun's ``1/(c_in k_h k_w)``.
 """

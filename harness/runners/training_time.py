@@ -8,7 +8,7 @@ to D; Adam with the suite's setting; the method's loss from ``loss``/``loss_for`
 
 Timing (``harness.metrics.timing.interleaved``): one timed call is one *iteration* of the
 training loop, ``n_dis`` discriminator updates then one generator update (Miyato et al. 2018,
-seed 002 §4: "n_dis updates of D per update of G"; ``n_dis`` from the Adam setting, 5 for
+Miyato et al. 2018 §4: "n_dis updates of D per update of G"; ``n_dis`` from the Adam setting, 5 for
 setting A), exactly :meth:`Session.d_step` / :meth:`Session.g_step` as :func:`harness.training.train`
 runs them. Methods run round-robin (``warmup`` untimed rounds, then ``repeats`` timed rounds),
 so drifts of a shared machine hit every method alike. Inside each timed iteration the

@@ -354,7 +354,7 @@ def stl10(root: str | Path | None = None, split: str = "unlabeled", size: int | 
           verify: bool = True) -> TensorSource:
     """STL-10 through ``torchvision.datasets.STL10(root, split, download=False)``:
     ``<root>/stl10_binary/`` from ``stl10_binary.tar.gz`` (only the split's files are needed).
-    Resized to ``size`` (48, as in seed 002 §4; ``None`` keeps 96) and kept as uint8."""
+    Resized to ``size`` (48, as in Miyato et al. 2018 §4; ``None`` keeps 96) and kept as uint8."""
     from torchvision.datasets import STL10
     if split not in _STL_FILES:
         raise ValueError(f"STL-10 split must be one of {', '.join(_STL_FILES)}, got {split!r}")

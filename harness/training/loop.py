@@ -1,7 +1,7 @@
 """GAN training loop: seeded, checkpointed, divergence as an outcome.
 
 One *iteration* is ``n_dis`` discriminator updates followed by one generator update, the
-unit of Miyato et al. 2018 (seed 002 §4, Table 1: "100k generator updates"). Each D update
+unit of Miyato et al. 2018 (§4, Table 1: "100k generator updates"). Each D update
 is ``L_D = d_loss(D(x), D(G(z))) + method.penalty(D, x, G(z))``, an Adam step, then
 ``method.after_step(D)`` (the Method interface, ``harness/methods/base.py``); each G update
 minimises ``g_loss(D(G(z)))`` with D's parameters frozen.

@@ -2,12 +2,12 @@
 
 All losses are minimised and averaged over every logit (``D`` returns ``(N, 1)``):
 
-* ``nonsaturating`` (Goodfellow et al. 2014; seed 002 eq. 3 with the ``-log D(G(z))``
+* ``nonsaturating`` (Goodfellow et al. 2014; Miyato et al. 2018 eq. 3 with the ``-log D(G(z))``
   generator loss): ``d = E[softplus(-D(x))] + E[softplus(D(G(z)))]``,
   ``g = E[softplus(-D(G(z)))]``;
-* ``hinge`` (seed 002 eq. 17): ``d = E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]``,
+* ``hinge`` (Miyato et al. 2018 eq. 17): ``d = E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]``,
   ``g = -E[D(G(z))]``;
-* ``wasserstein`` (Arjovsky et al. 2017; seed 000 §2): ``d = E[D(G(z))] - E[D(x)]``,
+* ``wasserstein`` (Arjovsky et al. 2017; Donovan 2025 §2): ``d = E[D(G(z))] - E[D(x)]``,
   ``g = -E[D(G(z))]``.
 """
 from __future__ import annotations

@@ -3,11 +3,11 @@
 Every generator has a ``z_dim`` attribute (the loop samples ``z ~ N(0, I)`` of that size);
 every discriminator maps a batch to ``(N, 1)`` logits and has ``features`` + ``head``.
 
-The standard CNN pair follows Miyato et al. 2018 (seed 002), Table 3: a discriminator
+The standard CNN pair follows Miyato et al. 2018, Table 3: a discriminator
 of seven convolutions with leaky ReLU (slope 0.1) and a dense output, and a DCGAN-like
 generator with batch normalisation. Padding is 1 for every convolution (the
 authors' Chainer code), so a 32x32 input goes 32, 32, 16, 16, 8, 8, 4, 4.
-The ResNet pair follows seed 002, App. B.4, Table 4 (Gulrajani et al. 2017's architecture);
+The ResNet pair follows Miyato et al. 2018, App. B.4, Table 4 (Gulrajani et al. 2017's architecture);
 the DCGAN and MLP pairs are small models for MNIST-like images, sklearn digits and 2-D
 mixtures. Weights keep PyTorch's default initialisation everywhere.
 """
@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-#: (out_channels, kernel, stride) of the seven discriminator convolutions (seed 002, Table 3b).
+#: (out_channels, kernel, stride) of the seven discriminator convolutions (Miyato et al. 2018, Table 3b).
 STANDARD_CNN_D_LAYERS = ((64, 3, 1), (64, 4, 2), (128, 3, 1), (128, 4, 2),
                          (256, 3, 1), (256, 4, 2), (512, 3, 1))
 
@@ -43,7 +43,7 @@ class StandardCNNDiscriminator(nn.Module):
 
 
 class StandardCNNGenerator(nn.Module):
-    """Miyato's standard CNN generator (seed 002, Table 3a): z -> 4x4x512 -> size x size x 3."""
+    """Miyato's standard CNN generator (Miyato et al. 2018, Table 3a): z -> 4x4x512 -> size x size x 3."""
 
     def __init__(self, size: int = 32, z_dim: int = 128, out_channels: int = 3) -> None:
         super().__init__()
@@ -85,7 +85,7 @@ class Residual(nn.Module):
 
 
 class GlobalSumPool(nn.Module):
-    """Sum over all spatial positions, ``(N, C, H, W) -> (N, C)`` (seed 002, Table 4b).
+    """Sum over all spatial positions, ``(N, C, H, W) -> (N, C)`` (Miyato et al. 2018, Table 4b).
 
     Linear; its operator norm on an ``H x W`` input is ``sqrt(H * W)``.
     """
@@ -95,7 +95,7 @@ class GlobalSumPool(nn.Module):
 
 
 def d_resblock(in_ch: int, out_ch: int, downsample: bool, first: bool = False) -> Residual:
-    """Discriminator ResBlock of Gulrajani et al. 2017 / Miyato et al. 2018 (seed 002, Table 4b).
+    """Discriminator ResBlock of Gulrajani et al. 2017 / Miyato et al. 2018 (Miyato et al. 2018, Table 4b).
 
     ``first=True`` is the "optimized" first block (no leading ReLU, shortcut pools before its
     1x1 conv); otherwise ``ReLU, conv3x3, ReLU, conv3x3[, avgpool2]`` with a 1x1-conv shortcut
@@ -118,7 +118,7 @@ def d_resblock(in_ch: int, out_ch: int, downsample: bool, first: bool = False) -
 
 
 def g_resblock(in_ch: int, out_ch: int) -> Residual:
-    """Generator ResBlock up (seed 002, Table 4a): ``BN, ReLU, up2, conv3x3, BN, ReLU, conv3x3``
+    """Generator ResBlock up (Miyato et al. 2018, Table 4a): ``BN, ReLU, up2, conv3x3, BN, ReLU, conv3x3``
     with an ``up2, conv1x1`` shortcut (nearest-neighbour upsampling)."""
     residual = nn.Sequential(nn.BatchNorm2d(in_ch), nn.ReLU(), nn.Upsample(scale_factor=2),
                              nn.Conv2d(in_ch, out_ch, 3, 1, 1), nn.BatchNorm2d(out_ch), nn.ReLU(),
@@ -128,7 +128,7 @@ def g_resblock(in_ch: int, out_ch: int) -> Residual:
 
 
 class ResNetGenerator(nn.Module):
-    """ResNet generator for 32x32 (seed 002, App. B.4, Table 4a; Gulrajani et al. 2017):
+    """ResNet generator for 32x32 (Miyato et al. 2018, App. B.4, Table 4a; Gulrajani et al. 2017):
     ``z -> dense -> (size/8)^2 x ch -> 3 x ResBlock up ch -> BN, ReLU, conv3x3, tanh``.
 
     ``ch=256`` is Miyato's doubled generator width ("we doubled the feature map", App. B.2).
@@ -149,7 +149,7 @@ class ResNetGenerator(nn.Module):
 
 
 class ResNetDiscriminator(nn.Module):
-    """ResNet discriminator for 32x32 (seed 002, Table 4b): optimized ResBlock down ch,
+    """ResNet discriminator for 32x32 (Miyato et al. 2018, Table 4b): optimized ResBlock down ch,
     ResBlock down ch, ResBlock ch, ResBlock ch, ReLU, global sum pooling, dense 1."""
 
     def __init__(self, size: int = 32, in_channels: int = 3, ch: int = 128) -> None:

@@ -1,10 +1,10 @@
-"""Adam settings of Miyato et al. 2018 (seed 002, Table 1) by name, and custom ones.
+"""Adam settings of Miyato et al. 2018 (Miyato et al. 2018, Table 1) by name, and custom ones.
 
 ``(lr, beta1, beta2, n_dis)``: A ``(1e-4, 0.5, 0.9, 5)``, B ``(1e-4, 0.5, 0.999, 1)``,
 C ``(2e-4, 0.5, 0.999, 1)``, D ``(1e-3, 0.5, 0.9, 5)``, E ``(1e-3, 0.5, 0.999, 5)``,
 F ``(1e-3, 0.9, 0.999, 5)``. ``n_dis`` is the number of discriminator updates per
 generator update. One extra named setting, ``gulrajani`` ``(2e-4, 0.0, 0.9, 5)``, is the
-WGAN-GP ResNet setting Miyato reuses for ResNets (seed 002, App. B.2; Gulrajani et al. 2017).
+WGAN-GP ResNet setting Miyato reuses for ResNets (Miyato et al. 2018, App. B.2; Gulrajani et al. 2017).
 """
 from __future__ import annotations
 

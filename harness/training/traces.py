@@ -6,15 +6,15 @@ Series (``<layer>`` is the qualified name from :func:`harness.layers.weight_laye
 * ``grad_norm/<layer>``: ``‖∇L_D‖`` (Frobenius) w.r.t. the layer's *unconstrained* parameter,
   read from ``.grad`` after the iteration's last D step (``L_D`` = loss + penalty): for a
   parametrized layer that is ``parametrizations.weight.original``, the tensor Adam updates;
-  otherwise ``weight`` (seed 001 Figs. 2, 12, 13 plot per-layer gradient norms);
+  otherwise ``weight`` (Lin et al. 2021 Figs. 2, 12, 13 plot per-layer gradient norms);
 * ``grad_norm_effective/<layer>`` (opt-in): ``‖∇_{W_eff} L_D‖`` w.r.t. the effective
-  (normalised) weight the forward pass uses, the ``∇_{w_t}`` of seed 001 Prop. 1, recomputed
+  (normalised) weight the forward pass uses, the ``∇_{w_t}`` of Lin et al. 2021 Prop. 1, recomputed
   on the last D step's batch without the penalty;
 * ``sigma_reshaped/<layer>``: ``‖Ŵ‖₂`` of the effective weight, float64
-  ``torch.linalg.matrix_norm(ord=2)`` (seed 002 App. C.1, Fig. 9);
+  ``torch.linalg.matrix_norm(ord=2)`` (Miyato et al. 2018 App. C.1, Fig. 9);
 * ``variance/<layer>`` and ``variance_bound/<layer>``: the variance of the effective weight's
-  entries (population variance, float64) next to seed 001 Thm 2's ``1 / max(m, n)`` for
-  ``Ŵ ∈ R^{m×n}`` (seed 001 Fig. 7);
+  entries (population variance, float64) next to Lin et al. 2021 Thm 2's ``1 / max(m, n)`` for
+  ``Ŵ ∈ R^{m×n}`` (Lin et al. 2021 Fig. 7);
 * ``operator_norm/<layer>`` (opt-in, expensive): ``operator_norm(layer, input_shape)`` from the
   caller (e.g. built on ``harness.exact``); ``input_shape`` is the layer's per-sample input
   shape without the batch dimension, e.g. ``(C, H, W)``, recorded by a forward hook.
