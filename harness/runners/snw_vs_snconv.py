@@ -76,7 +76,7 @@ class SnwVsSnconvRunner(Runner):
             "reshaped_norm": Metric("exact", "||W^||, exact (SVD, float64)"),
             "operator_norm": Metric("exact", "||W~||, converged to 1e-6 relative", **_LANCZOS),
             "operator_lower": Metric("exact", "certified lower end of ||W~|| (||W~v||/||v|| of an actual vector)",
-                                     **_LANCZOS),
+                                     better="higher", **_LANCZOS),
             "operator_upper": Metric("exact", "certified upper end of ||W~||", better="lower", **_LANCZOS),
             "bracket_width": Metric("info", "(upper - lower) / lower"),
             "ratio": Metric("exact", "||W~|| / ||W^||", **_LANCZOS),
