@@ -24,14 +24,15 @@ class _Times(nn.Module):
 
 
 class ScaledSNw(SNw):
-    """sn_w whose effective weight is secretly multiplied by 1.3 (claims ||W^|| = 1)."""
+    """sn_w whose effective weight is secretly multiplied by ``factor`` (claims ||W^|| = 1)."""
 
     name = "scaled_sn_w"
+    factor = 1.3
 
     def apply(self, model: nn.Module) -> nn.Module:
         model = super().apply(model)
         for _, layer in weight_layers(model):
-            parametrize.register_parametrization(layer, "weight", _Times(1.3))
+            parametrize.register_parametrization(layer, "weight", _Times(self.factor))
         return model
 
 
@@ -39,12 +40,7 @@ class SNwTimes4(ScaledSNw):
     """sn_w whose effective weight is secretly multiplied by 4."""
 
     name = "sn_w_times_4"
-
-    def apply(self, model: nn.Module) -> nn.Module:
-        model = SNw.apply(self, model)
-        for _, layer in weight_layers(model):
-            parametrize.register_parametrization(layer, "weight", _Times(4.0))
-        return model
+    factor = 4.0
 
 
 class SNwUnequalLayers(SNw):

@@ -15,11 +15,11 @@
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Iterator, Mapping
 
 import torch
 
+from .case import intra_op_threads
 from .spec import Setting
 
 DEFAULT_LOSS = "hinge"
@@ -57,18 +57,8 @@ def loss_for(settings: Mapping[str, Any], label: str, name: str) -> str:
     return str(settings["loss"])
 
 
-@contextlib.contextmanager
-def threads(n: int | None) -> Iterator[None]:
-    """``torch.set_num_threads(n)`` inside the block (no change when ``n`` is falsy)."""
-    if not n:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+#: ``torch.set_num_threads(n)`` inside the block (no change when ``n`` is falsy).
+threads = intra_op_threads
 
 
 def model_spec(params: Mapping[str, Any], settings: Mapping[str, Any],
