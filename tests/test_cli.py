@@ -96,6 +96,33 @@ def test_check_passes_a_correct_variant_and_fails_a_broken_one(tmp_path, suites_
     assert "deliberately broken variant" in (tmp_path / "raise" / "results.csv").read_text()
 
 
+def test_a_better_variant_judged_as_a_builtin_is_an_improvement_not_a_regression(tmp_path, suites_dir, capsys):
+    """SN with 3 power iterations per step, checked --as sn_w against sn_w's baselines."""
+    base = tmp_path / "baselines"
+    tiny = yaml.safe_load((suites_dir / "spectral_accuracy.yaml").read_text())
+    tiny["matrix"] = {"layer": ["conv"], "iterations": [1], "updates": [0]}
+    (suites_dir / "spectral_accuracy.yaml").write_text(yaml.safe_dump(tiny))
+    assert run("run", "spectral_accuracy", "--suites-dir", suites_dir, "--out", tmp_path / "sn_w") == 0
+    assert run("baseline", "update", tmp_path / "sn_w", "--baselines", base, "--suites-dir", suites_dir) == 0
+    common = ["--suites-dir", suites_dir, "--baselines", base, "--report", tmp_path / "c.html",
+              "--junit", tmp_path / "c.xml", "--suites", "spectral_accuracy"]
+    assert run("check", "mutants:SNw3", "--as", "sn_w", "--out", tmp_path / "snw3", *common) == 0
+    verdicts = (tmp_path / "snw3" / "verdicts.csv").read_text()
+    assert ",improvement," in verdicts and ",regression," not in verdicts
+
+
+def test_an_unfinished_run_reports_every_case_that_never_ran(tmp_path, suites_dir, capsys):
+    out = tmp_path / "r"
+    assert run("run", "thm2_variance", "--suites-dir", suites_dir, "--out", out) == 0
+    cases = out / "cases.jsonl"
+    lines = cases.read_text().splitlines(keepends=True)
+    cases.write_text("".join(lines[:-2]))  # the last two cases never finished
+    assert run("report", out, "-o", tmp_path / "r.html", "--suites-dir", suites_dir,
+               "--baselines", tmp_path / "none") == 1
+    text = capsys.readouterr().out
+    assert text.count("MISSING") >= 2 and "planned but never ran" in text
+
+
 def test_inspect_json(capsys):
     assert run("inspect", "variants:small_discriminator", "--input-shape", "3,16,16",
                "--method", "sn_conv", "--json") == 0
