@@ -123,6 +123,14 @@ def compile_expression(text: str, types: Mapping[str, str] | None = None) -> Exp
     return Expression(text, tree, frozenset(checker.names), result)
 
 
+def compile_curve(text: str) -> Expression:
+    """A reference curve ``y(x)`` of a plot: a number-valued expression of ``x`` alone."""
+    expression = compile_expression(text, {"x": NUMBER})
+    if expression.type not in (NUMBER, ANY):
+        raise ExpressionError(f"a reference curve must be a number, {text!r} is a {expression.type}")
+    return expression
+
+
 class _TypeChecker(ast.NodeVisitor):
     """The type of every sub-expression; :class:`ExpressionError` on anything not allowed."""
 
@@ -288,4 +296,4 @@ def _compare_text(op: ast.cmpop, left: Any, right: Any) -> bool:
 
 
 __all__ = ["ANY", "BOOL", "CONSTANTS", "Expression", "ExpressionError", "FUNCTIONS", "NUMBER", "STRING",
-           "compile_expression"]
+           "compile_curve", "compile_expression"]

@@ -13,8 +13,10 @@ import os
 import sys
 from typing import Any
 
+from harness.errors import UserError
 
-class ReferenceLoadError(LookupError):
+
+class ReferenceLoadError(UserError, LookupError):
     """A ``module:attr`` reference that does not import or has no such attribute; says which and why."""
 
 

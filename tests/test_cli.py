@@ -22,8 +22,7 @@ TINY_SPECTRAL = {
 def suites_dir(tmp_path):
     """A suites folder with a tiny spectral_accuracy (the shipped checks) and thm2_variance."""
     shipped = yaml.safe_load((REPO / "suites" / "spectral_accuracy.yaml").read_text())
-    tiny = {**TINY_SPECTRAL, "metrics": shipped["metrics"], "checks": shipped["checks"],
-            "compare": shipped["compare"]}
+    tiny = {**TINY_SPECTRAL, "checks": shipped["checks"]}
     folder = tmp_path / "suites"
     folder.mkdir()
     (folder / "spectral_accuracy.yaml").write_text(yaml.safe_dump(tiny))
@@ -45,10 +44,12 @@ def test_list(capsys):
 
 def test_bad_suite_file_exits_2_with_location(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: bad\ndescription: x\nkind: thm2_variance\nseeds: [0]\nmetrics: {}\npresets: {ci: {}, full: {}}\n")
+    bad.write_text("name: bad\ndescription: x\nkind: thm2_variance\nseeds: [0]\nsettings: {matrice: 3}\n"
+                   "presets: {ci: {}, full: {}}\n")
     assert run("run", bad, "--out", tmp_path / "r") == 2
     err = capsys.readouterr().err
-    assert f"{bad}:5: metrics:" in err and "Traceback" not in err
+    assert f"{bad}:5: settings.matrice: kind 'thm2_variance' has no setting 'matrice'" in err
+    assert "Traceback" not in err
 
 
 def test_unknown_method_exits_2(tmp_path, capsys):
@@ -59,7 +60,8 @@ def test_unknown_method_exits_2(tmp_path, capsys):
 def test_verify_baseline_cycle(tmp_path, suites_dir, capsys):
     out, base = tmp_path / "results", tmp_path / "baselines"
     report, junit = tmp_path / "v.html", tmp_path / "j.xml"
-    common = ["--suites-dir", suites_dir, "--baselines", base, "--report", report, "--junit", junit]
+    common = ["--suites-dir", suites_dir, "--baselines", base, "--report", report, "--junit", junit,
+              "--overwrite"]
     assert run("verify", "thm2_variance", "--out", out, *common) == 0  # no baseline: new, checks pass
     assert report.exists() and junit.exists() and "<testsuite" in junit.read_text()
     assert "No baselines exist for device class 'cpu'" in capsys.readouterr().out
@@ -89,7 +91,7 @@ def test_check_passes_a_correct_variant_and_fails_a_broken_one(tmp_path, suites_
     capsys.readouterr()
     assert run("check", "variants:ScaledSNw", "--as", "sn_w", "--out", tmp_path / "bad", *common) == 1
     out = capsys.readouterr().out
-    assert "violation" in out and "divides_by_its_estimate" in out
+    assert "violation" in out and "effective_map_matches_estimate" in out
     assert run("check", "variants:Raises", "--out", tmp_path / "raise", *common) == 1
     assert "deliberately broken variant" in (tmp_path / "raise" / "results.csv").read_text()
 

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from harness.reporting.data import case_params, normalize_results, normalize_traces
-from harness.reporting.expr import ExpressionError, check_expression, evaluate
 from harness.reporting.plots import NO_DATA, method_colors, render_plot
 
 
@@ -83,24 +82,8 @@ def test_missing_data_for_other_suite(ctx):
     ({"type": "pie", "y": "ratio"}, "unknown plot type"),
     ({"type": "line", "y": "ratio"}, "needs 'x'"),
     ({"type": "line", "x": "n", "y": "ratio", "where": "m=8"}, "'where' must be a mapping"),
-    ({"type": "line", "x": "n", "y": "ratio", "reference": [{"label": "x", "expr": "os.system('x')"}]}, "not allowed"),
+    ({"type": "line", "x": "n", "y": "ratio", "reference": [{"label": "x", "expr": "os.system('x')"}]}, "may be called"),
 ])
 def test_bad_specs_fail_softly(spec, needle, ctx):
     out = _render(spec, ctx)
     assert not out.ok and out.note.startswith("plot failed") and needle in out.note
-
-
-def test_expression_values():
-    x = np.array([1.0, 4.0, 9.0])
-    np.testing.assert_allclose(evaluate("x/(sqrt(x)+1)**2", x), x / (np.sqrt(x) + 1) ** 2)
-    np.testing.assert_allclose(evaluate("1", x), [1, 1, 1])
-    np.testing.assert_allclose(evaluate("max(x, 4) - min(x, 4)", x), [3, 0, 5])
-    np.testing.assert_allclose(evaluate("log(exp(x)) + abs(-pi) - pi", x), x)
-    assert np.isinf(evaluate("9**9**9", [1.0])).all()       # float power: no giant integers
-
-
-@pytest.mark.parametrize("expr", ["__import__('os')", "x.__class__", "[x]", "lambda: 1", "open('f')",
-                                  "y", "'a'", "True", "x if x else 1", "sqrt(x=1)", "", "x" * 400])
-def test_expression_rejects(expr):
-    with pytest.raises(ExpressionError):
-        check_expression(expr)

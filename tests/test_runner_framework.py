@@ -159,10 +159,11 @@ def test_baselines_only_from_a_complete_run(tmp_path):
         update_baselines(bad, tmp_path / "baselines")
     good = ResultsDir(tmp_path / "good")
     run_suites([make_suite(["ok"])], "ci", good, progress=False, isolation=False)
-    written = update_baselines(good, tmp_path / "baselines")
+    written = [c.path for c in update_baselines(good, tmp_path / "baselines")]
     assert [p.name for p in written] == ["fake.ci.json"]
     data = json.loads(written[0].read_text())
-    assert data["provenance"]["git_commit"] and len(data["rows"]) == 2
+    (source,) = data["sources"].values()
+    assert source["git_commit"] and len(data["rows"]) == 2
     base = load_baseline(tmp_path / "baselines", "cpu", "fake", "ci")
     assert isinstance(base, pd.DataFrame) and set(base["metric"]) == {"x"}
 
@@ -191,7 +192,7 @@ def test_a_torn_last_line_is_repaired_on_resume_at_every_byte_offset(tmp_path):
 def test_a_damaged_line_in_the_middle_is_an_error_naming_file_and_line(tmp_path):
     out, _, data = _complete_run(tmp_path)
     lines = data.split(b"\n")
-    lines[1] = lines[1][:10] + b"#" + lines[1][11:]
+    lines[1] = lines[1][: len(lines[1]) // 2]  # half a record, then the next one
     (out.path / "cases.jsonl").write_bytes(b"\n".join(lines))
     with pytest.raises(ResultsFolderError, match=r"cases\.jsonl:2: damaged case record"):
         out.rows()
@@ -267,7 +268,7 @@ def test_one_run_per_results_folder(tmp_path):
 def test_files_are_readable_by_others(tmp_path):
     out = ResultsDir(tmp_path / "r")
     run_suites([make_suite(["ok"])], "ci", out, progress=False, isolation=False)
-    written = update_baselines(out, tmp_path / "baselines")
+    written = [c.path for c in update_baselines(out, tmp_path / "baselines")]
     umask = os.umask(0)
     os.umask(umask)
     for path in [out.path / "results.csv", out.path / "manifest.json", *written]:

@@ -3,7 +3,13 @@ import textwrap
 
 import pytest
 
+from harness.runners import kinds, runner_for
 from harness.suite import ExpressionError, SuiteError, compile_expression, expand, load_suite
+
+
+def load(path, **known):
+    known.setdefault("known_kinds", kinds())
+    return load_suite(path, declarations_for=lambda kind: runner_for(kind).declarations, **known)
 
 GOOD = """\
 name: demo
@@ -14,8 +20,6 @@ matrix:
   m: [2, 4]
   n: [3]
 settings: {matrices: 10}
-metrics:
-  variance: {unit: "1"}
 checks:
   - name: bound
     metric: variance
@@ -35,7 +39,7 @@ def write(tmp_path, text, name="demo.yaml"):
 
 
 def test_good_suite_expands_presets(tmp_path):
-    suite = load_suite(write(tmp_path, GOOD), known_kinds=["thm2_variance"])
+    suite = load(write(tmp_path, GOOD))
     ci = suite.cases("ci")
     assert [c.case for c in ci] == ["m=2,n=3", "m=2,n=3", "m=4,n=3", "m=4,n=3"]
     assert [c.seed for c in ci] == [0, 1, 0, 1]
@@ -46,17 +50,21 @@ def test_good_suite_expands_presets(tmp_path):
 @pytest.mark.parametrize("bad, line, key", [
     (GOOD.replace("kind: thm2_variance", "kind: 7"), 3, "kind"),
     (GOOD.replace("seeds: [0, 1]", "seeds: [zero]"), 4, "seeds[0]"),
-    (GOOD.replace('  variance: {unit: "1"}', "  variance: {}"), 10, "metrics.variance"),
-    (GOOD.replace('assert: "value <= 1 / max(m, n)"', 'assert: "value <= 1 / max(m, n"'), 14, "checks[0].assert"),
-    (GOOD.replace('assert: "value <= 1 / max(m, n)"', 'assert: "__import__(1)"'), 14, "checks[0].assert"),
-    (GOOD.replace("metric: variance\n", "metric: varianse\n"), 13, "checks[0].metric"),
-    (GOOD.replace("  ci: {settings: {matrices: 5}}\n", "  ci: {setings: {matrices: 5}}\n"), 17, "presets.ci"),
-    (GOOD.replace("  full:\n    matrix: {m: [2, 4, 8]}\n", ""), 16, "presets"),
+    (GOOD.replace("settings: {matrices: 10}", "settings: {matrixes: 10}"), 8, "settings.matrixes"),
+    (GOOD.replace("settings: {matrices: 10}", "settings: {matrices: ten}"), 8, "settings.matrices"),
+    (GOOD.replace("  m: [2, 4]", "  mm: [2, 4]"), 6, "matrix.mm[0]"),
+    (GOOD.replace('assert: "value <= 1 / max(m, n)"', 'assert: "value <= 1 / max(m, n"'), 12, "checks[0].assert"),
+    (GOOD.replace('assert: "value <= 1 / max(m, n)"', 'assert: "__import__(1)"'), 12, "checks[0].assert"),
+    (GOOD.replace('assert: "value <= 1 / max(m, n)"', 'assert: "value <= 1 / max(m, k)"'), 12, "checks[0].assert"),
+    (GOOD.replace("metric: variance\n", "metric: varianse\n"), 11, "checks[0].metric"),
+    (GOOD.replace("  ci: {settings: {matrices: 5}}\n", "  ci: {setings: {matrices: 5}}\n"), 15, "presets.ci"),
+    (GOOD.replace("  full:\n    matrix: {m: [2, 4, 8]}\n", ""), 14, "presets"),
+    (GOOD + "metrics: {variance: {unit: '1'}}\n", 1, "(top level)"),
 ])
 def test_mistakes_name_file_line_and_key(tmp_path, bad, line, key):
     path = write(tmp_path, bad)
     with pytest.raises(SuiteError) as err:
-        load_suite(path, known_kinds=["thm2_variance"])
+        load(path)
     first = err.value.problems[0]
     assert first.startswith(f"{path}:{line}: {key}:"), first
 
@@ -64,7 +72,7 @@ def test_mistakes_name_file_line_and_key(tmp_path, bad, line, key):
 def test_unknown_kind_and_method_are_reported(tmp_path):
     text = GOOD.replace("seeds: [0, 1]", "seeds: [0, 1]\nmethods: [sn_x]")
     with pytest.raises(SuiteError) as err:
-        load_suite(write(tmp_path, text), known_kinds=["other"], known_methods=["none", "sn_w"])
+        load(write(tmp_path, text), known_kinds=["other"], known_methods=["none", "sn_w"])
     text = str(err.value)
     assert ":3: kind: unknown kind 'thm2_variance'" in text
     assert ":5: methods[0]: unknown method 'sn_x'" in text
@@ -98,3 +106,10 @@ def test_shipped_suites_are_valid():
     assert {s.name for s in suites} >= {"thm2_variance", "thm3_bsn_variance"}
     for suite in suites:
         assert suite.cases("ci"), suite.name
+
+
+def test_ambiguous_matrix_values_collide_without_declared_types(tmp_path):
+    """2 and '2' print as one case id; without a runner's types only the collision check sees it."""
+    path = write(tmp_path, GOOD.replace("  m: [2, 4]", "  m: [2, '2']"))
+    with pytest.raises(SuiteError, match=r"give the same case id 'm=2,n=3'"):
+        load_suite(path)

@@ -21,7 +21,7 @@ from harness.cli.locate import resolve_suites
 from harness.cli.main import main
 from harness.methods import Method
 from harness.results import ResultsDir
-from harness.runners import run_suites
+from harness.runners import plan, run_suites
 from harness.runners.base import RunContext, runner_for
 from harness.suite import MethodSpec, Suite
 
@@ -55,14 +55,11 @@ def timing_suite(methods, repeats=3, **settings):
         "name": "tt_tiny", "description": "tiny timing", "kind": "training_time",
         "methods": methods, "matrix": {"model": ["dcgan_digits"], "size": [8], "batch": [4]},
         "seeds": [0],
-        "settings": {"settings": "C", "warmup": 1, "repeats": repeats, "threads": 1,
+        "settings": {"adam": "C", "warmup": 1, "repeats": repeats, "threads": 1,
                      "model_args": {"dcgan_digits": {"channels": 1, "ch": 8}},
                      "loss_for": {"grad_penalty": "wasserstein"}, **settings},
-        "metrics": {m: {"unit": "1"} for m in TIMING_METRICS},
         "checks": [{"name": "overhead", "metric": "iteration_ratio", "assert": "value <= 1.5",
                     "cite": "test"}],
-        "compare": [{"metric": "iteration_ratio", "rule": "noisy", "better": "lower",
-                     "alpha": 0.01, "min_effect": 0.15}],
         "presets": {"ci": {}, "full": {}},
     })
 
@@ -71,7 +68,7 @@ def quality_suite(methods, data=("ring8", "digits"), seeds=(0,), **settings):
     return Suite.from_dict({
         "name": "sq_tiny", "description": "tiny quality", "kind": "sample_quality",
         "methods": methods, "matrix": {"data": list(data)}, "seeds": list(seeds),
-        "settings": {"settings": "fast", "adam_settings": {"fast": {"lr": 0.002, "beta1": 0.0,
+        "settings": {"adam": "fast", "adam_settings": {"fast": {"lr": 0.002, "beta1": 0.0,
                                                                     "beta2": 0.9, "n_dis": 1}},
                      "loss_for": {"weight_clip": "wasserstein", "grad_penalty": "wasserstein"},
                      "models": {"ring8": {"name": "mlp2d", "hidden": 16, "depth": 2},
@@ -79,7 +76,6 @@ def quality_suite(methods, data=("ring8", "digits"), seeds=(0,), **settings):
                      "data_args": {"digits": {"size": 8}}, "iterations": 8, "batch": 16,
                      "trace_points": 4, "n_fake": 200, "n_real": 300, "threads": 1,
                      "inception": "never", **settings},
-        "metrics": {"diverged": {"unit": "1"}},
         "presets": {"ci": {}, "full": {}},
     })
 
@@ -107,13 +103,14 @@ def test_training_time_every_method_documented_metrics_and_pairwise_ratios(tmp_p
     assert by_method(rows, "iteration_ratio")["none"]["value"] == 1.0
     # the D and G parts lie inside the iteration: n_dis = 1 D update + 1 G update
     d, g = by_method(rows, "d_step_ms"), by_method(rows, "g_step_ms")
-    for method in ALL_METHODS:
-        assert d[method]["value"] + g[method]["value"] <= iters[method]["value"] * 1.05 + 0.5
+    for method in ALL_METHODS:  # round by round (medians of parts need not add up)
+        rounds = zip(*(json.loads(x[method]["samples"]) for x in (d, g, iters)))
+        assert all(d_ms + g_ms <= it_ms * 1.0001 for d_ms, g_ms, it_ms in rounds), method
 
 
 def test_slow_method_fails_the_timing_check_and_the_comparison():
-    suite = timing_suite(["none"], repeats=5)
-    case = suite.cases("ci", grouped=True)[0]
+    suite = timing_suite(["none"], repeats=8)
+    case = plan([suite], "ci", "cpu")[0]
     spec = MethodSpec("none", (), "variant")
     case = type(case)(**{**case.__dict__, "methods": (MethodSpec("none", (), "none"), spec)})
     runner = runner_for("training_time")
@@ -131,7 +128,7 @@ def test_slow_method_fails_the_timing_check_and_the_comparison():
     verdicts = judge([suite], slow, results_as_baseline(fast))
     mine = verdicts[verdicts["method"] == "variant"]
     assert set(mine[mine["check"] == "overhead"]["verdict"]) == {"violation"}
-    assert set(mine[mine["check"] == "noisy"]["verdict"]) == {"regression"}
+    assert set(mine[(mine["check"] == "timing") & (mine["metric"] == "iteration_ratio")]["verdict"]) == {"regression"}
     # the unchanged reference passes both
     ref = verdicts[verdicts["method"] == "none"]
     assert set(ref["verdict"]) <= {"pass"}
@@ -149,7 +146,8 @@ def test_sample_quality_every_method_documented_metrics(tmp_path):
                 "data=digits": {"diverged", "iterations_completed", "fid_digits_cnn", "kid_digits_cnn",
                                 "modes_covered", "confident_share", "extractor_digits_cnn"}}
     for (case, method), group in per_seed.groupby(["case", "method"]):
-        assert set(group["metric"]) == expected[case], (case, method)
+        spectral = {"variance_over_claimed_bound"} if method == "sn_w" else set()  # reshape_spectral claim only
+        assert set(group["metric"]) == expected[case] | {"stable_rank"} | spectral, (case, method)
     fid = per_seed[per_seed["metric"] == "fid_digits_cnn"]
     assert fid["unit"].str.match(r"^1 @ digits-cnn-v1-[0-9a-f]{10}$").all()
     assert fid["unit"].nunique() == 1

@@ -2,26 +2,29 @@
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from harness.baselines import compare_directional, compare_exact, compare_noisy, compare_suite, evaluate_checks, passed
+from harness.baselines import compare_outcomes, compare_suite, compare_timing, compare_tolerance, evaluate_checks, passed
+from harness.runners.spec import Declarations, Metric
 from harness.baselines.verdict import to_frame
 from harness.results import Measurement, make_row, to_frame as rows_frame
 from harness.suite import Suite
 
 SUITE = Suite.from_dict({
     "name": "s", "description": "d", "kind": "k", "seeds": [0], "presets": {"ci": {}, "full": {}},
-    "metrics": {"norm": {"unit": "1"}, "alpha": {"unit": "1"}, "ratio": {"unit": "1"}, "t": {"unit": "ms"}},
     "checks": [
         {"name": "unit_norm", "metric": "norm", "assert": "abs(value - 1) <= 1e-6", "cite": "Miyato 2018 §2.1"},
         {"name": "alpha_band", "metric": "ratio", "when": "precondition", "assert": "1 <= value <= alpha",
          "cite": "Lin 2021 §4"},
         {"name": "only_big", "metric": "norm", "where": "size >= 8", "assert": "value < 2", "cite": "x"},
     ],
-    "compare": [{"metric": "norm", "rule": "exact", "rtol": 1e-6},
-                {"metric": "t", "rule": "noisy", "better": "lower", "alpha": 0.01, "min_effect": 0.05}],
 })
+DECLARED = Declarations(metrics={
+    "norm": Metric("exact", "a norm"), "alpha": Metric("exact", "alpha"), "ratio": Metric("info", "ratio"),
+    "precondition": Metric("info", "flag"), "t": Metric("timing", "a time", "ms", better="lower"),
+    "quality": Metric("outcome", "a training outcome", better="higher", resolution=0.01)})
 
 
 def rows(norm=1.0, ratio=1.5, precondition=1, size=8, case="c1", t_samples=None):
@@ -64,43 +67,75 @@ def test_violation_detail_shows_the_bound():
     assert "is violated" in verdict["detail"] and "Miyato" in verdict["detail"]
 
 
-def test_exact_rule():
-    assert compare_exact(1.0, 1.0 + 1e-9, rtol=1e-6)[0] == "pass"
-    assert compare_exact(1.0, 1.01, rtol=1e-6)[0] == "regression"
+def test_tolerance_rule():
+    assert compare_tolerance(1.0, 1.0 + 1e-9, rtol=1e-6).verdict == "pass"
+    assert compare_tolerance(1.0, 1.01, rtol=1e-6).verdict == "regression"  # two-sided: any change
+    assert compare_tolerance(1.01, 1.0, rtol=1e-6).verdict == "regression"
+    assert compare_tolerance(0.5, 1.0, rtol=1e-6, better="lower").verdict == "improvement"
+    assert compare_tolerance(1.5, 1.0, rtol=1e-6, better="lower").verdict == "regression"
+    assert compare_tolerance(2e-8, 7e-8, rtol=2e-5, atol=2e-5, better="lower").verdict == "pass"  # float32 noise
 
 
-def test_directional_rule():
-    assert compare_directional(1.2, 1.0, "lower", threshold=0.1)[0] == "regression"
-    assert compare_directional(0.8, 1.0, "lower", threshold=0.1)[0] == "improvement"
-    assert compare_directional(1.05, 1.0, "lower", threshold=0.1)[0] == "pass"
-    assert compare_directional(0.8, 1.0, "higher", threshold=0.1)[0] == "regression"
+def test_outcome_rule_uses_the_baselines_spread():
+    rng = np.random.default_rng(0)
+    base = list(1 + 0.1 * rng.standard_normal(15))  # 5 machines x 3 seeds
+    same = list(1 + 0.1 * rng.standard_normal(3))
+    assert compare_outcomes(same, base, better="higher").verdict == "pass"
+    assert compare_outcomes([v - 0.5 for v in same], base, better="higher").verdict == "regression"
+    assert compare_outcomes([v + 0.5 for v in same], base, better="higher").verdict == "improvement"
+    assert compare_outcomes([v - 0.1 for v in same], base, better="higher").verdict == "pass"  # one sd: noise
+    j = compare_outcomes([v - 0.5 for v in same], base, better="higher")
+    assert "s.e." in j.detail and "15 value(s)" in j.detail and j.effect > 0
 
 
-def test_noisy_rule_needs_significance_and_effect():
+def test_outcome_rule_resolution_when_the_baseline_does_not_vary():
+    base = [8.0] * 12
+    assert compare_outcomes([7, 8, 8], base, better="higher", resolution=1).verdict == "pass"
+    assert compare_outcomes([6, 6, 7], base, better="higher", resolution=1).verdict == "regression"
+
+
+def test_timing_rule_needs_significance_and_effect():
     base = [100, 101, 99, 100, 102, 98, 100, 101]
     slower = [x * 1.2 for x in base]
     tiny = [x * 1.01 for x in base]
-    assert compare_noisy(slower, base, "lower")[0] == "regression"
-    assert compare_noisy([x / 1.2 for x in base], base, "lower")[0] == "improvement"
-    assert compare_noisy(tiny, base, "lower")[0] == "pass"  # significant but below min effect
+    assert compare_timing(slower, base).verdict == "regression"
+    assert compare_timing([x / 1.2 for x in base], base).verdict == "improvement"
+    assert compare_timing(tiny, base).verdict == "pass"  # significant but below min effect
     noisy = [100, 140, 70, 120, 90, 130, 80, 110]
-    assert compare_noisy(noisy, base, "lower")[0] == "pass"  # no significant shift
+    assert compare_timing(noisy, base).verdict == "pass"  # no significant shift
+
+
+def with_source(frame):
+    return frame.assign(source="m1")
 
 
 def test_comparison_verdicts_against_a_baseline():
-    base = rows(t_samples=[10.0, 10.1, 9.9, 10.0, 10.2, 9.8])
-    same = compare_suite(SUITE, rows(t_samples=[10.0, 10.1, 9.9, 10.0, 10.1, 9.9]), base, [("s", "c1", "sn_w", 0)])
+    base = with_source(rows(t_samples=[10.0, 10.1, 9.9, 10.0, 10.2, 9.8]))
+    planned = [("s", "c1", "sn_w", 0)]
+    same = compare_suite(SUITE, rows(t_samples=[10.0, 10.1, 9.9, 10.0, 10.1, 9.9]), base, planned, DECLARED)
     assert {v["verdict"] for v in same} == {"pass"}
     worse = compare_suite(SUITE, rows(norm=1.3, t_samples=[13.0, 13.1, 12.9, 13.0, 13.2, 12.8]), base,
-                          [("s", "c1", "sn_w", 0)])
-    assert {v["metric"]: v["verdict"] for v in worse} == {"norm": "regression", "t": "regression"}
+                          planned, DECLARED)
+    assert {v["metric"]: v["verdict"] for v in worse} == {"norm": "regression", "t": "regression", "alpha": "pass"}
+
+
+def test_outcomes_are_judged_over_seeds_not_seed_by_seed():
+    def quality(values, source=None):
+        frame = rows_frame([make_row("s", "c1", "sn_w", seed, "cpu", "{}", Measurement("quality", v))
+                            for seed, v in enumerate(values)])
+        return frame.assign(source=source) if source else frame
+    base = pd.concat([quality([0.50, 0.62, 0.55], "m1"), quality([0.60, 0.52, 0.58], "m2")])
+    shuffled = compare_suite(SUITE, quality([0.58, 0.51, 0.61]), base, [], DECLARED)  # seeds land elsewhere
+    assert [v["verdict"] for v in shuffled] == ["pass"] and shuffled[0]["seed"] == -1
+    broken = compare_suite(SUITE, quality([0.10, 0.12, 0.08]), base, [], DECLARED)
+    assert [v["verdict"] for v in broken] == ["regression"]
 
 
 def test_new_and_missing():
-    base = rows(case="c1")
+    base = with_source(rows(case="c1"))
     current = rows(case="c2")
     planned = [("s", "c1", "sn_w", 0), ("s", "c2", "sn_w", 0)]
-    verdicts = compare_suite(SUITE, current, base, planned)
+    verdicts = compare_suite(SUITE, current, base, planned, DECLARED)
     got = {(v["case"], v["verdict"]) for v in verdicts if v["metric"] == "norm"}
     assert got == {("c2", "new"), ("c1", "missing")}
     assert not passed(to_frame(verdicts))

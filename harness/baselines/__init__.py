@@ -1,10 +1,13 @@
 """Baselines, bound checks, comparison rules and verdicts."""
 from .checks import evaluate_checks
-from .compare import compare_suite, judge, results_as_baseline, run_errors, stored_baselines
-from .rules import compare_directional, compare_exact, compare_noisy
-from .store import IncompleteRunError, baseline_path, load_baseline, update_baselines
+from .compare import compare_suite, judge, results_as_baseline, rule_of, run_errors, stored_baselines
+from .rules import Judgement, compare_outcomes, compare_timing, compare_tolerance
+from .store import (Baseline, BaselineFileError, Changes, IncompleteRunError, baseline_path, load_baseline,
+                    read_baseline, source_id, update_baselines)
 from .verdict import FAILING, NON_FAILING, VERDICT_COLUMNS, VERDICTS, passed, verdict_row
 
-__all__ = ["FAILING", "NON_FAILING", "VERDICTS", "IncompleteRunError", "VERDICT_COLUMNS", "baseline_path", "compare_directional",
-           "compare_exact", "compare_noisy", "compare_suite", "evaluate_checks", "judge",
-           "load_baseline", "passed", "results_as_baseline", "stored_baselines", "run_errors", "update_baselines", "verdict_row"]
+__all__ = ["Baseline", "BaselineFileError", "Changes", "FAILING", "IncompleteRunError", "Judgement",
+           "NON_FAILING", "VERDICTS", "VERDICT_COLUMNS", "baseline_path", "compare_outcomes", "compare_suite",
+           "compare_timing", "compare_tolerance", "evaluate_checks", "judge", "load_baseline", "passed",
+           "read_baseline", "results_as_baseline", "rule_of", "run_errors", "source_id", "stored_baselines",
+           "update_baselines", "verdict_row"]

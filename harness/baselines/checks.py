@@ -1,6 +1,6 @@
 """Bound checks written as data in suite files; they need no baseline.
 
-A check names a metric, an ``assert`` expression, optionally a ``where`` scope (rows
+A check names a metric (``*`` matches a family: ``invariant[*]``), an ``assert`` expression, optionally a ``where`` scope (rows
 outside it are not this check's business and get no verdict) and a ``when``
 precondition. For every row of that metric the expression sees ``value``, the case
 parameters, ``method``, ``seed`` and the other metrics of the same case, method and
@@ -9,10 +9,13 @@ seed by name. A false precondition gives ``n/a`` with the reason (never a silent
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pandas as pd
 
+from harness.methods.claims import PROFILE_TYPES
+from harness.runners.spec import matches
 from harness.suite import ExpressionError, Suite, compile_expression
 
 from .verdict import verdict_row
@@ -27,8 +30,16 @@ def _scopes(rows: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
     return scopes
 
 
-def evaluate_checks(suite: Suite, rows: pd.DataFrame) -> list[dict[str, Any]]:
-    """Verdict rows (kind ``check``) for every check of ``suite`` on its result rows."""
+#: The profile of rows without a method, or of a method whose profile is unknown.
+NO_METHOD = {"claim": "none", "claim_kind": "none", "target": math.nan,
+             **{name: False for name, kind in PROFILE_TYPES.items() if kind == "bool"}}
+
+
+def evaluate_checks(suite: Suite, rows: pd.DataFrame,
+                    profiles: dict[str, dict] | None = None) -> list[dict[str, Any]]:
+    """Verdict rows (kind ``check``, or ``sanity`` for checks that hold by construction) for
+    every check of ``suite``; ``profiles`` (method label -> claim and tags) scope them."""
+    profiles = profiles or {}
     mine = rows[rows["suite"] == suite.name]
     scopes = _scopes(mine)
     verdicts = []
@@ -36,11 +47,14 @@ def evaluate_checks(suite: Suite, rows: pd.DataFrame) -> list[dict[str, Any]]:
         assertion = compile_expression(check["assert"])
         when = compile_expression(check["when"]) if "when" in check else None
         where = compile_expression(check["where"]) if "where" in check else None
-        for row in mine[mine["metric"] == check["metric"]].itertuples(index=False):
-            names = {**scopes.get((row.case, row.method, row.seed), {}), **json.loads(row.params or "{}"),
-                     "value": row.value, "method": row.method, "seed": row.seed}
+        selected = mine["metric"].map(lambda name: matches(check["metric"], name))
+        for row in mine[selected].itertuples(index=False):
+            names = {**NO_METHOD, **_profile_names(profiles.get(row.method)),
+                     **scopes.get((row.case, row.method, row.seed), {}), **json.loads(row.params or "{}"),
+                     "value": row.value, "method": row.method, "seed": row.seed, "_message": row.message}
             ident = dict(suite=suite.name, case=row.case, method=row.method, seed=row.seed,
-                         metric=row.metric, check=check["name"], kind="check", value=row.value)
+                         metric=row.metric, check=check["name"],
+                         kind="sanity" if check.get("sanity") else "check", value=row.value)
             if row.status == "error":
                 continue  # reported once, as a run error
             if row.status == "diverged":
@@ -50,6 +64,10 @@ def evaluate_checks(suite: Suite, rows: pd.DataFrame) -> list[dict[str, Any]]:
             if verdict is not None:
                 verdicts.append(verdict)
     return verdicts
+
+
+def _profile_names(profile: dict | None) -> dict[str, Any]:
+    return {k: v for k, v in (profile or {}).items() if k in NO_METHOD}
 
 
 def _judge(assertion, when, where, names, check, ident) -> dict[str, Any] | None:
@@ -66,6 +84,8 @@ def _judge(assertion, when, where, names, check, ident) -> dict[str, Any] | None
     bound = assertion.comparison_bound(names)
     shown = ", ".join(f"{k}={_short(names[k])}" for k in sorted(assertion.names) if k in names)
     detail = f"`{assertion.text}` {'holds' if held else 'is violated'} with {shown} ({cite})"
+    if names.get("_message"):
+        detail += f"; {names['_message']}"
     return verdict_row(**ident, verdict="pass" if held else "violation", reference=bound, detail=detail)
 
 

@@ -3,22 +3,30 @@
 Verdicts: ``pass``, ``regression``, ``improvement``, ``new`` (no baseline),
 ``missing`` (a baseline row whose planned case produced no such metric), ``error``
 (the case raised or gave a non-finite value), plus the checks' ``violation`` / ``n/a``.
+
+Which rule judges a metric is not written in the suite: it follows from the metric's
+declared kind (:mod:`harness.runners.spec`, :mod:`.rules`). Tolerance metrics are judged
+row by row (one seed at a time) against the median over the baseline's sources; training
+outcomes per (case, method) over all seeds; timings per (case, method) over all samples.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import math
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from harness.results import samples_of
+from harness.runners import runner_for
+from harness.runners.spec import FLOAT32_TOL, FLOAT64_RTOL, Declarations, Metric
 from harness.suite import Suite
 
 from .checks import evaluate_checks
-from .rules import compare_directional, compare_exact, compare_noisy
-from .store import load_baseline
+from .rules import Judgement, compare_outcomes, compare_timing, compare_tolerance
 from .verdict import to_frame, verdict_row
+
+ALL_SEEDS = -1  # the seed column of verdicts about every seed of a (case, method)
 
 
 def run_errors(rows: pd.DataFrame) -> list[dict[str, Any]]:
@@ -28,68 +36,121 @@ def run_errors(rows: pd.DataFrame) -> list[dict[str, Any]]:
             for r in rows[rows["status"] == "error"].itertuples(index=False)]
 
 
-def _keyed(frame: pd.DataFrame) -> dict[tuple, Any]:
-    return {(r.case, r.method, int(r.seed), r.metric): r for r in frame.itertuples(index=False)}
+def tolerance_of(metric: Metric) -> tuple[float, float, str]:
+    """``(rtol, atol, source)`` of a tolerance-compared metric."""
+    if metric.kind == "identity":
+        return 0.0, 0.0, "must be identical"
+    if metric.kind == "float32":
+        return FLOAT32_TOL, FLOAT32_TOL, "float32 rounding"
+    if metric.rtol is not None:
+        return metric.rtol, 0.0, metric.tolerance_source
+    return FLOAT64_RTOL, 1e-300, "float64 rounding"
+
+
+def rule_of(metric: Metric) -> str:
+    """How a metric of this declaration is compared, in words (for reports)."""
+    if metric.kind in ("exact", "float32", "identity"):
+        rtol, atol, source = tolerance_of(metric)
+        return f"tolerance rtol={rtol:g}, atol={atol:g} ({source})"
+    if metric.kind == "outcome":
+        return "outcome over seeds and machines (k standard errors, resolution, minimum effect)"
+    if metric.kind == "timing":
+        return "timing samples (Mann-Whitney U and minimum effect)"
+    return "not compared"
 
 
 def compare_suite(suite: Suite, rows: pd.DataFrame, baseline: pd.DataFrame | None,
-                  planned: Iterable[tuple] = ()) -> list[dict[str, Any]]:
+                  planned: Iterable[tuple] = (), declarations: Declarations | None = None) -> list[dict[str, Any]]:
     """Comparison verdicts of one suite's rows against its baseline rows."""
+    declarations = declarations or runner_for(suite.kind).declarations
     mine = rows[rows["suite"] == suite.name]
-    base = baseline if baseline is not None else pd.DataFrame(columns=mine.columns)
+    base = baseline if baseline is not None else pd.DataFrame(columns=list(mine.columns) + ["source"])
     verdicts: list[dict[str, Any]] = []
-    for rule in suite.compare:
-        cur = mine[mine["metric"] == rule["metric"]]
-        old = base[base["metric"] == rule["metric"]]
-        if rule["rule"] == "noisy":
-            verdicts += _compare_groups(suite.name, rule, cur, old)
+    for metric_name in sorted(set(mine["metric"]) | set(base["metric"])):
+        metric = declarations.metric(metric_name)
+        if metric is None or metric.kind == "info" or not metric_name:
+            continue
+        cur, old = mine[mine["metric"] == metric_name], base[base["metric"] == metric_name]
+        if metric.kind in ("outcome", "timing"):
+            verdicts += _compare_groups(suite.name, metric_name, metric, cur, old)
         else:
-            verdicts += _compare_rows(suite.name, rule, cur, old)
-        verdicts += _missing(suite.name, rule["metric"], mine, old, planned)
+            verdicts += _compare_rows(suite.name, metric_name, metric, cur, old)
+        verdicts += _missing(suite.name, metric_name, mine, old, planned)
     return verdicts
 
 
-def _compare_rows(suite: str, rule: dict, cur: pd.DataFrame, old: pd.DataFrame) -> list[dict]:
-    olds = _keyed(old)
+def _ident(suite: str, metric: str, case: str, method: str, seed: int, value: float, check: str) -> dict:
+    return dict(suite=suite, case=case, method=method, seed=int(seed), metric=metric, check=check,
+                kind="comparison", value=value)
+
+
+def _judged(ident: dict, reference: float, j: Judgement) -> dict[str, Any]:
+    return verdict_row(**ident, reference=reference, verdict=j.verdict, effect=j.effect, threshold=j.threshold,
+                       detail=f"{j.test}: {j.detail}")
+
+
+def _compare_rows(suite: str, name: str, metric: Metric, cur: pd.DataFrame, old: pd.DataFrame) -> list[dict]:
+    rtol, atol, source = tolerance_of(metric)
+    olds = {key: g for key, g in old.groupby(["case", "method", "seed"])}
     out = []
-    for key, row in _keyed(cur).items():
-        if row.status == "error":
+    for r in cur.itertuples(index=False):
+        if r.status == "error":
             continue  # reported once by run_errors
-        ident = dict(suite=suite, case=row.case, method=row.method, seed=row.seed, metric=row.metric,
-                     check=rule["rule"], kind="comparison", value=row.value)
-        ref = olds.get(key)
+        ident = _ident(suite, name, r.case, r.method, r.seed, r.value, "tolerance")
+        ref = olds.get((r.case, r.method, int(r.seed)))
         if ref is None:
             out.append(verdict_row(**ident, verdict="new", detail="no baseline for this metric"))
             continue
-        if row.status == "diverged" or ref.status == "diverged":
-            same = row.status == ref.status
-            out.append(verdict_row(**ident, reference=ref.value, verdict="pass" if same else "regression",
-                                   detail=f"status {row.status} vs baseline {ref.status}: {row.message}"))
+        statuses = set(ref["status"])
+        if r.status != "ok" or statuses != {"ok"}:
+            same = statuses == {r.status}
+            out.append(verdict_row(**ident, verdict="pass" if same else "regression",
+                                   detail=f"status {r.status} vs baseline {', '.join(sorted(statuses))}: {r.message}"))
             continue
-        if rule["rule"] == "exact":
-            verdict, detail = compare_exact(row.value, ref.value, **_opts(rule, "rtol", "atol"))
-        else:
-            verdict, detail = compare_directional(row.value, ref.value, rule["better"],
-                                                  **_opts(rule, "threshold", "atol"))
-        out.append(verdict_row(**ident, reference=ref.value, verdict=verdict, detail=detail))
+        reference = float(np.median(ref["value"].astype(float)))
+        spread = _spread_note(ref)
+        j = compare_tolerance(r.value, reference, rtol=rtol, atol=atol, better=metric.better, source=source)
+        out.append(_judged(ident, reference, Judgement(j.verdict, j.test, j.effect, j.threshold, j.detail + spread)))
     return out
 
 
-def _compare_groups(suite: str, rule: dict, cur: pd.DataFrame, old: pd.DataFrame) -> list[dict]:
-    """Noisy metrics: all samples of all seeds of a (case, method) against the baseline's."""
+def _spread_note(ref: pd.DataFrame) -> str:
+    if len(ref) < 2:
+        return ""
+    values = ref["value"].astype(float)
+    return f"; baseline over {len(ref)} sources spans {values.min():.10g}..{values.max():.10g}"
+
+
+def _compare_groups(suite: str, name: str, metric: Metric, cur: pd.DataFrame, old: pd.DataFrame) -> list[dict]:
+    """Outcomes and timings: every seed (and sample) of a (case, method) against the baseline's."""
     out = []
-    for (case, method), group in cur[cur["status"] == "ok"].groupby(["case", "method"], sort=False):
-        values = [s for _, r in group.iterrows() for s in samples_of(r)]
-        ref = old[(old["case"] == case) & (old["method"] == method) & (old["status"] == "ok")]
-        ident = dict(suite=suite, case=case, method=method, seed=int(group["seed"].iloc[0]),
-                     metric=rule["metric"], check="noisy", kind="comparison", value=float(np.median(values)))
+    for (case, method), group in cur.groupby(["case", "method"], sort=False):
+        if (group["status"] == "error").all():
+            continue
+        ref = old[(old["case"] == case) & (old["method"] == method)]
+        values = _values(group, metric)
+        ident = _ident(suite, name, case, method, ALL_SEEDS if len(group) > 1 else group["seed"].iloc[0],
+                       float(np.mean(values)) if values else math.nan, metric.kind)
         if ref.empty:
             out.append(verdict_row(**ident, verdict="new", detail="no baseline for this metric"))
             continue
-        base = [s for _, r in ref.iterrows() for s in samples_of(r)]
-        verdict, detail = compare_noisy(values, base, rule["better"], **_opts(rule, "alpha", "min_effect"))
-        out.append(verdict_row(**ident, reference=float(np.median(base)), verdict=verdict, detail=detail))
+        base = _values(ref, metric)
+        if metric.kind == "timing":
+            j = compare_timing(values, base, better=metric.better or "lower")
+        else:
+            sources = ref["source"].nunique() if "source" in ref else 1
+            note = f", {sources} machine(s) x {ref['seed'].nunique()} seed(s)"
+            j = compare_outcomes(values, base, better=metric.better, resolution=metric.resolution,
+                                 baseline_note=note)
+        out.append(_judged(ident, float(np.mean(base)) if base else math.nan, j))
     return out
+
+
+def _values(frame: pd.DataFrame, metric: Metric) -> list[float]:
+    ok = frame[frame["status"] == "ok"]
+    if metric.kind == "timing":
+        return [s for _, r in ok.iterrows() for s in samples_of(r)]
+    return [float(v) for v in ok["value"]]
 
 
 def _missing(suite: str, metric: str, mine: pd.DataFrame, old: pd.DataFrame,
@@ -99,36 +160,50 @@ def _missing(suite: str, metric: str, mine: pd.DataFrame, old: pd.DataFrame,
     present = {(r.case, r.method, int(r.seed)) for r in mine.itertuples(index=False)
                if r.metric == metric or r.status == "error"}
     errored = {(r.case, r.method) for r in mine.itertuples(index=False) if r.status == "error"}
-    out = []
+    out, seen = [], set()
     for r in old.itertuples(index=False):
         key = (r.case, r.method, int(r.seed))
         summary = r.case == "summary"
-        if (key in planned_keys or (summary and planned_keys)) and key not in present \
-                and (r.case, r.method) not in errored:
-            out.append(verdict_row(suite=suite, case=r.case, method=r.method, seed=r.seed, metric=metric,
-                                   check="baseline", kind="comparison", verdict="missing",
-                                   reference=r.value, detail="the baseline has this metric; the run has not"))
+        if key in seen or not (key in planned_keys or (summary and planned_keys)) or key in present \
+                or (r.case, r.method) in errored:
+            continue
+        seen.add(key)
+        out.append(verdict_row(suite=suite, case=r.case, method=r.method, seed=r.seed, metric=metric,
+                               check="baseline", kind="comparison", verdict="missing",
+                               reference=r.value, detail="the baseline has this metric; the run has not"))
     return out
 
 
-def _opts(rule: dict, *keys: str) -> dict[str, Any]:
-    return {k: rule[k] for k in keys if k in rule}
+def not_run(planned: Iterable[tuple], completed: set[tuple]) -> list[dict[str, Any]]:
+    """One ``missing`` verdict per planned case that never finished (an interrupted run)."""
+    return [verdict_row(suite=s, case=c, method=m, seed=seed, metric="", check="run", kind="run",
+                        verdict="missing", detail="planned but never ran (the run was interrupted: "
+                                                  "--resume continues it)")
+            for s, c, m, seed in planned if (s, c, m, int(seed)) not in completed]
 
 
 def judge(suites: Sequence[Suite], rows: pd.DataFrame,
           baseline_for: Callable[[str], pd.DataFrame | None],
-          planned: Iterable[Sequence] = ()) -> pd.DataFrame:
-    """All verdicts of a run: errors, bound checks, comparisons with ``baseline_for(suite)``."""
+          planned: Iterable[Sequence] = (), profiles: dict[str, dict] | None = None,
+          completed: set[tuple] | None = None) -> pd.DataFrame:
+    """All verdicts of a run: errors, cases that never ran, bound checks, comparisons with
+    ``baseline_for(suite)``.
+
+    ``profiles``: method label -> claim and tags (the run manifest's ``methods``);
+    ``completed``: the keys of the cases that finished (``None``: not known)."""
     planned = [tuple(p) for p in planned]
     verdicts = run_errors(rows)
+    if completed is not None:
+        verdicts += not_run(planned, completed)
     for suite in suites:
-        verdicts += evaluate_checks(suite, rows)
+        verdicts += evaluate_checks(suite, rows, profiles)
         verdicts += compare_suite(suite, rows, baseline_for(suite.name), planned)
     return to_frame(verdicts)
 
 
-def stored_baselines(root: str | Path, device_class: str, preset: str) -> Callable[[str], pd.DataFrame | None]:
-    """``baseline_for`` reading ``baselines/<device class>/<suite>.<preset>.json``."""
+def stored_baselines(root, device_class: str, preset: str) -> Callable[[str], pd.DataFrame | None]:
+    """``baseline_for`` reading ``baselines/<device class>/<suite>.<preset>.json`` (validated)."""
+    from .store import load_baseline
     return lambda suite: load_baseline(root, device_class, suite, preset)
 
 
@@ -136,5 +211,5 @@ def results_as_baseline(rows: pd.DataFrame) -> Callable[[str], pd.DataFrame | No
     """``baseline_for`` taking another run's rows (``lipbench compare A B``)."""
     def lookup(suite: str) -> pd.DataFrame | None:
         mine = rows[rows["suite"] == suite]
-        return mine if len(mine) else None
+        return mine.assign(source="A") if len(mine) else None
     return lookup

@@ -1,72 +1,130 @@
-"""Comparison rules of a metric against its baseline: exact, directional, noisy.
+"""How a metric is compared with its baseline follows from its kind of variability.
 
-Each returns ``(verdict, detail)`` with verdict ``pass``, ``regression`` or ``improvement``.
+Each rule returns a :class:`Judgement`: the verdict (``pass``, ``regression`` or
+``improvement``), the test it used, the effect (relative change, positive = worse), the
+threshold it was held against and a one-line detail for reports. A change in the metric's
+better direction is never a regression.
+
+* :func:`compare_tolerance` (kinds ``exact``, ``float32``, ``identity``): one value against
+  the baseline's, equal within ``atol + rtol·|baseline|`` (the float type's rounding or
+  the metric's stated tolerance); beyond it, worse is a regression, better an improvement
+  (metrics without a better direction: any change is a regression).
+* :func:`compare_outcomes` (kind ``outcome``, results of training): the run's seeds against
+  the baseline's values over seeds and machines. Regression when the mean is worse by more
+  than ``k`` standard errors of the difference, estimated from the *baseline's* spread
+  (``sd_base · sqrt(1/n + 1/n_base)``; a run's two or three seeds cannot estimate a spread),
+  and by more than the metric's resolution and a minimum relative effect.
+* :func:`compare_timing` (kind ``timing``): repeated per-round ratios, Mann-Whitney U and a
+  minimum effect on the ratio of medians (as asv does: a factor and a significance test).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 from scipy import stats
 
-DEFAULT_RTOL = 1e-6
-DEFAULT_ATOL = 1e-12
-DEFAULT_THRESHOLD = 0.05
-DEFAULT_ALPHA = 0.01
-DEFAULT_MIN_EFFECT = 0.05
+#: Outcome rule: how many standard errors of the difference a regression must exceed.
+#: Chosen from the measured false-alarm and detection rates (benchmarks/bench_verdicts.py,
+#: README "Portability"): with k = 4 and the baseline's spread from >= 12 values, a one-
+#: sided false alarm needs a t(11) deviate above 4 (p = 1e-3 per metric under normality).
+OUTCOME_K = 4.0
+#: Outcome rule: smallest relative change of the mean worth a regression.
+OUTCOME_MIN_EFFECT = 0.10
+#: Timing rule (per-round ratio samples): significance and smallest change of the median.
+TIMING_ALPHA = 0.01
+TIMING_MIN_EFFECT = 0.15
 
 
-def compare_exact(value: float, baseline: float, rtol: float = DEFAULT_RTOL,
-                  atol: float = DEFAULT_ATOL) -> tuple[str, str]:
-    """Equal within ``atol + rtol * |baseline|``; any larger change is a regression."""
-    diff = abs(value - baseline)
+@dataclass(frozen=True)
+class Judgement:
+    verdict: str
+    test: str
+    effect: float  # relative change, positive when worse (NaN when undefined)
+    threshold: float
+    detail: str
+
+
+def _worse(value: float, baseline: float, better: str | None) -> float:
+    """Signed change, positive when worse (for two-sided metrics: the absolute change)."""
+    diff = value - baseline
+    if better == "lower":
+        return diff
+    if better == "higher":
+        return -diff
+    return abs(diff)
+
+
+def _relative(change: float, baseline: float) -> float:
+    return change / abs(baseline) if baseline else (0.0 if change == 0 else math.copysign(math.inf, change))
+
+
+def compare_tolerance(value: float, baseline: float, *, rtol: float, atol: float = 0.0,
+                      better: str | None = None, source: str = "") -> Judgement:
+    """``|value - baseline| <= atol + rtol·|baseline|``; beyond it, the direction decides."""
     limit = atol + rtol * abs(baseline)
-    if diff <= limit:
-        return "pass", f"|{value:.6g} - {baseline:.6g}| = {diff:.3g} <= {limit:.3g}"
-    return "regression", f"|{value:.6g} - {baseline:.6g}| = {diff:.3g} > {limit:.3g} (rtol={rtol:g}, atol={atol:g})"
+    worse = _worse(value, baseline, better)
+    moved = abs(value - baseline) > limit
+    why = f" ({source})" if source else ""
+    detail = (f"{value:.10g} vs baseline {baseline:.10g}: |difference| {abs(value - baseline):.3g} "
+              f"{'>' if moved else '<='} tolerance {limit:.3g}{why}")
+    if not moved:
+        verdict = "pass"
+    elif better is not None and worse < 0:
+        verdict = "improvement"
+    else:
+        verdict = "regression"
+    return Judgement(verdict, "tolerance", _relative(worse, baseline), limit, detail)
 
 
-def _relative_change(value: float, baseline: float, better: str) -> float:
-    """Signed relative change, positive when worse."""
-    scale = abs(baseline) if baseline != 0 else 1.0
-    change = (value - baseline) / scale
-    return change if better == "lower" else -change
+def compare_outcomes(values: Sequence[float], baseline: Sequence[float], *, better: str | None,
+                     resolution: float = 0.0, k: float = OUTCOME_K,
+                     min_effect: float = OUTCOME_MIN_EFFECT, baseline_note: str = "") -> Judgement:
+    """The run's seed values against the baseline's values (seeds x machines), see module doc."""
+    cur = np.asarray([v for v in values if math.isfinite(v)], float)
+    base = np.asarray([v for v in baseline if math.isfinite(v)], float)
+    if cur.size == 0 or base.size == 0:
+        return Judgement("pass" if cur.size == base.size else "regression", "outcome", math.nan, math.nan,
+                         f"{cur.size} finite value(s) vs {base.size} in the baseline")
+    mean, base_mean = float(cur.mean()), float(base.mean())
+    sd = float(base.std(ddof=1)) if base.size > 1 else 0.0
+    se = sd * math.sqrt(1 / cur.size + 1 / base.size)
+    threshold = max(k * se, resolution, min_effect * abs(base_mean))
+    worse = _worse(mean, base_mean, better) if better else abs(mean - base_mean)
+    detail = (f"mean {mean:.4g} over {cur.size} seed(s) vs baseline {base_mean:.4g} (sd {sd:.3g} over "
+              f"{base.size} value(s){baseline_note}); change {worse:+.3g} "
+              f"({'worse' if worse > 0 else 'better'}), threshold max({k:g} s.e. = {k * se:.3g}, "
+              f"resolution {resolution:g}, {min_effect:.0%} of the mean) = {threshold:.3g}")
+    if worse > threshold:
+        verdict = "regression"
+    elif better is not None and -worse > threshold:
+        verdict = "improvement"
+    else:
+        verdict = "pass"
+    return Judgement(verdict, f"outcome ({k:g} s.e.)", _relative(worse, base_mean), threshold, detail)
 
 
-def compare_directional(value: float, baseline: float, better: str,
-                        threshold: float = DEFAULT_THRESHOLD, atol: float = 0.0) -> tuple[str, str]:
-    """Worse by more than ``threshold`` (relative) and ``atol`` is a regression; better, an improvement."""
-    worse = _relative_change(value, baseline, better)
-    moved = abs(value - baseline) > atol
-    detail = f"{value:.6g} vs baseline {baseline:.6g} ({better} is better; change {worse:+.1%} worse, threshold {threshold:.0%})"
-    if moved and worse > threshold:
-        return "regression", detail
-    if moved and worse < -threshold:
-        return "improvement", detail
-    return "pass", detail
-
-
-def compare_noisy(values: Sequence[float], baseline: Sequence[float], better: str,
-                  alpha: float = DEFAULT_ALPHA, min_effect: float = DEFAULT_MIN_EFFECT) -> tuple[str, str]:
-    """Mann-Whitney U test and a minimum effect on the ratio of medians.
-
-    A regression needs both a significant difference (two-sided p < ``alpha``) and a
-    median ratio beyond ``1 ± min_effect`` in the worse direction: noise alone, or a
-    real but negligible shift, passes.
-    """
+def compare_timing(values: Sequence[float], baseline: Sequence[float], *, better: str = "lower",
+                   alpha: float = TIMING_ALPHA, min_effect: float = TIMING_MIN_EFFECT) -> Judgement:
+    """Mann-Whitney U (two-sided p < alpha) and a median ratio beyond ``1 ± min_effect``."""
     cur, base = np.asarray(values, float), np.asarray(baseline, float)
-    ratio = float(np.median(cur) / np.median(base)) if np.median(base) != 0 else math.inf
-    if len(cur) < 2 or len(base) < 2:  # no test possible: judge the effect alone
-        verdict, detail = compare_directional(float(np.median(cur)), float(np.median(base)), better,
-                                              threshold=min_effect)
-        return verdict, f"too few samples for a test ({len(cur)} vs {len(base)}); {detail}"
-    p = float(stats.mannwhitneyu(cur, base, alternative="two-sided").pvalue)
+    med, base_med = float(np.median(cur)), float(np.median(base))
+    ratio = med / base_med if base_med else math.inf
     worse = ratio - 1 if better == "lower" else 1 - ratio
-    detail = (f"median {np.median(cur):.4g} vs {np.median(base):.4g} (ratio {ratio:.3f}, {better} is better); "
+    if len(cur) < 2 or len(base) < 2:
+        p = math.nan
+        significant = True  # no test possible: the effect alone decides
+    else:
+        p = float(stats.mannwhitneyu(cur, base, alternative="two-sided").pvalue)
+        significant = p < alpha
+    detail = (f"median {med:.4g} vs baseline {base_med:.4g} (ratio {ratio:.3f}, {better} is better); "
               f"Mann-Whitney p={p:.3g} (n={len(cur)},{len(base)}), alpha={alpha:g}, min effect {min_effect:.0%}")
-    if p < alpha and worse > min_effect:
-        return "regression", detail
-    if p < alpha and worse < -min_effect:
-        return "improvement", detail
-    return "pass", detail
+    if significant and worse > min_effect:
+        verdict = "regression"
+    elif significant and worse < -min_effect:
+        verdict = "improvement"
+    else:
+        verdict = "pass"
+    return Judgement(verdict, "Mann-Whitney U", worse, min_effect, detail)

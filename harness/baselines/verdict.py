@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 VERDICT_COLUMNS = ("suite", "case", "method", "seed", "metric", "check", "kind", "verdict",
-                   "value", "reference", "detail")
+                   "value", "reference", "effect", "threshold", "detail")
 #: Every verdict, in display order (worst first).
 VERDICTS = ("error", "violation", "regression", "missing", "improvement", "new", "pass", "n/a")
 #: Verdicts that make a run fail.
@@ -18,11 +18,12 @@ NON_FAILING = frozenset({"pass", "improvement", "new", "n/a"})
 
 def verdict_row(*, suite: str, case: str, method: str, seed: int, metric: str, check: str,
                 kind: str, verdict: str, value: float = math.nan, reference: float = math.nan,
-                detail: str = "") -> dict[str, Any]:
+                effect: float = math.nan, threshold: float = math.nan, detail: str = "") -> dict[str, Any]:
     if verdict not in VERDICTS:
         raise ValueError(f"unknown verdict {verdict!r}")
     return dict(suite=suite, case=case, method=method, seed=int(seed), metric=metric, check=check,
-                kind=kind, verdict=verdict, value=float(value), reference=float(reference), detail=detail)
+                kind=kind, verdict=verdict, value=float(value), reference=float(reference),
+                effect=float(effect), threshold=float(threshold), detail=detail)
 
 
 def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

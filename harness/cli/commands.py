@@ -2,20 +2,22 @@
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 from pathlib import Path
 
 import yaml
 
 from harness.errors import UserError
-from harness.baselines import IncompleteRunError, judge, results_as_baseline, update_baselines
+from harness.baselines import judge, passed, results_as_baseline, update_baselines
+from harness.baselines.compare import tolerance_of
 from harness.methods import available
+from harness.methods.registry import check as check_method
 from harness.results import ResultsDir
 from harness.runners import runner_for
 from harness.suite import MethodSpec, Suite
 
 from .locate import baselines_dir, resolve_suites, suite_files, suites_dir
-from .pipeline import baseline_notes, execute, judge_results, publish, run_options
+from .pipeline import baseline_notes, baseline_rows, execute, judge_results, publish, run_options
 
 
 class UsageError(UserError):
@@ -27,7 +29,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     suites = resolve_suites([], directory) if suite_files(directory) else []
     print(f"suites ({directory}):")
     for s in suites:
-        sizes = ", ".join(f"{p}: {len(s.cases(p))} cases" for p in s.presets)
+        grouped = runner_for(s.kind).groups_methods
+        sizes = ", ".join(f"{p}: {len(s.cases(p, grouped=grouped))} cases" for p in s.presets)
         print(f"  {s.name:24s} kind={s.kind:22s} {sizes}")
     print("methods:")
     print("  " + ", ".join(available()))
@@ -38,9 +41,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _method_specs(text: str | None) -> list[MethodSpec] | None:
+    """``--methods a,b``: each checked (resolved, not called) before anything runs."""
     if not text:
         return None
-    return [MethodSpec.parse(name.strip()) for name in text.split(",") if name.strip()]
+    specs = [MethodSpec.parse(name.strip()) for name in text.split(",") if name.strip()]
+    for spec in specs:
+        check_method(spec.name, dict(spec.params))
+    return specs
 
 
 def _out(args: argparse.Namespace, default: str) -> Path:
@@ -62,7 +69,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     results = execute(suites, preset=args.preset, out=Path(args.out), options=run_options(args))
     verdicts = judge_results(suites, results, baselines_dir(args.baselines))
     return publish(suites, results, verdicts, report=_path(args.report), junit=_path(args.junit),
-                   title=f"lipbench verify ({args.preset})", notes=_notes(results, args.baselines))
+                   title=f"lipbench verify ({args.preset})", notes=_notes(results, args.baselines),
+                   baselines=baseline_rows(suites, results, baselines_dir(args.baselines)))
 
 
 def _notes(results: ResultsDir, explicit: str | None) -> list[str]:
@@ -84,38 +92,53 @@ def _parse_params(items: list[str]) -> dict:
     return params
 
 
-def _with_methods(suite: Suite, specs: list[MethodSpec]) -> Suite:
-    """A copy of ``suite`` whose method list (in every preset) is ``specs``."""
-    raw = copy.deepcopy(suite.raw)
-    raw["methods"] = [{"name": s.name, "params": dict(s.params), "label": s.label} for s in specs]
-    for preset in raw["presets"].values():
-        preset.pop("methods", None)
-    return Suite.from_dict(raw, source=suite.source)
-
-
 def cmd_check(args: argparse.Namespace) -> int:
-    """Run a user's variant beside built-in methods through every suite that applies to it."""
+    """Run a user's variant through the contract, then every suite that applies to it.
+
+    Only the variant runs (and ``none``, the reference of timing ratios); the built-in
+    methods are represented by their stored baselines. ``--against`` runs built-ins beside
+    it; one a suite cannot run is skipped with a note. ``--as NAME`` labels the variant
+    NAME: it is judged by NAME's claim and compared with NAME's baselines.
+    """
     params = _parse_params(args.param)
-    label = args.as_name or args.variant
-    variant = MethodSpec(name=args.variant, params=tuple(sorted(params.items())), label=label)
-    instance = variant.build()  # fails early, exit 2, when the variant does not load
     if args.as_name and args.as_name not in available():
         raise UsageError(f"--as {args.as_name!r} is not a built-in method; available: {', '.join(available())}")
-    chosen = []
+    check_method(args.variant, params)  # exit 2 before anything is imported twice or run
+    variant = MethodSpec(name=args.variant, params=tuple(sorted(params.items())),
+                         label=args.as_name or args.variant, judged_as=args.as_name or "")
+    instance = variant.build()
+    against = [MethodSpec.parse(m) for m in args.against or []]
+    for spec in against:
+        check_method(spec.name, dict(spec.params))
+    chosen, notes = [], []
     for suite in resolve_suites(args.suite_names or [], suites_dir(args.suites_dir)):
         runner = runner_for(suite.kind)
         if not runner.uses_methods or not runner.applies_to(instance):
             continue
-        against = ([MethodSpec.parse(m) for m in args.against] if args.against
-                   else suite.method_specs(args.preset))
-        chosen.append(_with_methods(suite, [variant] + [s for s in against if s.label != label]))
+        beside = [s for s in against if s.label != variant.label and runner.applies_to(s.build())]
+        notes += [f"{suite.name}: --against {s.label} skipped (the suite does not apply to it)"
+                  for s in against if s not in beside and s.label != variant.label]
+        chosen.append(suite.with_methods([variant] + beside))
     if not chosen:
         raise UsageError(f"no suite applies to {args.variant!r}")
-    results = execute(chosen, preset=args.preset, out=Path(args.out), options=run_options(args))
+    chosen.sort(key=lambda s: s.kind != "contract")  # the contract first: seconds, and it names what broke
+    out, options = Path(args.out), run_options(args)
+    contract = [s for s in chosen if s.kind == "contract"]
+    if contract and args.fail_fast:
+        results = execute(contract, preset=args.preset, out=out, options=options)
+        verdicts = judge_results(contract, results, baselines_dir(args.baselines))
+        if not passed(verdicts):
+            print(f"checked {args.variant} as {variant.label!r}: the contract failed (--fail-fast)")
+            return publish(contract, results, verdicts, report=_path(args.report), junit=_path(args.junit),
+                           title=f"lipbench check {variant.label}", notes=notes,
+                           baselines=baseline_rows(contract, results, baselines_dir(args.baselines)))
+        options = dataclasses.replace(options, resume=True, overwrite=False)
+    results = execute(chosen, preset=args.preset, out=out, options=options)
     verdicts = judge_results(chosen, results, baselines_dir(args.baselines))
-    print(f"checked {args.variant} as {label!r} in: {', '.join(s.name for s in chosen)}")
+    print(f"checked {args.variant} as {variant.label!r} in: {', '.join(s.name for s in chosen)}")
     return publish(chosen, results, verdicts, report=_path(args.report), junit=_path(args.junit),
-                   title=f"lipbench check {label}", notes=_notes(results, args.baselines))
+                   title=f"lipbench check {variant.label}", notes=notes + _notes(results, args.baselines),
+                   baselines=baseline_rows(chosen, results, baselines_dir(args.baselines)))
 
 
 def _suites_of(results: ResultsDir, directory: Path) -> list[Suite]:
@@ -128,6 +151,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     suites = _suites_of(results, suites_dir(args.suites_dir))
     verdicts = judge_results(suites, results, baselines_dir(args.baselines))
     return publish(suites, results, verdicts, report=Path(args.output), junit=_path(args.junit),
+                   baselines=baseline_rows(suites, results, baselines_dir(args.baselines)),
                    title=f"lipbench report {results.path}", notes=_notes(results, args.baselines))
 
 
@@ -135,19 +159,31 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Judge results B with results A standing in for the baselines."""
     a, b = ResultsDir(args.a), ResultsDir(args.b)
     suites = _suites_of(b, suites_dir(args.suites_dir))
-    verdicts = judge(suites, b.rows(), results_as_baseline(a.rows()), b.read_json("plan.json", []))
-    return publish(suites, b, verdicts, report=_path(args.report), junit=None,
+    verdicts = judge(suites, b.rows(), results_as_baseline(a.rows()), b.read_json("plan.json", []),
+                     (b.read_json("manifest.json") or {}).get("methods"))
+    return publish(suites, b, verdicts, report=_path(args.report), junit=None, baselines=a.rows(),
                    title=f"lipbench compare {a.path} -> {b.path}")
 
 
 def cmd_baseline_update(args: argparse.Namespace) -> int:
-    try:
-        written = update_baselines(ResultsDir(args.results), baselines_dir(args.baselines))
-    except (IncompleteRunError, FileNotFoundError) as exc:
-        raise UsageError(str(exc)) from None
-    for path in written:
-        print(f"wrote {path}")
+    """Merge complete runs (one per machine or CPU setting) into the stored baselines."""
+    suites = {s.name: s for s in resolve_suites([], suites_dir(args.suites_dir))}
+    changes = update_baselines([ResultsDir(r) for r in args.results], baselines_dir(args.baselines),
+                               prune=args.prune, tolerance=_within_tolerance(suites))
+    for change in changes:
+        print("\n".join(change.lines()))
     return 0
+
+
+def _within_tolerance(suites: dict[str, Suite]):
+    """Whether a baseline value moved within its metric's tolerance (for the change report)."""
+    def within(suite: str, metric: str, old: float, new: float) -> bool:
+        declared = runner_for(suites[suite].kind).declarations.metric(metric) if suite in suites else None
+        if declared is None or declared.kind in ("info", "outcome", "timing"):
+            return old == new
+        rtol, atol, _ = tolerance_of(declared)
+        return abs(new - old) <= atol + rtol * abs(old)
+    return within
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

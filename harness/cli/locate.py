@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Sequence
 
 from harness.methods import available
-from harness.runners import kinds
+from harness.methods.registry import check as check_method
+from harness.runners import kinds, runner_for
 from harness.suite import Suite, SuiteError, load_suites
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -51,4 +52,5 @@ def resolve_suites(names: Sequence[str], directory: Path) -> list[Suite]:
                 known = ", ".join(p.stem for p in suite_files(directory))
                 raise SuiteError([f"{name}: no such suite (looked for {path}); known: {known}"])
             paths.append(path)
-    return load_suites(paths, known_kinds=kinds(), known_methods=available())
+    return load_suites(paths, known_kinds=kinds(), known_methods=available(), check_method=check_method,
+                       declarations_for=lambda kind: runner_for(kind).declarations)

@@ -12,7 +12,6 @@ import traceback
 from typing import NoReturn, Sequence
 
 from harness.errors import UserError
-from harness.imports import ReferenceLoadError
 
 from harness.suite import DEFAULT_MAX_CASES
 
@@ -82,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="ci")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="results/check")
+    p.add_argument("--fail-fast", action="store_true", help="stop after the contract when it is violated")
     execution_options(p)
     p.add_argument("--suites-dir")
     report_options(p, "reports/check.html", "reports/check-junit.xml")
@@ -105,8 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("baseline", help="manage stored baselines")
     bsub = p.add_subparsers(dest="baseline_command", required=True)
     u = bsub.add_parser("update", help="write baselines from a complete run")
-    u.add_argument("results", nargs="?", default="results/verify")
+    u.add_argument("results", nargs="*", default=["results/verify"],
+                   help="complete results folders, one per machine or CPU setting (default: results/verify)")
     u.add_argument("--baselines")
+    u.add_argument("--prune", action="store_true", help="also remove baseline rows of cases the runs did not plan")
+    u.add_argument("--suites-dir")
     u.set_defaults(func=commands.cmd_baseline_update)
 
     p = sub.add_parser("inspect", help="per-node Lipschitz bound of a model (certified)")
@@ -133,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
-    except (UserError, ReferenceLoadError) as exc:
+    except UserError as exc:
         if debug:
             traceback.print_exc()
         print(f"lipbench: {exc}", file=sys.stderr)

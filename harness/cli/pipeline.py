@@ -8,11 +8,11 @@ from typing import Sequence
 
 import pandas as pd
 
-from harness.baselines import judge, passed, stored_baselines
+from harness.baselines import judge, passed, rule_of, stored_baselines
 from harness.reporting import terminal_summary, write_html, write_junit
 from harness.results import ResultsDir
 from harness.errors import UserError
-from harness.runners import RunOptions, run_suites
+from harness.runners import RunOptions, run_suites, runner_for
 from harness.suite import Suite
 
 
@@ -38,11 +38,29 @@ def execute(suites: Sequence[Suite], *, preset: str, out: Path, options: RunOpti
     return results
 
 
+def baseline_rows(suites: Sequence[Suite], results: ResultsDir, baselines: Path) -> pd.DataFrame:
+    """The stored baseline rows of every suite of a run (its device class and preset), with ``suite``."""
+    manifest = results.read_json("manifest.json") or {}
+    lookup = stored_baselines(baselines, manifest.get("device_class", "cpu"), manifest.get("preset", "ci"))
+    frames = [rows.assign(suite=s.name) for s in suites if (rows := lookup(s.name)) is not None]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["suite"])
+
+
 def judge_results(suites: Sequence[Suite], results: ResultsDir, baselines: Path) -> pd.DataFrame:
     """Verdicts of a results folder against the stored baselines of its device class and preset."""
     manifest = results.read_json("manifest.json") or {}
     lookup = stored_baselines(baselines, manifest.get("device_class", "cpu"), manifest.get("preset", "ci"))
-    return judge(suites, results.rows(), lookup, results.read_json("plan.json", []))
+    return judge(suites, results.rows(), lookup, results.read_json("plan.json", []), manifest.get("methods"),
+                 results.completed_keys() if (results.path / "cases.jsonl").exists() else None)
+
+
+def report_suite(suite: Suite) -> dict:
+    """The suite as the report shows it: the file's content and its runner's metrics and rules."""
+    declared = runner_for(suite.kind).declarations.metrics
+    return {**suite.raw,
+            "metrics": {name: {"unit": m.unit, "description": f"{m.description} [{m.kind}]"}
+                        for name, m in declared.items()},
+            "compare": [{"metric": name, "rule": rule_of(m)} for name, m in declared.items() if m.kind != "info"]}
 
 
 def baseline_notes(baselines: Path, device_class: str) -> list[str]:
@@ -58,15 +76,16 @@ def baseline_notes(baselines: Path, device_class: str) -> list[str]:
 
 
 def publish(suites: Sequence[Suite], results: ResultsDir, verdicts: pd.DataFrame, *,
-            report: Path | None, junit: Path | None, title: str, notes: Sequence[str] = ()) -> int:
+            report: Path | None, junit: Path | None, title: str, notes: Sequence[str] = (),
+            baselines: pd.DataFrame | None = None) -> int:
     """Write the report files and the terminal summary; returns the exit code (0 or 1)."""
     manifest = results.read_json("manifest.json") or {}
     verdicts.to_csv(results.path / "verdicts.csv", index=False)
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
-        write_html(report, results.rows(), verdicts, [s.raw for s in suites], manifest,
+        write_html(report, results.rows(), verdicts, [report_suite(s) for s in suites], manifest,
                    traces=results.traces(), artifacts=results.artifact_list(), title=title,
-                   notes=list(notes))
+                   notes=list(notes), baselines=baselines)
     if junit is not None:
         junit.parent.mkdir(parents=True, exist_ok=True)
         write_junit(junit, verdicts)

@@ -50,6 +50,10 @@ QUANTITIES: dict[str, tuple[str, str]] = {
                    "values towards 1 (soft: certifies nothing)"),
 }
 
+#: Quantities that fix every layer's spectral norm in some form (for a linear layer: the same number).
+SPECTRAL = ("reshape_spectral", "balanced_spectral", "operator_spectral")
+#: Quantities Miyato et al. 2018 (§3, App. D) show to favour low-rank weights.
+LOW_RANK = ("row_norms", "frobenius", "entries_within")
 #: Quantities that say nothing about individual layers.
 MODEL_LEVEL = frozenset({"none", "interpolate_gradient"})
 
@@ -141,4 +145,27 @@ class MethodTags:
         return asdict(self)
 
 
-__all__ = ["Claim", "MethodTags", "QUANTITIES", "MODEL_LEVEL"]
+def judged_claim(method: Any, as_name: str = "") -> tuple[Claim, dict[str, Any]]:
+    """The claim a method is judged by, and the parameters its target is read from: its own,
+    or under ``lipbench check --as NAME`` the built-in NAME's (the variant's parameters
+    where NAME has them, NAME's defaults otherwise)."""
+    if not as_name:
+        return method.claim, dict(method.params)
+    from .registry import builtin
+    cls = builtin(as_name)
+    return cls.claim, {**cls.defaults, **{k: v for k, v in method.params.items() if k in cls.defaults}}
+
+
+def profile(method: Any, as_name: str = "") -> dict[str, Any]:
+    """What checks may ask about a method: its claim (quantity, kind, target) and its tags."""
+    claim, params = judged_claim(method, as_name)
+    target = claim.target_value(params) if claim.kind != "none" else math.nan
+    return {"claim": claim.quantity, "claim_kind": claim.kind, "target": target,
+            "claim_text": claim.describe(params), **method.tags.as_dict()}
+
+
+#: The names :func:`profile` gives check expressions, with their types.
+PROFILE_TYPES = {"claim": "string", "claim_kind": "string", "target": "number",
+                 **{name: "bool" for name in MethodTags.__dataclass_fields__}}
+
+__all__ = ["Claim", "LOW_RANK", "MethodTags", "QUANTITIES", "MODEL_LEVEL", "SPECTRAL", "PROFILE_TYPES", "judged_claim", "profile"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -32,6 +32,7 @@ from harness.exact import layer_operator_norm, reshaped_norm
 from harness.layers import AFFINE_LAYERS, WEIGHT_LAYERS, layer_kind, reshape_matrix, swapped_reshape_matrix
 
 from .base import Method
+from .claims import Claim
 from .forward_map import ClaimMeasurementError, ForwardMap, _like, kernel_from_forward
 
 _STANDARD = ((nn.ConvTranspose2d, ("forward", "_conv_forward")),
@@ -241,7 +242,8 @@ def _samples(real, fake, input_shape, seed: int, n: int = 64):
 
 def measure_claim(method: Method, model: nn.Module, input_shape: Sequence[int] | None = None, *,
                   real: torch.Tensor | None = None, fake: torch.Tensor | None = None,
-                  seed: int = 0) -> list[ClaimMeasurement]:
+                  seed: int = 0, claim: Claim | None = None,
+                  params: Mapping[str, Any] | None = None) -> list[ClaimMeasurement]:
     """Measure ``method.claim`` on ``model`` (the model ``method.apply`` returned).
 
     Per-layer claims give one :class:`ClaimMeasurement` per layer of
@@ -251,12 +253,13 @@ def measure_claim(method: Method, model: nn.Module, input_shape: Sequence[int] |
     (without batch) is needed for operator claims on convolutions and for layers
     measured through their forward map. The model's training flags are restored; the
     only state a measurement can change is a method's own first-forward initialisation
-    (e.g. ``sn_conv`` recording the input size), which any forward triggers.
+    (e.g. ``sn_conv`` recording the input size), which any forward triggers. ``claim`` and
+    ``params`` judge the model under another method's claim (``lipbench check --as NAME``).
     """
-    claim = method.claim
+    claim = claim or method.claim
     if claim.kind == "none":
         return []
-    target = claim.target_value(method.params)
+    target = claim.target_value(method.params if params is None else params)
     with evaluating(model):
         if claim.quantity == "interpolate_gradient":
             real, fake = _samples(real, fake, input_shape, seed)

@@ -78,6 +78,13 @@ def check_target(reference: str, target: Any) -> type[Method] | Callable[..., Me
                           "@harness.methods.method_factory; refused without calling it")
 
 
+def builtin(name: str) -> type[Method]:
+    """The built-in method class ``name`` (``MethodLoadError`` naming the built-ins otherwise)."""
+    if name not in _BUILTIN:
+        raise MethodLoadError(f"{name!r} is not a built-in method; built-ins: {', '.join(sorted(_BUILTIN))}")
+    return _BUILTIN[name]
+
+
 def _entry_point_methods() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
@@ -115,6 +122,22 @@ def _factory(name: str) -> type[Method] | Callable[..., Method]:
     return check_target(f"entry point {name} = {eps[name].value}", target)
 
 
+def factory(name: str) -> type[Method] | Callable[..., Method]:
+    """The class or declared factory ``name`` resolves to (built-in, entry point, ``module:attr``)."""
+    return _factory(name)
+
+
+def check(name: str, params: Mapping[str, Any]) -> None:
+    """Resolve ``name`` and validate ``params`` without building (or calling) anything.
+
+    Suite files and the command line use it to refuse a non-method or a mistyped parameter
+    before any case runs.
+    """
+    factory = _factory(name)
+    validate_params(getattr(factory, "name", name), getattr(factory, "defaults", {}), params,
+                    getattr(factory, "param_types", {}))
+
+
 def get(name: str, **params: Any) -> Method:
     """An instance of the method ``name`` (built-in, entry point or ``module:attr``).
 
@@ -131,5 +154,5 @@ def get(name: str, **params: Any) -> Method:
     return method
 
 
-__all__ = ["ENTRY_POINT_GROUP", "MethodLoadError", "MethodParameterError", "available",
+__all__ = ["ENTRY_POINT_GROUP", "MethodLoadError", "MethodParameterError", "available", "builtin", "check", "factory",
            "check_target", "get", "load", "method_factory", "register"]

@@ -26,7 +26,7 @@ from markupsafe import Markup
 
 from .data import (case_params, fmt_number, normalize_artifacts, normalize_results,
                    normalize_suite, normalize_traces, text)
-from .plots import NO_DATA, PlotOutput, method_colors, render_plot
+from .plots import NO_DATA, PlotOutput, method_colors, render_distributions, render_plot
 from .verdicts import (FAILING, VERDICTS, is_failing, normalize_verdicts, overall_passed,
                        sort_verdicts, verdict_counts)
 
@@ -187,10 +187,14 @@ def _check_rows(checks: list[dict], ver: pd.DataFrame) -> list[dict]:
 
 def _suite_section(suite: dict, anchor: str, res: pd.DataFrame, ver: pd.DataFrame,
                    traces: pd.DataFrame, artifacts: list[dict], params: dict,
-                   colors: dict, all_results: pd.DataFrame) -> dict:
+                   colors: dict, all_results: pd.DataFrame, baseline: pd.DataFrame) -> dict:
     name = suite["name"]
     plots: list[PlotOutput] = [render_plot(p, name, all_results, traces, artifacts, params, colors)
                                for p in suite["plots"]]
+    judged = ver[ver["check"].str.startswith("outcome")]["metric"]
+    plots += [render_distributions(m, res[res["metric"] == m], baseline[baseline["metric"] == m]
+                                   if len(baseline) else baseline, colors)
+              for m in dict.fromkeys(judged)]
     if not any(isinstance(p, dict) and p.get("type") == "images" for p in suite["plots"]) and \
             any(a["suite"] == name and a["kind"] == "image" for a in artifacts):
         plots.append(render_plot({"type": "images", "title": "Samples"}, name, all_results,
@@ -238,8 +242,9 @@ def _manifest_rows(manifest: dict | None) -> list[dict]:
 def render_html(results: pd.DataFrame | None, verdicts: pd.DataFrame | None, suites: list,
                 manifest: dict | None, traces: pd.DataFrame | None = None,
                 artifacts: list[dict] | None = None, title: str = "lipbench report",
-                notes: list[str] | None = None) -> str:
+                notes: list[str] | None = None, baselines: pd.DataFrame | None = None) -> str:
     """The report as one HTML string (see :func:`write_html`)."""
+    base = normalize_results(baselines)
     res = normalize_results(results)
     ver = normalize_verdicts(verdicts)
     trc = normalize_traces(traces)
@@ -256,7 +261,8 @@ def render_html(results: pd.DataFrame | None, verdicts: pd.DataFrame | None, sui
     colors = method_colors([m for m in dict.fromkeys(res["method"])] + list(dict.fromkeys(trc["method"])))
     params = case_params(res)
     sections = [_suite_section(s, anchors[s["name"]], res[res["suite"] == s["name"]],
-                               ver[ver["suite"] == s["name"]], trc, arts, params, colors, res)
+                               ver[ver["suite"] == s["name"]], trc, arts, params, colors, res,
+                               base[base["suite"] == s["name"]])
                 for s in suite_dicts]
     counts = verdict_counts(ver)
     passed = overall_passed(ver)
@@ -288,17 +294,19 @@ def render_html(results: pd.DataFrame | None, verdicts: pd.DataFrame | None, sui
 def write_html(path: str | os.PathLike, results: pd.DataFrame | None, verdicts: pd.DataFrame | None,
                suites: list, manifest: dict | None, traces: pd.DataFrame | None = None,
                artifacts: list[dict] | None = None, title: str = "lipbench report",
-               notes: list[str] | None = None) -> Path:
+               notes: list[str] | None = None, baselines: pd.DataFrame | None = None) -> Path:
     """Write the self-contained HTML report to ``path`` (atomically); returns the path.
 
     ``results``/``verdicts``/``traces`` are the long-format DataFrames of the result and
     verdict contracts, ``suites`` the validated suite dicts (or ``harness.suite.Suite``
     objects), ``manifest`` the run's provenance, ``artifacts`` dicts
     ``{suite, case, method, seed, kind: 'image', path}`` embedded as data URIs, ``notes``
-    plain sentences shown under the header (e.g. that no GPU baseline exists).
+    plain sentences shown under the header (e.g. that no GPU baseline exists), ``baselines``
+    the baseline rows the run was judged against (with a ``suite`` column), shown beside the
+    run's seeds for every training outcome that was judged.
     """
     html = render_html(results, verdicts, suites, manifest, traces=traces, artifacts=artifacts,
-                       title=title, notes=notes)
+                       title=title, notes=notes, baselines=baselines)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -29,9 +29,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .data import fmt_number
-from harness.expressions import NUMBER, compile_expression
+from harness.expressions import compile_curve
 
-__all__ = ["PlotOutput", "render_plot", "method_colors", "NO_DATA"]
+__all__ = ["PlotOutput", "render_plot", "render_distributions", "method_colors", "NO_DATA"]
 
 NO_DATA = "no data for this plot"
 MAX_FACETS = 12
@@ -267,7 +267,7 @@ def _draw_references(ax, spec: dict, xs: np.ndarray, logx: bool, categorical: bo
         pad = 0.0 if hi > lo else max(abs(lo) * 0.1, 0.5)
         grid = np.linspace(lo - pad, hi + pad, 200)
     for i, ref in enumerate(refs):
-        y = compile_expression(str(ref.get("expr", "")), {"x": NUMBER}).curve(grid)
+        y = compile_curve(str(ref.get("expr", ""))).curve(grid)
         ax.plot(grid, y, linestyle=_REF_STYLES[i % len(_REF_STYLES)], color="0.25",
                 linewidth=1.1, label=f"{ref.get('label', ref.get('expr'))}")
 
@@ -557,3 +557,35 @@ def render_plot(spec: dict, suite: str, results: pd.DataFrame, traces: pd.DataFr
     except Exception as exc:  # noqa: BLE001 - one plot must never take the report down
         return PlotOutput(title=title, type=ptype, ok=False,
                           note=f"plot failed: {type(exc).__name__}: {exc}")
+
+
+def render_distributions(metric: str, current: pd.DataFrame, baseline: pd.DataFrame,
+                         colors: dict[str, str]) -> PlotOutput:
+    """The run's seed values of a training outcome beside the baseline's (seeds x machines),
+    one column per case and method: filled dots this run, open circles the baseline."""
+    title = f"{metric}: this run's seeds (filled) against the baseline's seeds and machines (open)"
+    try:
+        cur = current[current["status"] == "ok"]
+        base = baseline[baseline["status"] == "ok"] if len(baseline) else baseline
+        keys = list(dict.fromkeys(zip(cur["case"], cur["method"])))
+        if not keys:
+            return PlotOutput(title, "distribution", note=NO_DATA)
+        with matplotlib.rc_context(_RC):
+            fig = Figure(figsize=(max(4.4, 0.55 * len(keys) + 2), 3.4), layout="constrained")
+            ax = fig.subplots()
+            for i, (case, method) in enumerate(keys):
+                color = colors.get(method, "0.3")
+                mine = cur[(cur["case"] == case) & (cur["method"] == method)]["value"].astype(float)
+                ax.scatter(np.full(len(mine), i - 0.12), mine, color=color, s=22, zorder=3)
+                if len(base):
+                    ref = base[(base["case"] == case) & (base["method"] == method)]["value"].astype(float)
+                    ax.scatter(np.full(len(ref), i + 0.12), ref, facecolors="none", edgecolors=color, s=22)
+            ax.set_xticks(range(len(keys)), [_tex_safe(f"{m}\n{c}" if len({k[0] for k in keys}) > 1 else m)
+                                             for c, m in keys], rotation=45, ha="right")
+            ax.set_ylabel(_tex_safe(metric))
+            svg = _svg(fig)
+        return PlotOutput(title, "distribution", svg=svg, wide=len(keys) > 8,
+                          caption="each column: this run's seeds (left, filled) and the baseline's values "
+                                  "over seeds and machines (right, open)")
+    except Exception as exc:  # noqa: BLE001 - one plot must never take the report down
+        return PlotOutput(title, "distribution", note=f"plot failed: {type(exc).__name__}: {exc}", ok=False)

@@ -1,7 +1,7 @@
 """Verdict bookkeeping shared by the HTML, JUnit and terminal reporters.
 
 A verdict row (see ``harness.baselines``) has the columns
-``suite, case, method, seed, metric, check, kind, verdict, value, reference, detail``.
+``harness.baselines.verdict.VERDICT_COLUMNS``.
 
 Failing verdicts are ``violation``, ``regression``, ``missing`` and ``error``.  The
 reporters *fail closed*: a verdict string they do not know (a typo, ``NaN``, an empty
@@ -18,6 +18,7 @@ from .data import seed_str
 from harness.baselines.verdict import FAILING, NON_FAILING, VERDICT_COLUMNS, VERDICTS
 
 _TEXT_COLUMNS = ("suite", "case", "method", "metric", "check", "kind", "detail")
+_NUMERIC = ("value", "reference", "effect", "threshold")
 
 #: Sort rank: failing verdicts first (unknown ones right after the known failing ones).
 _RANK = {v: i for i, v in enumerate(VERDICTS)}
@@ -49,11 +50,11 @@ def normalize_verdicts(verdicts: pd.DataFrame | None) -> pd.DataFrame:
     df = verdicts.copy()
     for col in VERDICT_COLUMNS:
         if col not in df.columns:
-            df[col] = float("nan") if col in ("seed", "value", "reference") else ""
+            df[col] = float("nan") if col in _NUMERIC or col == "seed" else ""
     for col in _TEXT_COLUMNS:
         df[col] = df[col].map(_text).astype(object)
     df["verdict"] = df["verdict"].map(normalize_verdict).astype(object)
-    for col in ("value", "reference"):
+    for col in _NUMERIC:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df["seed"] = df["seed"].map(_seed).astype(object)
     return df.reset_index(drop=True)

@@ -1,6 +1,7 @@
 """Provenance of a run: code version, packages, device, seeds, command line, times."""
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -11,6 +12,8 @@ from typing import Any
 
 import torch
 
+#: Environment variables that change float rounding or timing (recorded with every run).
+ENV_KEYS = ("ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
 PACKAGES = ("lipbench", "torch", "torchvision", "numpy", "scipy", "pandas", "clean-fid")
 
 
@@ -67,6 +70,9 @@ def build_manifest(*, preset: str, suites: list[str], seeds: dict[str, list[int]
         "processor": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "env": {k: os.environ[k] for k in ENV_KEYS if k in os.environ},
+        "host": platform.node(),
         "device": label,
         "device_class": device_class(label),
         "preset": preset,

@@ -122,7 +122,7 @@ class ResultsDir:
     # --- writing ----------------------------------------------------------------------
     def append_case(self, key: Sequence[Any], rows: Sequence[dict[str, Any]],
                     traces: Sequence[dict[str, Any]] = (),
-                    artifacts: Sequence[tuple[str, bytes]] = ()) -> None:
+                    artifacts: Sequence[tuple[str, bytes]] = (), seconds: float | None = None) -> None:
         """Record one finished case in one durable line (artifacts written first)."""
         records = []
         for name, data in artifacts:
@@ -131,7 +131,8 @@ class ResultsDir:
             target.parent.mkdir(parents=True, exist_ok=True)
             _write_bytes(target, data)
             records.append({"kind": "image", "name": name, "path": rel})
-        line = {"key": list(key), "rows": list(rows), "traces": list(traces), "artifacts": records}
+        line = {"key": list(key), "rows": list(rows), "traces": list(traces), "artifacts": records,
+                "seconds": seconds}
         append_line_durably(self.path / "cases.jsonl", _dumps(line) + "\n")
 
     def record_attempt(self, key: Sequence[Any], outcome: str = "started") -> None:

@@ -9,7 +9,7 @@
 * :func:`model_spec`: ``(name, kwargs)`` of the model a case trains, from the case parameter
   ``model`` or the settings' per-data-set mapping ``models: {ring8: {name: mlp2d}, ...}``.
 * :func:`adam_setting`: the Adam setting of a case: the case parameter ``setting`` or
-  ``settings.settings`` (default ``A``), a Miyato letter ``A``..``F`` or a name defined in the
+  ``settings.adam`` (default ``A``), a Miyato letter ``A``..``F`` or a name defined in the
   suite's ``adam_settings: {fast2d: {lr: 2e-3, beta1: 0.0, beta2: 0.9, n_dis: 1}}``.
 * :func:`synthetic_images`: the random tensor the timing runs draw their "real" batches from.
 """
@@ -20,17 +20,41 @@ from typing import Any, Iterator, Mapping
 
 import torch
 
+from .spec import Setting
+
 DEFAULT_LOSS = "hinge"
+
+#: Settings every GAN-training runner reads through the helpers below.
+GAN_SETTINGS = {
+    "adam": Setting((str, dict), "A", "Adam setting: a Miyato letter A-F or a name in adam_settings"),
+    "adam_settings": Setting(dict, {}, "named Adam settings {name: {lr, beta1, beta2, n_dis}}"),
+    "loss": Setting(str, DEFAULT_LOSS, "GAN loss: hinge, nonsaturating or wasserstein"),
+    "loss_for": Setting(dict, {}, "per-method loss {method label or name: loss}"),
+    "models": Setting(dict, {}, "model per data set {data: name or {name, <kwargs>}}"),
+    "model_args": Setting(dict, {}, "factory keyword arguments per model name"),
+    "data_args": Setting(dict, {}, "loader keyword arguments per data set"),
+    "batch": Setting(int, 64, "batch size"),
+    "threads": Setting((int, type(None)), None, "torch intra-op threads for the case (null: torch's default)"),
+}
+#: Case parameters of GAN-training runners.
+GAN_PARAMS = {
+    "data": Setting(str, "", "data set: ring8, grid25, digits, mnist, cifar10, stl10, ..."),
+    "model": Setting(str, "", "model name (else settings.models[data])"),
+    "size": Setting(int, 32, "model input size"),
+    "setting": Setting(str, "", "Adam setting for this case (else settings.adam)"),
+    "iterations": Setting(int, 0, "generator updates (else settings.iterations_for / iterations)"),
+    "batch": Setting(int, 64, "batch size for this case (else settings.batch)"),
+}
 
 
 def loss_for(settings: Mapping[str, Any], label: str, name: str) -> str:
     """The loss for a method: ``settings['loss_for'][label or name]``, else ``settings['loss']``."""
-    mapping = settings.get("loss_for") or {}
+    mapping = settings["loss_for"]
     if label in mapping:
         return str(mapping[label])
     if name in mapping:
         return str(mapping[name])
-    return str(settings.get("loss", DEFAULT_LOSS))
+    return str(settings["loss"])
 
 
 @contextlib.contextmanager
@@ -53,9 +77,9 @@ def model_spec(params: Mapping[str, Any], settings: Mapping[str, Any],
     else ``settings['models'][data]`` (a name or ``{name: ..., <kwargs>}``)."""
     if "model" in params:
         kwargs = {k: params[k] for k in ("size",) if k in params}
-        extra = (settings.get("model_args") or {}).get(params["model"], {})
+        extra = settings["model_args"].get(params["model"], {})
         return str(params["model"]), {**extra, **kwargs}
-    models = settings.get("models") or {}
+    models = settings["models"]
     if data is None or data not in models:
         raise KeyError(f"no model for data set {data!r}: give a case parameter 'model' or "
                        f"settings.models.{data}")
@@ -68,8 +92,8 @@ def model_spec(params: Mapping[str, Any], settings: Mapping[str, Any],
 
 def adam_setting(params: Mapping[str, Any], settings: Mapping[str, Any]) -> Any:
     """A setting name or mapping for :func:`harness.training.get_settings`."""
-    name = params.get("setting", settings.get("settings", "A"))
-    custom = settings.get("adam_settings") or {}
+    name = params.get("setting", settings["adam"])
+    custom = settings["adam_settings"]
     if isinstance(name, str) and name in custom:
         return {"name": name, **custom[name]}
     return name
@@ -79,8 +103,7 @@ def iterations_for(params: Mapping[str, Any], settings: Mapping[str, Any], data:
     """``params.iterations``, else ``settings.iterations_for[data]``, else ``settings.iterations``."""
     if "iterations" in params:
         return int(params["iterations"])
-    per_data = settings.get("iterations_for") or {}
-    return int(per_data.get(data, settings["iterations"]))
+    return int(settings["iterations_for"].get(data, settings["iterations"]))
 
 
 def synthetic_images(n: int, channels: int, size: int, seed: int) -> torch.Tensor:

@@ -9,8 +9,11 @@ from typing import Any, ClassVar, Iterable
 import pandas as pd
 import torch
 
+from harness.methods.claims import judged_claim
 from harness.results import Measurement
 from harness.suite import Case
+
+from .spec import Declarations
 
 _RUNNERS: dict[str, "Runner"] = {}
 
@@ -22,9 +25,14 @@ class RunContext:
     device: torch.device
     method: Any = None  # harness.methods.Method or None for method-free suites
     methods: dict[str, Any] = field(default_factory=dict)  # label -> Method, grouped runners only
+    judged_as: str = ""  # lipbench check --as NAME: judged by NAME's claim
     artifact_dir: Path | None = None
     traces: list[dict[str, Any]] = field(default_factory=list)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
+
+    def claim(self) -> tuple[Any, dict[str, Any]]:
+        """The claim the case's method is judged by and its parameters (see ``judged_claim``)."""
+        return judged_claim(self.method, self.judged_as)
 
     def trace(self, series: str, step: int, value: float) -> None:
         self.traces.append({"series": series, "step": int(step), "value": float(value)})
@@ -40,9 +48,11 @@ class RunContext:
 
 
 class Runner(ABC):
-    """Base class. Subclasses set ``kind`` and implement :meth:`run`."""
+    """Base class. Subclasses set ``kind`` and ``declarations`` and implement :meth:`run`."""
 
     kind: ClassVar[str] = ""
+    #: The case parameters, settings and metrics of this kind (see :mod:`.spec`).
+    declarations: ClassVar[Declarations] = Declarations()
     #: Whether the suite's cases carry a method (False: theory suites about random matrices).
     uses_methods: ClassVar[bool] = True
     #: Whether one case takes every method at once (``ctx.methods``), e.g. to interleave timings;
@@ -56,6 +66,12 @@ class Runner(ABC):
     @abstractmethod
     def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
         """The measurements of one case (``ctx.method`` / ``ctx.methods`` are built)."""
+
+    def param(self, case: Case, name: str) -> Any:
+        """A case parameter, or its declared default when the matrix does not set it."""
+        if name in case.params:
+            return case.params[name]
+        return self.declarations.params[name].default
 
     def summarize(self, rows: pd.DataFrame, config: dict[str, Any]) -> list[Measurement]:
         """Suite-level metrics over all cases (a fit, a constant); case ``summary``."""

@@ -7,3 +7,5 @@ from . import training_time  # noqa: F401
 from . import sample_quality  # noqa: F401
 from . import snw_vs_snconv  # noqa: F401
 from . import lipschitz_certificate  # noqa: F401
+from . import claims  # noqa: F401
+from . import contract  # noqa: F401

@@ -93,7 +93,8 @@ def run_case(case: Case, runner: Runner | None = None, *, timeout: float | None 
     runner = runner or runner_for(case.kind)
     seed_everything(case.seed)
     with tempfile.TemporaryDirectory(prefix="lipbench-case-") as tmp:
-        ctx = RunContext(device=torch.device(case.device), artifact_dir=Path(tmp) if keep_artifacts else None)
+        ctx = RunContext(device=torch.device(case.device), artifact_dir=Path(tmp) if keep_artifacts else None,
+                         judged_as=case.method.judged_as if case.method else "")
         try:
             with time_limit(timeout):
                 ctx.method = case.method.build() if case.method else None

@@ -7,6 +7,8 @@ an interrupted run keeps it and ``resume`` skips it.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from typing import Sequence
 import pandas as pd
 from tqdm import tqdm
 
+from harness.methods.claims import profile
 from harness.results import ResultsDir, build_manifest, device_label, error_row, make_row
 from harness.results.manifest import now
 from harness.suite import Case, MethodSpec, Suite
@@ -54,8 +57,10 @@ def plan(suites: Sequence[Suite], preset: str, device: str,
     for suite in suites:
         runner = runner_for(suite.kind)
         override = list(methods) if (methods is not None and runner.uses_methods) else None
-        cases += suite.cases(preset, device=device, methods=override, grouped=runner.groups_methods,
-                             max_cases=max_cases - len(cases))
+        defaults = runner.declarations.defaults()
+        cases += [dataclasses.replace(c, settings={**copy.deepcopy(defaults), **c.settings})
+                  for c in suite.cases(preset, device=device, methods=override, grouped=runner.groups_methods,
+                                       max_cases=max_cases - len(cases))]
     return cases
 
 
@@ -78,6 +83,7 @@ def run_suites(suites: Sequence[Suite], preset: str, out: ResultsDir,
                                   device=options.device, started=now(), command=options.command)
         manifest["isolation"] = "worker process per case" if options.isolation else "in-process"
         manifest["max_memory_mib"] = round(options.max_memory / 2**20) if options.max_memory else None
+        manifest["methods"] = method_profiles(cases)
         out.write_json("manifest.json", manifest)
         planned = out.planned_keys() | {c.key for c in cases}
         out.write_json("plan.json", sorted(planned))
@@ -94,14 +100,28 @@ def run_suites(suites: Sequence[Suite], preset: str, out: ResultsDir,
                 except KeyboardInterrupt:
                     out.record_attempt(case.key, "interrupted")
                     raise
-                out.append_case(case.key, outcome.rows, outcome.traces, outcome.artifacts)
+                seconds = time.monotonic() - started
+                out.append_case(case.key, outcome.rows, outcome.traces, outcome.artifacts, seconds)
                 out.record_attempt(case.key, "finished")
-                progress.finished(case, outcome, time.monotonic() - started)
+                progress.finished(case, outcome, seconds)
         for suite in suites:
-            _summarize(suite, preset, out, options.device)
+            _summarize(suite, preset, out, options.device, manifest["methods"])
         manifest["finished"] = now()
         out.write_json("manifest.json", manifest)
         return out.finalize()
+
+
+def method_profiles(cases: Sequence[Case]) -> dict[str, dict]:
+    """Per method label: the claim it is judged by and its tags, for checks and reports."""
+    specs = {s.label: s for c in cases for s in ((c.method,) if c.method else ()) + tuple(c.methods)}
+    out = {}
+    for label, spec in specs.items():
+        try:
+            out[label] = {"name": spec.name, "params": dict(spec.params), "judged_as": spec.judged_as,
+                          **profile(spec.build(), spec.judged_as)}
+        except Exception as exc:  # noqa: BLE001 - the cases record the failure as error rows
+            out[label] = {"name": spec.name, "error": f"{type(exc).__name__}: {exc}"}
+    return out
 
 
 def _pending(cases: list[Case], out: ResultsDir, options: RunOptions) -> list[Case]:
@@ -167,13 +187,14 @@ def _describe(case: Case) -> str:
     return f"{case.suite} {case.case}{method} seed={case.seed}"
 
 
-def _summarize(suite: Suite, preset: str, out: ResultsDir, device: str) -> None:
+def _summarize(suite: Suite, preset: str, out: ResultsDir, device: str, profiles: dict[str, dict]) -> None:
     """Recompute a suite's suite-level rows from all its ok case rows."""
     rows = out.rows()
     mine = rows[(rows["suite"] == suite.name) & (rows["status"] == "ok") & (rows["case"] != "summary")]
     label = device_label(device)
     try:
-        measurements = runner_for(suite.kind).summarize(mine, suite.resolved(preset))
+        config = {**suite.resolved(preset), "method_profiles": profiles}
+        measurements = runner_for(suite.kind).summarize(mine, config)
         new = [make_row(suite.name, "summary", "", SUMMARY_SEED, label, "{}", m) for m in measurements]
     except Exception as exc:  # noqa: BLE001 - a failing summary is an error row, not a crash
         new = [error_row(suite.name, "summary", "", SUMMARY_SEED, label, "{}", short_traceback(exc))]

@@ -1,16 +1,22 @@
-"""``gradient_bounds``: Prop. 1 of Lin et al. 2021 (seed 001 §3) on bias-free MLP discriminators.
+"""``gradient_bounds``: Prop. 1 and Thm 1 of Lin et al. 2021 (§3; docs/references.md#lin2021)
+on bias-free MLP discriminators.
 
 For ``D = a_L ∘ l_{w_L} ∘ … ∘ a_1 ∘ l_{w_1}`` with 1-Lipschitz activations,
 ``||∇_{w_t} D(x)||_F <= ||x|| ∏_{i≠t} ||w_i||``: the gradient of a linear layer is the
 outer product of the back-propagated signal and the layer's input, each bounded by
-the spectral norms of the other layers. With SN (every ``||w_i|| <= 1``) each layer's
-gradient is at most ``||x||`` and the whole gradient at most ``sqrt(L) ||x||``; without
-it, layers' gradients can differ by orders of magnitude (seed 001 Figs. 2, 12, 13).
+the spectral norms of the other layers. That holds for *any* weights (``bound_ratio``, a
+sanity check of the arithmetic). What a method can break is the bound with the norms it
+*claims* (``claimed_bound_ratio``, spectral claims only): with SN every layer's gradient
+is at most ``||x||``; without it, layers' gradients can differ by orders of magnitude
+(Lin et al. 2021, Figs. 2, 12, 13). Thm 1: with the product of the norms fixed, equal
+norms minimise the whole-gradient bound (``thm1_ratio``: 1 exactly at equal norms).
 
 Gradients are taken with respect to the *effective* weights (what the forward pass
-uses), at initialisation and during a short training run of the discriminator alone:
+uses), at initialisation and after a short training run of the discriminator alone:
 real digits (scikit-learn, flattened) against Gaussian noise, non-saturating loss,
-Adam, with the method's penalty and after-step hook. Spectral norms are exact (float64 SVD).
+Adam, with the method's penalty and after-step hook. Before each measurement a
+power-iteration method settles on the fixed weights (its steady state). Spectral norms
+are exact (float64 SVD).
 """
 from __future__ import annotations
 
@@ -21,11 +27,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.methods.claims import SPECTRAL
 from harness.results import Measurement
 from harness.suite import Case
 from harness.training.data import digits
 
 from .base import RunContext, Runner, register
+from .claims import settle
+from .spec import Declarations, Metric, Setting
+
+def _stage_metrics(name: str, description: str, better: str | None = None, resolution: float = 0.0):
+    """The metric at initialisation (float32: no training yet) and after training (an outcome)."""
+    return {f"{name}_init": Metric("float32", f"{description}, at initialisation", better=better),
+            f"{name}_trained": Metric("outcome", f"{description}, after training", better=better,
+                                      resolution=resolution)}
 
 
 def bias_free_mlp(in_features: int, width: int, depth: int, slope: float) -> nn.Sequential:
@@ -61,7 +76,23 @@ def layer_gradients(model: nn.Sequential, x: torch.Tensor) -> tuple[list[torch.T
     return [torch.stack(g) for g in per_sample], norms
 
 
-def bound_measurements(model: nn.Sequential, x: torch.Tensor, stage: str) -> list[Measurement]:
+def thm1_ratio(norms: list[float]) -> float:
+    """Prop. 1's whole-gradient bound with the layers' own norms over the same bound with equal
+    norms of the same product (Lin et al. 2021, Thm 1: equal norms minimise it).
+
+    ``‖x‖ ∏n · sqrt(Σ_t n_t⁻²)`` over ``‖x‖ ∏n · sqrt(L) / (∏n)^{1/L}``: the quadratic over the
+    geometric mean of ``1/n_t``, at least 1, equal to 1 exactly when all norms are equal.
+    """
+    inverse = [1 / n for n in norms]
+    quadratic = math.sqrt(sum(v * v for v in inverse) / len(inverse))
+    geometric = math.exp(sum(math.log(v) for v in inverse) / len(inverse))
+    return quadratic / geometric
+
+
+def bound_measurements(model: nn.Sequential, x: torch.Tensor, stage: str,
+                       claimed: float | None = None) -> list[Measurement]:
+    """Prop. 1 with the layers' exact norms (a sanity check: it holds for any weights), with
+    the norms the method *claims* (``claimed``, spectral claims only), and Thm 1's ratio."""
     grads, norms = layer_gradients(model, x)
     x_norm = x.double().flatten(1).norm(dim=1)
     prod = math.prod(norms)
@@ -72,13 +103,19 @@ def bound_measurements(model: nn.Sequential, x: torch.Tensor, stage: str) -> lis
         over_x.append(float((g / x_norm).max()))
     total = torch.stack(grads).pow(2).sum(0).sqrt()
     medians = [float(g.median()) for g in grads]
-    return [
+    out = [
         Measurement(f"bound_ratio_{stage}", max(ratios)),
         Measurement(f"layer_grad_over_x_{stage}", max(over_x)),
         Measurement(f"total_grad_over_sqrtL_x_{stage}", float((total / (x_norm * len(grads) ** 0.5)).max())),
         Measurement(f"grad_spread_{stage}", max(medians) / max(min(medians), 1e-300)),
         Measurement(f"max_weight_norm_{stage}", max(norms)),
+        Measurement(f"thm1_ratio_{stage}", thm1_ratio(norms) if min(norms) > 0 else math.inf),
     ]
+    if claimed is not None:
+        others = claimed ** (len(grads) - 1)
+        out.append(Measurement(f"claimed_bound_ratio_{stage}",
+                               max(float((g / (x_norm * others)).max()) for g in grads)))
+    return out
 
 
 def train_discriminator(model: nn.Module, method, real: torch.Tensor, steps: int, lr: float,
@@ -99,18 +136,40 @@ def train_discriminator(model: nn.Module, method, real: torch.Tensor, steps: int
 @register
 class GradientBoundsRunner(Runner):
     kind = "gradient_bounds"
+    declarations = Declarations(
+        params={"depth": Setting(int, description="linear layers"), "width": Setting(int, description="hidden units")},
+        settings={"slope": Setting(float, 0.2, "leaky ReLU slope (<= 1: 1-Lipschitz)"),
+                  "probe_samples": Setting(int, description="digits the gradients are measured at"),
+                  "train_steps": Setting(int, description="discriminator updates of the training run"),
+                  "lr": Setting(float, description="Adam learning rate"),
+                  "batch": Setting(int, description="batch size"),
+                  "settle_iterations": Setting(int, 5000, "most power-iteration steps before each measurement "
+                                                          "(power-iteration methods settle on fixed weights)")},
+        metrics={
+            **_stage_metrics("bound_ratio", "max over layers and samples of ||grad_t|| / (||x|| prod_{i!=t} ||w_i||)"),
+            **_stage_metrics("layer_grad_over_x", "max over layers and samples of ||grad_t|| / ||x||"),
+            **_stage_metrics("total_grad_over_sqrtL_x", "max over samples of ||grad|| / (sqrt(L) ||x||)"),
+            **_stage_metrics("grad_spread", "largest over smallest per-layer median gradient norm", "lower",
+                             resolution=0.5),
+            **_stage_metrics("max_weight_norm", "largest exact spectral norm of an effective weight", "lower",
+                             resolution=0.01),
+            **_stage_metrics("claimed_bound_ratio", "max over layers and samples of ||grad_t|| / (||x|| "
+                             "prod_{i!=t} claimed ||w_i||), spectral claims only", "lower", resolution=0.01),
+            **_stage_metrics("thm1_ratio", "Prop. 1's whole-gradient bound over its minimum at equal norms of "
+                             "the same product (Thm 1)", "lower", resolution=0.01),
+        })
 
     def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
         p, s = case.params, case.settings
         real = digits().data.flatten(1)
         gen = torch.Generator().manual_seed(case.seed)
-        model = bias_free_mlp(real.shape[1], int(p["width"]), int(p["depth"]), float(s.get("slope", 0.2)))
+        model = bias_free_mlp(real.shape[1], int(p["width"]), int(p["depth"]), s["slope"])
         model = ctx.method.apply(model)
-        model.train()
-        with torch.no_grad():  # a training-mode forward settles persistent power iterations
-            model(real[:2])
-        probe = real[torch.randperm(real.shape[0], generator=gen)[: int(s["probe_samples"])]]
-        out = bound_measurements(model, probe, "init")
-        train_discriminator(model, ctx.method, real, int(s["train_steps"]), float(s["lr"]),
-                            int(s["batch"]), gen)
-        return out + bound_measurements(model, probe, "trained")
+        claim, params = ctx.claim()
+        claimed = claim.target_value(params) if claim.quantity in SPECTRAL else None
+        probe = real[torch.randperm(real.shape[0], generator=gen)[: s["probe_samples"]]]
+        settle(model, real[:2], 1, s["settle_iterations"])
+        out = bound_measurements(model, probe, "init", claimed)
+        train_discriminator(model, ctx.method, real, s["train_steps"], s["lr"], s["batch"], gen)
+        settle(model, real[:2], 1, s["settle_iterations"])
+        return out + bound_measurements(model, probe, "trained", claimed)

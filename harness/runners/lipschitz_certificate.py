@@ -25,8 +25,9 @@ from harness.results import Measurement
 from harness.suite import Case
 from harness.training import build, load_data, train
 
-from ._gan_common import loss_for
+from ._gan_common import GAN_PARAMS, GAN_SETTINGS, adam_setting, loss_for
 from .base import RunContext, Runner, register
+from .spec import Declarations, Metric, Setting
 
 METRICS = ("lipschitz_upper", "lipschitz_lower", "gap", "alpha_guarantee", "reshaped_product",
            "max_operator_norm")
@@ -34,8 +35,9 @@ METRICS = ("lipschitz_upper", "lipschitz_lower", "gap", "alpha_guarantee", "resh
 
 def certificate(D, input_shape, samples, settings) -> list[Measurement]:
     bound = lipschitz_upper_bound(D, input_shape)
-    lower = lipschitz_lower_bound(D, samples, n_random=int(settings.get("lower_random_starts", 4)),
-                                  steps=int(settings.get("lower_steps", 20)), seed=0).value
+    lower = lipschitz_lower_bound(D, samples, n_random=settings["lower_random_starts"],
+                                  steps=settings["lower_steps"], seed=0).value
+
     def alpha_times_reshaped(record):
         if record.reshaped_norm is None:
             return record.factor
@@ -54,16 +56,35 @@ def certificate(D, input_shape, samples, settings) -> list[Measurement]:
 @register
 class LipschitzCertificateRunner(Runner):
     kind = "lipschitz_certificate"
+    declarations = Declarations(
+        params=GAN_PARAMS,
+        settings={**GAN_SETTINGS,
+                  "lower_samples": Setting(int, 8, "data samples the lower bound's ascent starts from"),
+                  "lower_random_starts": Setting(int, 4, "random starts of the ascent"),
+                  "lower_steps": Setting(int, 20, "ascent steps per start")},
+        metrics={
+            "lipschitz_upper": Metric("outcome", "certified upper bound of the discriminator's Lipschitz constant",
+                                      better="lower", resolution=0.01),
+            "lipschitz_lower": Metric("outcome", "largest input-gradient norm found (empirical lower bound)"),
+            "gap": Metric("outcome", "upper / lower", better="lower", resolution=0.05),
+            "alpha_guarantee": Metric("outcome", "prod alpha_i ||W^_i|| times activation constants: what "
+                                                 "normalising the reshapes guarantees"),
+            "reshaped_product": Metric("outcome", "prod ||W^_i|| times activation constants: SNw's suggested "
+                                                  "(uncertified) bound"),
+            "max_operator_norm": Metric("outcome", "largest per-layer operator norm", better="lower",
+                                        resolution=0.01),
+            "weight_layers": Metric("exact", "number of weight layers"),
+        })
 
     def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
         p, s = case.params, case.settings
-        data = load_data(p["data"], **(s.get("data_args") or {}).get(p["data"], {}))
-        G, D = build(p["model"], seed=case.seed, **(s.get("model_args") or {}).get(p["model"], {}))
+        data = load_data(p["data"], **s["data_args"].get(p["data"], {}))
+        G, D = build(p["model"], seed=case.seed, **s["model_args"].get(p["model"], {}))
         label = case.method.label
         result = train(G, D, ctx.method, loss=loss_for(s, label, case.method.name),
-                       settings=s.get("adam", "C"), data=data, iterations=int(p["iterations"]),
-                       batch_size=int(s.get("batch", 32)), seed=case.seed, device=ctx.device)
+                       settings=adam_setting(p, s), data=data, iterations=int(p["iterations"]),
+                       batch_size=s["batch"], seed=case.seed, device=ctx.device)
         if result.diverged:
             return [Measurement(m, math.nan, status="diverged", message=result.message) for m in METRICS]
-        samples = data.sample(int(s.get("lower_samples", 8)), seed=case.seed).to(ctx.device)
+        samples = data.sample(s["lower_samples"], seed=case.seed).to(ctx.device)
         return certificate(result.D, tuple(data.sample_shape), samples, s)

@@ -6,6 +6,9 @@ import zlib
 import torch
 
 
+DISTRIBUTIONS = ("gaussian", "uniform", "rademacher")
+
+
 def case_generator(seed: int, case: str, device: str | torch.device = "cpu") -> torch.Generator:
     """A torch.Generator seeded from the case seed and the case id (crc32)."""
     gen = torch.Generator(device=device)

@@ -62,14 +62,17 @@ import torch
 from harness.metrics import (InceptionExtractor, classifier_metrics, compute_sample_quality,
                              digits_extractor, energy_distance, inception_score, mean_se,
                              mode_metrics, sample_mixture)
+from harness.methods.claims import LOW_RANK, SPECTRAL
 from harness.results import Measurement
 from harness.suite import Case
 from harness.training import build, load_data, save_grid, save_scatter, train
 from harness.training.data import MIXTURES
 from harness.training.loop import sample_z
+from harness.layers import layer_kind, reshape_matrix, weight_layers
 
-from ._gan_common import adam_setting, iterations_for, loss_for, model_spec, threads
+from ._gan_common import GAN_PARAMS, GAN_SETTINGS, adam_setting, iterations_for, loss_for, model_spec, threads
 from .base import RunContext, Runner, register
+from .spec import Declarations, Metric, Setting
 
 #: Per data family, the quality metrics and their base unit (the extractor id is appended).
 POINT_METRICS = ("modes_covered", "hq_share", "energy_distance")
@@ -77,6 +80,11 @@ DIGITS_METRICS = ("fid_digits_cnn", "kid_digits_cnn", "modes_covered", "confiden
 INCEPTION_METRICS = ("fid_inception", "kid_inception", "inception_score")
 #: ``separation`` when two methods differ but neither varies over seeds (zero s.e.).
 SEPARATION_CAP = 1e6
+
+
+def stable_rank(mat: torch.Tensor) -> float:
+    """``‖A‖²_F / ‖A‖²₂``: between 1 (rank one) and the rank (a flat spectrum)."""
+    return float(mat.pow(2).sum() / torch.linalg.matrix_norm(mat, ord=2) ** 2)
 
 
 @functools.lru_cache(maxsize=4)
@@ -99,9 +107,63 @@ def _generate(G, n: int, seed: int, device: torch.device, chunk: int = 1000) -> 
     return torch.cat(out)
 
 
+def _quality(description: str, better: str | None, resolution: float, unit: str = "1") -> Metric:
+    return Metric("outcome", description, unit, better, resolution)
+
+
 @register
 class SampleQualityRunner(Runner):
     kind = "sample_quality"
+    declarations = Declarations(
+        params=GAN_PARAMS,
+        settings={**GAN_SETTINGS,
+                  "iterations": Setting(int, description="generator updates"),
+                  "iterations_for": Setting(dict, {}, "generator updates per data set"),
+                  "trace_points": Setting(int, 20, "trace points over the run"),
+                  "trace_every": Setting(int, 0, "iterations between trace points (0: from trace_points)"),
+                  "n_fake": Setting(int, 2000, "generated samples measured"),
+                  "n_real": Setting(int, 0, "real samples (0: every image; 2-D: 2500)"),
+                  "real_seed": Setting(int, 123_456, "seed of the real reference sample"),
+                  "eval_seed": Setting(int, 10_000, "z stream of the evaluation samples: eval_seed + seed"),
+                  "mode_min_count": Setting(int, 10, "HQ samples a 2-D mode needs to count as covered"),
+                  "class_min_count": Setting(int, 20, "samples a digit class needs to count as covered"),
+                  "inception": Setting((str, bool), "auto", "auto (when the weights are on disk) or never"),
+                  "divergence_threshold": Setting(float, 1e6, "a |loss| above this ends the run as diverged")},
+        metrics={
+            "diverged": _quality("1 when training ended early on a non-finite or huge loss, else 0", "lower", 0.5),
+            "iterations_completed": _quality("generator updates completed", "higher", 1.0),
+            "modes_covered": _quality("2-D: modes nearest to >= mode_min_count high-quality samples (VEEGAN "
+                                      "§5.1); digits: classes the digits classifier assigns >= class_min_count "
+                                      "samples to", "higher", 1.0, "modes"),
+            "hq_share": _quality("2-D: share of samples within 3 std of a mode centre (VEEGAN)", "higher", 0.05),
+            "energy_distance": _quality("2-D: energy distance to n_real fresh real samples (V-statistic)",
+                                        "lower", 0.005),
+            "fid_digits_cnn": _quality("FID on the offline digits classifier's penultimate features",
+                                       "lower", 0.05, "1 @ extractor id"),
+            "kid_digits_cnn": _quality("KID (clean-fid estimator) on the same features", "lower", 0.005,
+                                       "1 @ extractor id"),
+            "confident_share": _quality("share of generated digits the classifier assigns with probability "
+                                        ">= 0.9", "higher", 0.02, "1 @ extractor id"),
+            "extractor_digits_cnn": Metric("identity", "config hash of the digits extractor; message: its "
+                                                       "weights' SHA-256 prefix", "id"),
+            "fid_inception": _quality("FID on InceptionV3 pool3 features (clean-fid)", "lower", 0.5,
+                                      "1 @ inception-v3-clean"),
+            "kid_inception": _quality("KID on InceptionV3 features", "lower", 0.001, "1 @ inception-v3-clean"),
+            "inception_score": _quality("Inception score, 10 splits (Salimans et al. 2016)", "higher", 0.05,
+                                        "1 @ inception-v3-clean"),
+            "stable_rank": _quality("mean stable rank ||W^||_F^2/||W^||^2 of the first five trained weight layers "
+                                    "(Miyato et al. 2018, §3, Fig. 3: clipping and weight normalization "
+                                    "concentrate the spectrum)", None, 0.1),
+            "variance_over_claimed_bound": _quality("largest weight variance over Thm 2's bound s^2/max(m,n) over "
+                                                    "layers and trace points (reshape_spectral claims)", "lower",
+                                                    0.05),
+            "stable_rank_margin[*]": Metric("outcome", "smallest mean stable rank of a spectral normalisation minus "
+                                                       "the largest of weight normalization / Frobenius / clipping "
+                                                       "(same data, same budget)", better="higher", resolution=0.1),
+            "*_mean[*]": Metric("info", "mean over seeds per data set and method"),
+            "*_se[*]": Metric("info", "standard error over seeds"),
+            "separation[*]": Metric("info", "standard errors between the two most different methods"),
+        })
 
     def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
         s, p = case.settings, case.params
@@ -109,16 +171,16 @@ class SampleQualityRunner(Runner):
         spec = case.method
         label, name = (spec.label, spec.name) if spec else ("none", "none")
         model_name, model_kwargs = model_spec(p, s, data_name)
-        source = load_data(data_name, **(s.get("data_args") or {}).get(data_name, {}))
+        source = load_data(data_name, **s["data_args"].get(data_name, {}))
         G, D = build(model_name, seed=case.seed, **model_kwargs)
         iterations = iterations_for(p, s, data_name)
         setting = adam_setting(p, s)
-        every = int(s.get("trace_every", 0)) or max(1, iterations // int(s.get("trace_points", 20)))
-        with threads(s.get("threads")):
+        every = s["trace_every"] or max(1, iterations // s["trace_points"])
+        with threads(s["threads"]):
             result = train(G, D, ctx.method, loss_for(s, label, name), setting, source,
-                           iterations=iterations, batch_size=int(s.get("batch", 64)), seed=case.seed,
+                           iterations=iterations, batch_size=s["batch"], seed=case.seed,
                            device=ctx.device, trace_every=every,
-                           divergence_threshold=float(s.get("divergence_threshold", 1e6)))
+                           divergence_threshold=s["divergence_threshold"])
             self._traces(result.traces, ctx)
             out = [Measurement("diverged", float(result.diverged),
                                message=result.message if result.diverged else ""),
@@ -128,7 +190,8 @@ class SampleQualityRunner(Runner):
                 msg = f"diverged at iteration {result.diverged_at}"  # the reason: on `diverged`
                 return out + [Measurement(m, math.nan, unit, status="diverged", message=msg)
                               for m, unit in metrics]
-            eval_seed = int(s.get("eval_seed", 10_000)) + case.seed
+            out += self._spectrum(result, ctx)
+            eval_seed = s["eval_seed"] + case.seed
             if source.kind == "points":
                 out += self._points(result.G, data_name, s, eval_seed, case, ctx)
             else:
@@ -149,6 +212,27 @@ class SampleQualityRunner(Runner):
                 b = bound.get((layer, r["step"]))
                 if b:
                     ctx.trace(f"variance_over_bound/{layer}", r["step"], r["value"] / b)
+
+    @staticmethod
+    def _spectrum(result, ctx: RunContext) -> list[Measurement]:
+        """Stable rank of the first five layers; for reshape_spectral claims the variance over Thm 2's bound."""
+        layers = weight_layers(result.D)[:5]
+        with torch.no_grad():
+            ranks = [stable_rank(reshape_matrix(layer.weight.detach().double(), layer_kind(layer, name)))
+                     for name, layer in layers]
+        out = [Measurement("stable_rank", float(sum(ranks) / len(ranks)),
+                           message=", ".join(f"{r:.3g}" for r in ranks))]
+        claim, params = ctx.claim()
+        if claim.quantity == "reshape_spectral":
+            scale = claim.target_value(params) ** 2
+            bound = {(r["series"].split("/", 1)[1], r["step"]): r["value"] for r in result.traces
+                     if r["series"].startswith("variance_bound/")}
+            ratios = [r["value"] / (scale * bound[(r["series"].split("/", 1)[1], r["step"])])
+                      for r in result.traces if r["series"].startswith("variance/")]
+            if ratios:
+                out.append(Measurement("variance_over_claimed_bound", max(ratios),
+                                       message=f"{len(ratios)} layer x trace point(s)"))
+        return out
 
     # ----------------------------------------------------------------- metrics
     def _planned_metrics(self, source, s) -> list[tuple[str, str]]:
@@ -172,17 +256,16 @@ class SampleQualityRunner(Runner):
 
     @staticmethod
     def _use_inception(source, s) -> bool:
-        want = s.get("inception", "auto")
+        want = s["inception"]
         if want is False or want == "never" or source.sample_shape[0] not in (1, 3):
             return False
         return InceptionExtractor.available()
 
     def _points(self, G, data_name: str, s, eval_seed: int, case: Case, ctx: RunContext) -> list[Measurement]:
         mixture = MIXTURES[data_name]
-        fake = _generate(G, int(s.get("n_fake", 2500)), eval_seed, ctx.device).double()
-        real = sample_mixture(mixture.centers, mixture.std, int(s.get("n_real") or 2500),
-                              seed=int(s.get("real_seed", 123_456)))
-        mm = mode_metrics(fake, mixture.centers, mixture.std, min_count=int(s.get("mode_min_count", 1)))
+        fake = _generate(G, s["n_fake"], eval_seed, ctx.device).double()
+        real = sample_mixture(mixture.centers, mixture.std, s["n_real"] or 2500, seed=s["real_seed"])
+        mm = mode_metrics(fake, mixture.centers, mixture.std, min_count=s["mode_min_count"])
         if ctx.artifact_dir is not None:
             lim = float(mixture.centers.abs().max()) * 1.6
             save_scatter(fake[:1000], ctx.artifact_path(case, "samples.png"), real=real[:1000],
@@ -194,9 +277,9 @@ class SampleQualityRunner(Runner):
 
     def _images(self, G, source, data_name: str, s, eval_seed: int, case: Case,
                 ctx: RunContext) -> list[Measurement]:
-        fake = _generate(G, int(s.get("n_fake", 2000)), eval_seed, ctx.device)
-        n_real = int(s.get("n_real", 0)) or (len(source) if source.finite else 5000)
-        real = source.sample(n_real, seed=int(s.get("real_seed", 123_456)))
+        fake = _generate(G, s["n_fake"], eval_seed, ctx.device)
+        n_real = s["n_real"] or (len(source) if source.finite else 5000)
+        real = source.sample(n_real, seed=s["real_seed"])
         out: list[Measurement] = []
         if ctx.artifact_dir is not None:
             save_grid(fake[:64], ctx.artifact_path(case, "samples.png"), nrow=8)
@@ -204,7 +287,7 @@ class SampleQualityRunner(Runner):
             ext = _digits_extractor(int(source.sample_shape[-1]))
             unit = f"1 @ {ext.id}"
             q = compute_sample_quality(ext, real, fake, kid_seed=0)
-            cm = classifier_metrics(ext, fake, min_count=int(s.get("class_min_count", 1)))
+            cm = classifier_metrics(ext, fake, min_count=s["class_min_count"])
             digest = ext.id.rsplit("-", 1)[-1]
             out += [Measurement("fid_digits_cnn", q.fid, unit),
                     Measurement("kid_digits_cnn", q.kid, unit),
@@ -254,4 +337,20 @@ class SampleQualityRunner(Runner):
             if best > 0:
                 out.append(Measurement(f"separation[{case}:{metric}]", best, "s.e.", case="summary",
                                        method="", message=pair))
-        return out
+        return out + rank_margins(rows, config.get("method_profiles") or {})
+
+
+def rank_margins(rows: pd.DataFrame, profiles: dict[str, dict]) -> list[Measurement]:
+    """Per data set: the smallest mean stable rank of a spectral normalisation minus the largest
+    of a low-rank-favouring method (Miyato et al. 2018, §3, App. D, Fig. 3), chosen by claim."""
+    out = []
+    for case, group in rows[rows["metric"] == "stable_rank"].groupby("case"):
+        means = group.groupby("method")["value"].mean()
+        claim = {m: (profiles.get(m) or {}).get("claim") for m in means.index}
+        spectral = {m: v for m, v in means.items() if claim[m] in SPECTRAL}
+        low = {m: v for m, v in means.items() if claim[m] in LOW_RANK}
+        if spectral and low:
+            a, b = min(spectral, key=spectral.get), max(low, key=low.get)
+            out.append(Measurement(f"stable_rank_margin[{case}]", spectral[a] - low[b], case="summary", method="",
+                                   message=f"{a} {spectral[a]:.3g} vs {b} {low[b]:.3g}"))
+    return out

@@ -21,7 +21,13 @@ from harness.suite import Case
 from harness.training.models import StandardCNNDiscriminator
 
 from .base import RunContext, Runner, register
-from .randomness import case_generator, random_entries
+from .randomness import DISTRIBUTIONS, case_generator, random_entries
+from .spec import Declarations, Metric, Setting
+
+#: ||W~|| comes from Lanczos converged to 1e-6 relative (harness.exact.conv_operator_norm's
+#: tol), so another CPU can land anywhere within that: compared to 2e-6.
+LANCZOS_RTOL = 2e-6
+_LANCZOS = dict(rtol=LANCZOS_RTOL, tolerance_source="Lanczos convergence tolerance 1e-6 (both runs)")
 
 
 def lemma_measurements(reshaped: float, op, ab, case: str | None = None) -> list[Measurement]:
@@ -60,6 +66,23 @@ def standard_cnn_case(case: Case) -> list[Measurement]:
 class SnwVsSnconvRunner(Runner):
     kind = "snw_vs_snconv"
     uses_methods = False
+    declarations = Declarations(
+        params={"c_in": Setting(int, 0), "c_out": Setting(int, 0), "k": Setting(int, 0), "stride": Setting(int, 1),
+                "padding": Setting(int, 0), "hw": Setting(int, 0, "input height and width"),
+                "distribution": Setting(str, "gaussian", f"kernel entries: {', '.join(DISTRIBUTIONS)}"),
+                "source": Setting(str, "random", "random kernels, or every layer of the standard_cnn"),
+                "size": Setting(int, 32, "standard_cnn input size")},
+        metrics={
+            "reshaped_norm": Metric("exact", "||W^||, exact (SVD, float64)"),
+            "operator_norm": Metric("exact", "||W~||, converged to 1e-6 relative", **_LANCZOS),
+            "operator_lower": Metric("exact", "certified lower end of ||W~|| (||W~v||/||v|| of an actual vector)",
+                                     **_LANCZOS),
+            "operator_upper": Metric("exact", "certified upper end of ||W~||", better="lower", **_LANCZOS),
+            "bracket_width": Metric("info", "(upper - lower) / lower"),
+            "ratio": Metric("exact", "||W~|| / ||W^||", **_LANCZOS),
+            "alpha": Metric("exact", "alpha of the lemma for this kernel, stride and input"),
+            "precondition": Metric("exact", "1 when the lower inequality's precondition holds, else 0"),
+        })
 
     def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
         if case.params.get("source") == "standard_cnn":

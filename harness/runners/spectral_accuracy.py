@@ -1,18 +1,23 @@
-"""``spectral_accuracy``: each spectral method's σ estimate against the exact norm it targets.
+"""``spectral_accuracy``: each power-iteration method's σ estimate against the exact norm it
+targets, and its claim on the effective weight.
 
 A spectral method divides by a power-iteration estimate σ of one norm of the weight
-(seed 002 §2.1, App. A; seed 001 §2, §5): the reshape ``||Ŵ||`` (sn_w, ssn, torch_sn),
-the mean of BSN's two reshapes (bsn, bssn) or the operator ``||W̃||`` (sn_conv); the
-parametrization says which (``normalises``). For a seeded layer this runner measures
+(Miyato et al. 2018, §2.1 and App. A; Lin et al. 2021, §2 and §5; docs/references.md):
+the reshape ``||Ŵ||`` (sn_w, ssn, torch_sn), the mean of BSN's two reshapes (bsn, bssn) or
+the operator ``||W̃||`` (sn_conv); the parametrization says which (``normalises``). For a
+seeded layer this runner measures
 
-* the relative error of σ after ``iterations`` further power iterations (counted after
-  the method's own registration warm-up, so torch_sn's 15 count as given);
+* ``rel_error``: the relative error of σ after ``iterations`` further power iterations
+  (counted after the method's own registration warm-up, so torch_sn's 15 count as given);
 * with ``updates > 0``: the tracking error while the weight changes under training-like
   updates (each element moves by ``step`` times the weight's RMS in a random sign
   direction, as Adam's sign-like steps do), ``iterations`` power iterations per update,
-  the persistent vectors carried along; Miyato App. C.1 reports norms within ±0.05;
-* the exact target norm of the effective weight over the method's scale ``s``, which is
-  ``σ_exact/σ`` when the method divides by its own estimate (a wrong scale shows here).
+  the persistent vectors carried along;
+* ``claim_error``: the method's *claim* (or, under ``--as NAME``, NAME's) measured on the
+  effective weight with exact references (:func:`harness.methods.measure_claim`), never
+  on the method's estimate or declared scale. A method that divides by its own estimate
+  has ``claim_error = rel_error / (1 - rel_error)`` up to float32 rounding; one that
+  scales wrongly (declared or not) does not.
 
 Exact norms are float64: SVD of the reshapes, :func:`harness.exact.conv_operator_norm`
 (certified bracket, value to 1e-6) for the operator.
@@ -26,6 +31,7 @@ from torch import nn
 
 from harness.exact import conv_operator_norm, reshaped_norm
 from harness.layers import geometry, swapped_reshape_matrix
+from harness.methods import measure_claim
 from harness.methods.power import estimate_sigma, power_iterate, sigma_parametrization
 from harness.results import Measurement
 from harness.suite import Case
@@ -33,6 +39,7 @@ from harness.suite import Case
 from .base import RunContext, Runner, register
 from .layer_specs import build_layer, layer_spec
 from .randomness import case_generator
+from .spec import Declarations, Metric, Setting
 
 
 def exact_target(layer: nn.Module, weight: torch.Tensor, normalises: str, input_shape) -> float:
@@ -56,10 +63,6 @@ def _normalises(param: nn.Module) -> str:
     return getattr(param, "normalises", "reshape")
 
 
-def _scale(param: nn.Module) -> float:
-    return float(getattr(param, "scale", 1.0))
-
-
 def _training_like_update(weight: torch.Tensor, step: float, gen: torch.Generator) -> None:
     rms = weight.pow(2).mean().sqrt()
     signs = torch.randint(0, 2, weight.shape, generator=gen).to(weight.dtype) * 2 - 1
@@ -69,22 +72,29 @@ def _training_like_update(weight: torch.Tensor, step: float, gen: torch.Generato
 @register
 class SpectralAccuracyRunner(Runner):
     kind = "spectral_accuracy"
+    declarations = Declarations(
+        params={"layer": Setting(str, description="a name in settings.layers"),
+                "iterations": Setting(int, description="further power iterations (per update when updating)"),
+                "updates": Setting(int, 0, "training-like weight updates with persistent vectors")},
+        settings={"layers": Setting(dict, description="named layer shapes: {kind, c_in, c_out, k, stride, "
+                                                      "padding, hw}"),
+                  "step": Setting(float, 1e-3, "update size, in units of the weight's RMS"),
+                  "track_every": Setting(int, 10, "updates between two tracking measurements")},
+        metrics={
+            "rel_error": Metric("float32", "|sigma_estimate / sigma_exact - 1| after the iterations (and updates)",
+                                better="lower"),
+            "sigma_estimate": Metric("info", "the method's power-iteration estimate"),
+            "sigma_exact": Metric("info", "the exact norm it estimates (float64 of the float32 weight)"),
+            "claim_error": Metric("float32", "the method's claim measured on the effective weight with exact "
+                                             "references: |claimed norm / target - 1|", better="lower"),
+            "tracking_error_max": Metric("float32", "largest relative error of the estimate during the updates",
+                                         better="lower"),
+            "tracking_error_final": Metric("float32", "relative error after the last update", better="lower"),
+        })
 
     def applies_to(self, method) -> bool:
-        """Methods that register a spectral (power-iteration) parametrization.
-
-        A method whose ``apply`` raises is let through, so its cases record the error.
-        """
-        try:
-            layer = method.apply(nn.Sequential(nn.Conv2d(2, 3, 3)))[0]
-            layer(torch.zeros(1, 2, 5, 5))
-        except Exception:
-            return True
-        try:
-            sigma_parametrization(layer)
-        except LookupError:
-            return False
-        return True
+        """Methods that declare a power-iteration parametrization (``tags.power_iteration``)."""
+        return method.tags.power_iteration
 
     def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
         spec = layer_spec(case.settings, case.params["layer"])
@@ -92,32 +102,30 @@ class SpectralAccuracyRunner(Runner):
         gen = case_generator(case.seed, case.params["layer"])
         with torch.no_grad():
             layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) / layer.weight[0].numel() ** 0.5)
-        ctx.method.apply(nn.Sequential(layer))
+        layer = ctx.method.apply(nn.Sequential(layer))[0]
         layer.train()
         layer(torch.zeros(input_shape))  # records the input size; one training-mode iteration
         param = sigma_parametrization(layer)
         original = layer.parametrizations.weight.original
         normalises, iterations = _normalises(param), int(case.params["iterations"])
         tracking = []
-        for update in range(int(case.params.get("updates", 0))):
+        for update in range(self.param(case, "updates")):
             with torch.no_grad():
-                _training_like_update(original, float(case.settings.get("step", 1e-3)), gen)
+                _training_like_update(original, case.settings["step"], gen)
             power_iterate(layer, iterations)
-            if update % int(case.settings.get("track_every", 10)) == 0:
+            if update % case.settings["track_every"] == 0:
                 exact = exact_target(layer, original, normalises, input_shape)
                 tracking.append(abs(estimate_sigma(layer) / exact - 1))
         if not tracking:
             power_iterate(layer, iterations)
         estimate = estimate_sigma(layer)
         exact = exact_target(layer, original, normalises, input_shape)
-        layer.eval()
-        with torch.no_grad():
-            effective = exact_target(layer, layer.weight, normalises, input_shape) / _scale(param)
+        claim, params = ctx.claim()
+        found = measure_claim(ctx.method, nn.Sequential(layer), input_shape[1:], claim=claim, params=params)
         out = [Measurement("rel_error", abs(estimate / exact - 1)),
                Measurement("sigma_estimate", estimate),
                Measurement("sigma_exact", exact),
-               Measurement("effective_norm", effective),
-               Measurement("effective_error", abs(effective - 1))]
+               Measurement("claim_error", max(m.error for m in found), message=found[0].describe())]
         if tracking:
             out += [Measurement("tracking_error_max", max(tracking)),
                     Measurement("tracking_error_final", tracking[-1])]

@@ -24,7 +24,8 @@ from harness.results import Measurement
 from harness.suite import Case
 
 from .base import RunContext, Runner, register
-from .randomness import case_generator, random_entries
+from .randomness import DISTRIBUTIONS, case_generator, random_entries
+from .spec import Declarations, Metric, Setting
 
 #: Largest batch of float64 entries materialised at once (memory bound, not a tolerance).
 CHUNK_ENTRIES = 2**24
@@ -56,14 +57,36 @@ def mean_with_interval(samples: np.ndarray, confidence: float) -> tuple[float, f
     return mean, mean - half, mean + half
 
 
+def _exact(description: str) -> Metric:
+    return Metric("exact", description)
+
+
 @register
 class Thm2VarianceRunner(Runner):
     kind = "thm2_variance"
     uses_methods = False
+    declarations = Declarations(
+        params={"m": Setting(int, description="rows of A"), "n": Setting(int, description="columns of A"),
+                "distribution": Setting(str, description=f"entries: {', '.join(DISTRIBUTIONS)}")},
+        settings={"matrices": Setting(int, description="matrices per shape (Monte Carlo samples)"),
+                  "confidence": Setting(float, 0.99, "two-sided level of the Student-t interval")},
+        metrics={
+            "variance": _exact("Monte Carlo estimate of Var(a_ij/||A||) = E[(a_ij/||A||)^2]"),
+            "variance_ci_low": _exact("lower end of the Student-t confidence interval of the mean"),
+            "variance_ci_high": _exact("upper end of the confidence interval"),
+            "bound": _exact("1/max(m, n), Thm 2"),
+            "scaled_variance": _exact("variance * max(m, n); Thm 2 says <= 1"),
+            "rmt_prediction": _exact("max(m,n)/(sqrt m + sqrt n)^2, Bai-Yin asymptotics for Gaussian entries"),
+            "loglog_slope_*": _exact("slope of log Var against log max(m,n), per distribution"),
+            "loglog_slope_stderr_*": _exact("standard error of that slope"),
+            "largest_square": _exact("the largest n of an n x n case (the lower constant is reached there)"),
+            "lower_constant": _exact("smallest Var * max(m,n) over the cases: the empirical constant L of "
+                                     "Thm 2's lower bound L/max(m,n)"),
+        })
 
     def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
         m, n, dist = int(case.params["m"]), int(case.params["n"]), case.params["distribution"]
-        count, confidence = int(case.settings["matrices"]), float(case.settings.get("confidence", 0.99))
+        count, confidence = case.settings["matrices"], case.settings["confidence"]
         gen = case_generator(case.seed, case.case)
         samples = normalized_second_moments(m, n, count, dist, gen).numpy()
         mean, low, high = mean_with_interval(samples, confidence)
@@ -92,4 +115,6 @@ class Thm2VarianceRunner(Runner):
                 out.append(Measurement(f"loglog_slope_{dist}", float(fit.slope)))
                 out.append(Measurement(f"loglog_slope_stderr_{dist}", float(fit.stderr)))
         out.append(Measurement("lower_constant", float((frame["value"] * frame["big"]).min())))
+        square = params[params["m"] == params["n"]]["m"]
+        out.append(Measurement("largest_square", float(square.max()) if len(square) else 0.0))
         return out

@@ -10,6 +10,7 @@ with Xavier's ``2/((c_in + c_out) k_h k_w)`` and LeCun's ``1/(c_in k_h k_w)``.
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import torch
@@ -18,7 +19,8 @@ from harness.results import Measurement
 from harness.suite import Case
 
 from .base import RunContext, Runner, register
-from .randomness import case_generator, random_entries
+from .randomness import DISTRIBUTIONS, case_generator, random_entries
+from .spec import Declarations, Metric, Setting
 from .thm2_variance import mean_with_interval, top_singular_values
 
 
@@ -27,6 +29,15 @@ def thm3_bound(c_out: int, c_in: int, k_h: int, k_w: int) -> float:
     n = c_out * c_in * k_h * k_w
     r1, r2 = min(c_out, c_in * k_h * k_w), min(c_in, c_out * k_h * k_w)
     return 4 / (n * (r1 ** -0.5 + r2 ** -0.5) ** 2)
+
+
+def bsn_rmt_prediction(c_out: int, c_in: int, k_h: int, k_w: int) -> float:
+    """``E[w²]/σ_w²`` for unit-variance Gaussian entries with the Bai-Yin norms
+    ``‖Ŵ₁‖ ≈ √c_out + √(c_in k_h k_w)`` and ``‖Ŵ₂‖ ≈ √c_in + √(c_out k_h k_w)`` (large dims)."""
+    taps = k_h * k_w
+    s1 = math.sqrt(c_out) + math.sqrt(c_in * taps)
+    s2 = math.sqrt(c_in) + math.sqrt(c_out * taps)
+    return 4 / (s1 + s2) ** 2
 
 
 def normalized_moments(kernels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,11 +57,29 @@ def normalized_moments(kernels: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 class Thm3BsnVarianceRunner(Runner):
     kind = "thm3_bsn_variance"
     uses_methods = False
+    declarations = Declarations(
+        params={"c_in": Setting(int), "c_out": Setting(int), "k": Setting(int, description="kernel size k x k"),
+                "distribution": Setting(str, description=f"entries: {', '.join(DISTRIBUTIONS)}")},
+        settings={"kernels": Setting(int, description="kernels per shape (Monte Carlo samples)"),
+                  "confidence": Setting(float, 0.99, "two-sided level of the Student-t interval")},
+        metrics={name: Metric("exact", text) for name, text in {
+            "variance_bsn": "Var(w / sigma_w) under BSN",
+            "variance_bsn_ci_low": "lower end of its confidence interval",
+            "bound_bsn": "4 / (N (1/sqrt r1 + 1/sqrt r2)^2), the Thm 3 bound (docs/theory.md)",
+            "variance_snw": "Var(w / ||W1||) under SNw",
+            "variance_snw_ci_low": "lower end of its confidence interval",
+            "bound_snw": "1 / max(c_out, c_in k^2), Thm 2",
+            "xavier": "Xavier's 2 / ((c_in + c_out) k^2)",
+            "lecun": "LeCun's 1 / (c_in k^2)",
+            "bsn_over_xavier": "variance_bsn / xavier: of order 1 if BSN is Xavier-like",
+            "bsn_rmt_prediction": "4 / (sqrt c_out + sqrt(c_in k^2) + sqrt c_in + sqrt(c_out k^2))^2: the "
+                                  "Gaussian random-matrix prediction (Bai-Yin norms of both reshapes)",
+        }.items()})
 
     def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
         p = case.params
         c_out, c_in, k = int(p["c_out"]), int(p["c_in"]), int(p["k"])
-        count, confidence = int(case.settings["kernels"]), float(case.settings.get("confidence", 0.99))
+        count, confidence = case.settings["kernels"], case.settings["confidence"]
         kernels = random_entries((count, c_out, c_in, k, k), p["distribution"], case_generator(case.seed, case.case))
         bsn, snw = normalized_moments(kernels)
         bsn_mean, bsn_low, _ = mean_with_interval(bsn.numpy(), confidence)
@@ -66,4 +95,5 @@ class Thm3BsnVarianceRunner(Runner):
             Measurement("xavier", xavier),
             Measurement("lecun", 1 / (c_in * k * k)),
             Measurement("bsn_over_xavier", bsn_mean / xavier),
+            Measurement("bsn_rmt_prediction", bsn_rmt_prediction(c_out, c_in, k, k)),
         ]

@@ -45,8 +45,9 @@ from harness.results import Measurement
 from harness.suite import Case, MethodSpec
 from harness.training import build, prepare
 
-from ._gan_common import adam_setting, loss_for, model_spec, synthetic_images, threads
+from ._gan_common import GAN_PARAMS, GAN_SETTINGS, adam_setting, loss_for, model_spec, synthetic_images, threads
 from .base import RunContext, Runner, register
+from .spec import Declarations, Metric, Setting
 
 REFERENCE = "none"
 
@@ -125,14 +126,33 @@ def _rows(label: str, per_round: dict[str, list[float]], ref: dict[str, list[flo
 class TrainingTimeRunner(Runner):
     kind = "training_time"
     groups_methods = True
+    declarations = Declarations(
+        params=GAN_PARAMS,
+        settings={**GAN_SETTINGS,
+                  "warmup": Setting(int, 1, "untimed rounds first"),
+                  "repeats": Setting(int, 5, "timed rounds"),
+                  "data_batches": Setting(int, 4, "batches in the synthetic tensor the sampler cycles through")},
+        metrics={
+            "d_step_ms": Metric("info", "median over rounds of the mean discriminator update (absolute: this "
+                                        "machine only)", "ms"),
+            "g_step_ms": Metric("info", "median over rounds of the generator update (absolute)", "ms"),
+            "iteration_ms": Metric("info", "median over rounds of one iteration, n_dis D + 1 G updates "
+                                           "(absolute)", "ms"),
+            "d_step_ratio": Metric("timing", "median over rounds of d_step / none's d_step in the same round; "
+                                             "samples = per-round ratios", better="lower"),
+            "g_step_ratio": Metric("timing", "the same for the G update", better="lower"),
+            "iteration_ratio": Metric("timing", "the same for the whole iteration", better="lower"),
+            "peak_mib": Metric("info", "working memory of one iteration (CUDA max_memory_allocated; CPU: "
+                                       "sampled RSS increase)", "MiB"),
+        })
 
     def run(self, case: Case, ctx: RunContext) -> list[Measurement]:
         s, p = case.settings, case.params
-        batch = int(p.get("batch", s.get("batch", 64)))
+        batch = int(p.get("batch", s["batch"]))
         setting = adam_setting(p, s)
         specs = method_specs_with_reference(case.methods)
         built = dict(ctx.methods)
-        with threads(s.get("threads")):
+        with threads(s["threads"]):
             sessions = {}
             for spec in specs:
                 method = built.get(spec.label) or spec.build()
@@ -140,7 +160,7 @@ class TrainingTimeRunner(Runner):
             n_dis = next(iter(sessions.values())).settings.n_dis
             marks = {label: StepMarks(ctx.device) for label in sessions}
             calls = {label: self._iteration(sess, marks[label]) for label, sess in sessions.items()}
-            warmup, repeats = int(s.get("warmup", 1)), int(s.get("repeats", 5))
+            warmup, repeats = s["warmup"], s["repeats"]
             timing = interleaved(calls, warmup=warmup, repeats=repeats, device=ctx.device)
             if _is_cuda(ctx.device):
                 torch.cuda.synchronize(ctx.device)
@@ -171,7 +191,7 @@ class TrainingTimeRunner(Runner):
         name, kwargs = model_spec(p, s, p.get("data"))
         G, D = build(name, seed=case.seed, **kwargs)
         channels, size = int(kwargs.get("channels", 3)), int(kwargs.get("size", 32))
-        data = synthetic_images(int(s.get("data_batches", 4)) * batch, channels, size, case.seed)
+        data = synthetic_images(s["data_batches"] * batch, channels, size, case.seed)
         loss = loss_for(s, spec.label, spec.name)
         return prepare(G, D, method, loss, setting, data, batch, case.seed, device)
 

@@ -21,7 +21,7 @@ import jsonschema
 import yaml
 
 from harness.errors import UserError
-from harness.expressions import ANY, BOOL, NUMBER, STRING, ExpressionError, compile_expression
+from harness.expressions import ANY, BOOL, NUMBER, STRING, ExpressionError, compile_curve, compile_expression
 
 from .model import DEFAULT_MAX_CASES, ROW_NAMES, Suite, SuiteError, SuiteLines
 from .schema import SUITE_SCHEMA
@@ -108,11 +108,13 @@ def _parse(text: str, label: str) -> tuple[dict, yaml.Node]:
 
 def load_suite(path: str | Path, known_kinds: Iterable[str] | None = None,
                known_methods: Iterable[str] | None = None,
-               check_method: Callable[[str, dict], None] | None = None) -> Suite:
+               check_method: Callable[[str, dict], None] | None = None,
+               declarations_for: Callable[[str], Any] | None = None) -> Suite:
     """Parse, validate and return the suite in ``path``; raises :class:`SuiteError`.
 
-    ``check_method(name, params)`` validates a ``module:attr`` method without calling it
-    (it raises with the reason); ``known_methods`` are the registry names.
+    ``check_method(name, params)`` validates a method without calling it (it raises with
+    the reason); ``known_methods`` are the registry names; ``declarations_for(kind)`` gives
+    the runner's :class:`~harness.runners.spec.Declarations` (params, settings, metrics).
     """
     path = Path(path)
     label = str(path)
@@ -125,8 +127,12 @@ def load_suite(path: str | Path, known_kinds: Iterable[str] | None = None,
         where = tuple(err.absolute_path)
         problems.append(f"{lines.at(where)}: {_dotted(where)}: {err.message}")
     if not problems:
+        declarations = None
+        if declarations_for is not None and (known_kinds is None or data["kind"] in set(known_kinds)):
+            declarations = declarations_for(data["kind"])
         problems = [f"{lines.at(where)}: {_dotted(where)}: {msg}"
-                    for where, msg in _semantic_problems(data, known_kinds, known_methods, check_method)]
+                    for where, msg in _semantic_problems(data, known_kinds, known_methods, check_method,
+                                                         declarations)]
     if not problems:
         suite = Suite.from_dict(data, source=label, lines=lines)
         problems = _case_problems(suite)
@@ -135,29 +141,29 @@ def load_suite(path: str | Path, known_kinds: Iterable[str] | None = None,
     return suite
 
 
-def _semantic_problems(data: dict, known_kinds, known_methods, check_method) -> list[tuple[tuple, str]]:
-    """What the schema cannot say: kinds, methods, metric names, expressions."""
+def _semantic_problems(data: dict, known_kinds, known_methods, check_method,
+                       declarations) -> list[tuple[tuple, str]]:
+    """What the schema cannot say: kinds, settings, parameters, methods, metric names, expressions."""
     found = []
-    metrics = set(data["metrics"])
     if known_kinds is not None and data["kind"] not in set(known_kinds):
         found.append((("kind",), f"unknown kind {data['kind']!r}; known: {', '.join(sorted(known_kinds))}"))
-    types = check_types(data)
+    if declarations is not None:
+        found += _declaration_problems(data, declarations)
+    types = check_types(data, declarations)
     for i, check in enumerate(data.get("checks", [])):
-        if check["metric"] not in metrics:
-            found.append((("checks", i, "metric"), f"metric {check['metric']!r} is not declared in metrics"))
+        if declarations is not None and declarations.metric(check["metric"]) is None:
+            found.append((("checks", i, "metric"), f"kind {data['kind']!r} reports no metric "
+                          f"{check['metric']!r}; it reports: {', '.join(declarations.metrics)}"))
         for key in ("assert", "when", "where"):
             if key in check:
                 try:
                     compile_expression(check[key], types)
                 except ExpressionError as exc:
                     found.append((("checks", i, key), str(exc)))
-    for i, rule in enumerate(data.get("compare", [])):
-        if rule["metric"] not in metrics:
-            found.append((("compare", i, "metric"), f"metric {rule['metric']!r} is not declared in metrics"))
     for i, plot in enumerate(data.get("plots", [])):
         for j, ref in enumerate(plot.get("reference", [])):
             try:
-                compile_expression(ref["expr"], {"x": NUMBER})
+                compile_curve(ref["expr"])
             except ExpressionError as exc:
                 found.append((("plots", i, "reference", j, "expr"), str(exc)))
     found += _method_problems(data, known_methods, check_method)
@@ -184,11 +190,45 @@ def _method_problems(data: dict, known_methods, check_method) -> list[tuple[tupl
     return found
 
 
-def check_types(data: dict) -> dict[str, str]:
-    """The names a check expression may use, with their types: the row's own names,
-    every declared metric, and the case parameters of every preset."""
+def _declaration_problems(data: dict, decl) -> list[tuple[tuple, str]]:
+    """Settings and case parameters against the runner's declarations (names, types, required)."""
+    kind, found = data["kind"], []
+    sources = [((), data)] + [(("presets", p), v) for p, v in data["presets"].items()]
+    for where, source in sources:
+        for key, value in (source.get("settings") or {}).items():
+            found += _fits(where + ("settings", key), kind, "setting", key, value, decl.settings)
+        for key, values in (source.get("matrix") or {}).items():
+            for i, value in enumerate(values):
+                found += _fits(where + ("matrix", key, i), kind, "parameter", key, value, decl.params)
+        for name in ("include", "exclude"):
+            for i, combo in enumerate(source.get(name) or []):
+                for key, value in combo.items():
+                    found += _fits(where + (name, i, key), kind, "parameter", key, value, decl.params)
+    for preset, over in data["presets"].items():
+        merged = {**(data.get("settings") or {}), **(over.get("settings") or {})}
+        missing = [k for k, spec in decl.settings.items() if spec.required and k not in merged]
+        if missing:
+            found.append((("presets", preset), f"preset {preset!r} lacks the required setting(s) "
+                          f"{', '.join(missing)} of kind {kind!r}"))
+    return found
+
+
+def _fits(where: tuple, kind: str, what: str, key: str, value: Any, declared) -> list[tuple[tuple, str]]:
+    spec = declared.get(key)
+    if spec is None:
+        known = ", ".join(sorted(declared)) or "none"
+        return [(where, f"kind {kind!r} has no {what} {key!r}; its {what}s: {known}")]
+    problem = spec.type_problem(value)
+    return [(where, problem)] if problem else []
+
+
+def check_types(data: dict, declarations=None) -> dict[str, str]:
+    """The names a check expression may use, with their types: the row's own names, every
+    metric the runner declares by name, and the case parameters."""
     types = dict(ROW_NAMES)
-    types.update({metric: NUMBER for metric in data.get("metrics", {})})
+    if declarations is not None:
+        types.update({m: NUMBER for m in declarations.metrics if "*" not in m})
+        types.update({k: _declared_type(spec) for k, spec in declarations.params.items()})
     values: dict[str, set[str]] = {}
     sources = [data] + list(data.get("presets", {}).values())
     for source in sources:
@@ -200,6 +240,12 @@ def check_types(data: dict) -> dict[str, str]:
     for key, kinds in values.items():
         types[key] = kinds.pop() if len(kinds) == 1 else ANY
     return types
+
+
+def _declared_type(spec) -> str:
+    kinds = spec.type if isinstance(spec.type, tuple) else (spec.type,)
+    found = {BOOL if t is bool else NUMBER if t in (int, float) else STRING if t is str else ANY for t in kinds}
+    return found.pop() if len(found) == 1 else ANY
 
 
 def _type_of(value: Any) -> str:
@@ -216,7 +262,7 @@ def _case_problems(suite: Suite) -> list[str]:
         try:
             suite.cases(preset, max_cases=DEFAULT_MAX_CASES, check_ids=True)
         except SuiteError as exc:
-            if "planned cases" not in str(exc):  # sizes are judged against --max-cases at run time
+            if "more than --max-cases" not in str(exc):  # sizes are judged against --max-cases at run time
                 problems += exc.problems
     return problems
 

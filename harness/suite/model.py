@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -9,13 +10,16 @@ from typing import Any, Sequence
 
 from harness.errors import UserError
 from harness.expressions import NUMBER, STRING
+from harness.methods.claims import PROFILE_TYPES
 
 from .matrix import case_id, expand
 
 #: Most cases one run may plan unless ``--max-cases`` raises it.
 DEFAULT_MAX_CASES = 10_000
-#: Names every check expression may use besides metrics and case parameters, with their types.
-ROW_NAMES = {"value": NUMBER, "method": STRING, "seed": NUMBER}
+#: Names every check expression may use besides metrics and case parameters, with their types:
+#: the row's value, method label and seed, and the claim and tags of the method
+#: (``harness.methods.claims.profile``; ``claim == 'none'`` for rows without a method).
+ROW_NAMES = {"value": NUMBER, "method": STRING, "seed": NUMBER, **PROFILE_TYPES}
 
 
 class SuiteError(UserError):
@@ -46,6 +50,8 @@ class MethodSpec:
     name: str
     params: tuple[tuple[str, Any], ...] = ()
     label: str = ""
+    #: ``lipbench check --as NAME``: judged by the built-in NAME's claim and baselines
+    judged_as: str = ""
 
     @classmethod
     def parse(cls, spec: str | dict) -> "MethodSpec":
@@ -102,6 +108,8 @@ class Suite:
     source: str
     raw: dict[str, Any] = field(repr=False)
     lines: SuiteLines | None = field(default=None, repr=False)
+    #: methods replacing the file's in every preset (``with_methods``)
+    methods_override: tuple[MethodSpec, ...] | None = field(default=None, repr=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<memory>",
@@ -149,7 +157,13 @@ class Suite:
         return out
 
     def method_specs(self, preset: str) -> list[MethodSpec]:
+        if self.methods_override is not None:
+            return list(self.methods_override)
         return [MethodSpec.parse(m) for m in self.resolved(preset).get("methods", [])]
+
+    def with_methods(self, specs: list[MethodSpec]) -> "Suite":
+        """This suite with ``specs`` as its methods in every preset (``lipbench check``)."""
+        return dataclasses.replace(self, methods_override=tuple(specs))
 
     def cases(self, preset: str, device: str | None = None,
               methods: list[MethodSpec] | None = None, grouped: bool = False,
@@ -165,14 +179,14 @@ class Suite:
         group: tuple[MethodSpec, ...] = ()
         if grouped:
             specs, group = [None], tuple(s for s in specs if s is not None)
-        elif not self.raw.get("methods") and methods is None:
+        elif not self.raw.get("methods") and methods is None and self.methods_override is None:
             specs = [None]
         matrix = r.get("matrix", {})
         upper = (math.prod(len(v) for v in matrix.values()) + len(r.get("include", []))) \
             * len(specs) * len(r["seeds"])
         if upper > max_cases:
             raise SuiteError([f"{self.at('presets', preset)}: presets.{preset}: plans up to {upper} "
-                              f"planned cases, more than --max-cases {max_cases}"])
+                              f"cases, more than --max-cases {max_cases}"])
         combos = expand(matrix, r.get("include", []), r.get("exclude", []))
         if check_ids:
             self._check_ids(preset, combos, specs)

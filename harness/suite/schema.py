@@ -1,4 +1,7 @@
-"""JSON Schema of a suite file (``suites/*.yaml``), validated with :mod:`jsonschema`."""
+"""JSON Schema of a suite file (``suites/*.yaml``), validated with :mod:`jsonschema`.
+
+Metric names, units, kinds and comparison rules are not part of a suite file: the runner of
+the suite's ``kind`` declares them (:mod:`harness.runners.spec`)."""
 from __future__ import annotations
 
 _SCALAR = {"type": ["string", "number", "integer", "boolean", "null"]}
@@ -44,29 +47,8 @@ _CHECK = {
         "where": {"type": "string", "minLength": 1},
         "cite": {"type": "string", "minLength": 1},
         "description": {"type": "string"},
+        "sanity": {"type": "boolean"},
     },
-}
-
-_COMPARE = {
-    "type": "object",
-    "required": ["metric", "rule"],
-    "properties": {
-        "metric": {"type": "string"},
-        "rule": {"enum": ["exact", "directional", "noisy"]},
-        "rtol": {"type": "number", "minimum": 0},
-        "atol": {"type": "number", "minimum": 0},
-        "better": {"enum": ["lower", "higher"]},
-        "threshold": {"type": "number", "minimum": 0},
-        "alpha": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-        "min_effect": {"type": "number", "minimum": 0},
-    },
-    "additionalProperties": False,
-    "allOf": [
-        {"if": {"properties": {"rule": {"const": "directional"}}},
-         "then": {"required": ["better"]}},
-        {"if": {"properties": {"rule": {"const": "noisy"}}},
-         "then": {"required": ["better"]}},
-    ],
 }
 
 _PLOT = {
@@ -95,7 +77,7 @@ _PLOT = {
 SUITE_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
-    "required": ["name", "description", "kind", "seeds", "presets", "metrics"],
+    "required": ["name", "description", "kind", "seeds", "presets"],
     "additionalProperties": False,
     "properties": {
         "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
@@ -111,11 +93,7 @@ SUITE_SCHEMA = {
         "timeout": {"type": "number", "exclusiveMinimum": 0},
         "presets": {"type": "object", "required": ["ci", "full"],
                     "additionalProperties": _PRESET},
-        "metrics": {"type": "object", "minProperties": 1, "additionalProperties": {
-            "type": "object", "required": ["unit"], "additionalProperties": False,
-            "properties": {"unit": {"type": "string"}, "description": {"type": "string"}}}},
         "checks": {"type": "array", "items": _CHECK},
-        "compare": {"type": "array", "items": _COMPARE},
         "plots": {"type": "array", "items": _PLOT},
     },
 }

@@ -305,7 +305,8 @@ def _run(s: Session, iterations: int, callbacks: Sequence[Callable], tracer: Tra
         if result.diverged_at is not None:
             return result
 
-    tracer.attach(s.D)
+    if tracer.every > 0:  # hooks only when tracing: they would mark every layer as hooked
+        tracer.attach(s.D)
     saved_at = start
     try:
         for step in range(start + 1, iterations + 1):

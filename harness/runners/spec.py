@@ -1,0 +1,124 @@
+"""What a runner declares next to its code: its case parameters, settings and metrics.
+
+A suite file only *chooses* values (matrix, settings) and writes checks; the names, types,
+defaults, units and the kind of variability of every metric live with the runner that
+produces them, so the loader can reject a misspelt setting with its ``file:line`` and
+the comparison rule of a metric follows from what it is (asv benchmarks carry their
+attributes the same way).
+
+Kinds of metric and how a run is compared with its baseline (``harness.baselines.rules``):
+
+``exact``    float64 references and Monte Carlo with fixed seeds: equal within a relative
+             tolerance from float64 rounding (:data:`FLOAT64_RTOL`), or the metric's own
+             stated tolerance (e.g. an iterative solver's convergence tolerance);
+``float32``  computed from float32 effective weights without training: equal within
+             :data:`FLOAT32_TOL` (absolute and relative), the rounding of float32 arithmetic;
+``outcome``  results of training, which other CPUs round differently and training
+             amplifies: judged as distributions over seeds (and baseline machines);
+``timing``   ratios of per-round times to ``none`` in the same run: repeated samples;
+``identity`` must match exactly (e.g. the id of a feature extractor);
+``info``     recorded and reported, never compared (absolute times, counts, summaries).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+KINDS = ("exact", "float32", "outcome", "timing", "identity", "info")
+
+#: float64: LAPACK SVD / eigenvalue backward errors are a small multiple of n·u·‖A‖
+#: (u = 1.1e-16; Golub & Van Loan, Matrix Computations, §8.6, §5.4) and Monte Carlo sums
+#: of N terms in another order differ by about sqrt(N)·u; for the sizes in the suites
+#: (n ≤ 1e4, N ≤ 1e7) both stay below 1e-12. 1e-9 leaves three orders of margin while
+#: still catching any change of the mathematics (the smallest real change in the suites'
+#: histories was 1e-6).
+FLOAT64_RTOL = 1e-9
+#: float32: one rounding is u = 2^-24 = 6e-8; a norm or power-iteration estimate of a
+#: float32 weight accumulates a few hundred of them (reductions of ~1e4 terms whose order
+#: depends on the CPU's vector width). 2e-5 (~330 u) absolute and relative: differences
+#: measured between CPU kernels and thread counts stayed below it (README, "Portability").
+FLOAT32_TOL = 2e-5
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric a runner reports: unit, meaning, kind of variability and better direction."""
+
+    kind: str
+    description: str
+    unit: str = "1"
+    better: str | None = None  # "lower" / "higher": a change that way is an improvement
+    #: outcome metrics: the smallest absolute change worth a verdict (the metric's resolution)
+    resolution: float = 0.0
+    #: exact metrics: the relative tolerance and where it comes from (default: float64 rounding)
+    rtol: float | None = None
+    tolerance_source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"metric kind must be one of {KINDS}, got {self.kind!r}")
+        if self.better not in (None, "lower", "higher"):
+            raise ValueError(f"better must be lower, higher or None, got {self.better!r}")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A setting (suite-wide) or case parameter (matrix) a runner reads, with type and default."""
+
+    type: type | tuple[type, ...]
+    default: Any = REQUIRED
+    description: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def type_problem(self, value: Any) -> str | None:
+        """Why ``value`` does not fit (``None`` when it does); ints are accepted for floats."""
+        expected = self.type if isinstance(self.type, tuple) else (self.type,)
+        if value is None and type(None) in expected:
+            return None
+        if isinstance(value, bool) and bool not in expected:
+            return f"expected {_names(expected)}, got the boolean {value!r}"
+        if isinstance(value, int) and float in expected and not isinstance(value, bool):
+            return None
+        if not isinstance(value, expected):
+            return f"expected {_names(expected)}, got {type(value).__name__} {value!r}"
+        return None
+
+
+def _names(types: tuple[type, ...]) -> str:
+    words = {int: "an integer", float: "a number", str: "a string", bool: "true/false",
+             dict: "a mapping", list: "a list", type(None): "null"}
+    return " or ".join(words.get(t, t.__name__) for t in types)
+
+
+def matches(pattern: str, name: str) -> bool:
+    """Whether metric ``name`` matches ``pattern``, where ``*`` stands for any text (and only ``*``:
+    metric names contain brackets)."""
+    return re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), name) is not None
+
+
+@dataclass(frozen=True)
+class Declarations:
+    """A runner's params, settings and metrics, with glob patterns for metric families."""
+
+    params: Mapping[str, Setting] = field(default_factory=dict)
+    settings: Mapping[str, Setting] = field(default_factory=dict)
+    metrics: Mapping[str, Metric] = field(default_factory=dict)
+
+    def metric(self, name: str) -> Metric | None:
+        """The declaration of ``name``; ``*`` in a declared name matches anything
+        (``loglog_slope_gaussian`` matches ``loglog_slope_*``)."""
+        if name in self.metrics:
+            return self.metrics[name]
+        for pattern, metric in self.metrics.items():
+            if "*" in pattern and matches(pattern, name):
+                return metric
+        return None
+
+    def defaults(self) -> dict[str, Any]:
+        return {k: s.default for k, s in self.settings.items() if not s.required}
