@@ -13,6 +13,7 @@ from typing import NoReturn, Sequence
 
 from harness.errors import UserError
 
+from harness.runners.executors import EXECUTORS
 from harness.suite import DEFAULT_MAX_CASES
 
 from . import commands
@@ -56,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="kill a case whose worker uses more memory (default: 80%% of the machine)")
         p.add_argument("--no-isolation", action="store_true",
                        help="run cases in the lipbench process itself (debugging; no hard timeout or memory limit)")
+        p.add_argument("--executor", choices=EXECUTORS, default="local",
+                       help="where cases run: local (one at a time, the default) or ray (a Ray cluster: "
+                            'pip install "lipbench[ray]")')
+        p.add_argument("--workers", type=positive_int,
+                       help="ray: CPUs of the local cluster it starts (default: this machine's); "
+                            "with --address: most cases in flight at once")
+        p.add_argument("--address", help="ray: join a running cluster instead (auto: the one `ray start` "
+                                         "joined this machine to, or HOST:PORT of its head)")
+        p.add_argument("--retries", type=non_negative_int, default=1,
+                       help="ray: how often a case lost with its worker or node is sent again (default 1)")
 
     p = sub.add_parser("run", help="run suites and write long-format results")
     run_options(p, None)
@@ -162,14 +173,22 @@ def positive_float(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
+def _integer(text: str, minimum: int, rule: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{rule}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _integer(text, 1, "must be positive")
+
+
+def non_negative_int(text: str) -> int:
+    return _integer(text, 0, "must be 0 or more")
 
 
 if __name__ == "__main__":

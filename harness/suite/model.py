@@ -150,6 +150,7 @@ class Suite:
         out = copy.deepcopy(self.raw)
         out["matrix"] = {**self.raw.get("matrix", {}), **over.get("matrix", {})}
         out["settings"] = {**self.raw.get("settings", {}), **over.get("settings", {})}
+        out["resources"] = {**self.raw.get("resources", {}), **over.get("resources", {})}
         for key in ("include", "exclude", "seeds", "methods", "device", "timeout"):
             if key in over:
                 out[key] = copy.deepcopy(over[key])
