@@ -33,7 +33,7 @@ def check(model: nn.Module, shape, **kw) -> float:
     return nb.upper
 
 
-@pytest.mark.parametrize("name, size", [("resnet18", 32), ("resnet34", 16)])
+@pytest.mark.parametrize("name, size", [("resnet18", 16), pytest.param("resnet34", 16, marks=pytest.mark.slow)])
 def test_torchvision_resnets(name, size):
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)()

@@ -246,8 +246,9 @@ def _two(v) -> tuple[int, int]:
 def weight_references(op: WeightOp, name: str, norm_kwargs: dict) -> tuple[OperatorNorm, float, AlphaBound | None]:
     """Certified ``‖W̃‖`` at the real input size, ``‖Ŵ‖`` and the α bound of one weight map."""
     w = as_float64(op.weight, f"{name}.weight")
-    if op.kind == "linear":
-        return linear_operator_norm(w), reshaped_norm(w, "linear"), None
+    if op.kind == "linear":  # Ŵ = W: the reshaped norm is the operator norm (no second SVD)
+        norm = linear_operator_norm(w)
+        return norm, norm.value, None
     norm = conv_operator_norm(w, op.spatial, stride=op.stride, padding=op.padding,
                               padding_mode=op.padding_mode, dilation=op.dilation, kind=op.kind,
                               groups=op.groups, output_padding=op.output_padding, **norm_kwargs)
