@@ -167,6 +167,7 @@ class _Recorder(fx.Interpreter):
         self.modules = dict(gm.named_modules())
         self.mutations: dict[fx.Node, list[fx.Node]] = {}
         self.produced: list[tuple[fx.Node, torch.Tensor]] = []
+        self.seen_input = False
 
     def run_node(self, n: fx.Node) -> Any:
         before = [t._version for _, t in self.produced]
@@ -196,8 +197,8 @@ class _Recorder(fx.Interpreter):
         return out
 
     def placeholder(self, target, args, kwargs):
-        if not hasattr(self, "_seen_input"):
-            self._seen_input = True
+        if not self.seen_input:
+            self.seen_input = True
             return super().placeholder(target, args, kwargs)
         if args:  # a further forward argument with a default value: a constant
             return args[0]
