@@ -75,6 +75,13 @@ def test_project_discriminators(name):
     check(D, _discriminator_shape(D))
 
 
+@pytest.mark.parametrize("name", ["dcgan_digits", "dcgan28", "mlp2d"])
+def test_project_generators(name):
+    """Generators too: BatchNorm (reported in training mode), transposed convolutions, a view."""
+    G, _ = build(name, seed=0)
+    check(G, (G.z_dim,))
+
+
 def test_sngan_discriminator_with_spectral_norm():
     """Miyato's CNN with torch's spectral-norm parametrization (the effective weight is read)."""
     torch.manual_seed(1)
