@@ -30,7 +30,7 @@ from harness.errors import UserError
 from harness.suite import Case
 from harness.suite.resources import Resources
 
-from ..base import runner_for
+from ..base import Runner, runner_for
 from ..case import CaseOutcome, run_case
 from ..isolation import run_isolated
 
@@ -74,9 +74,11 @@ def describe_case(case: Case) -> str:
     return f"{case.suite} {case.case}{method} seed={case.seed}"
 
 
-def execute_case(case: Case, timeout: float, *, isolation: bool, max_memory: int | None) -> CaseOutcome:
-    """The one case function every executor calls, on the worker boundary."""
-    runner = runner_for(case.kind)
+def execute_case(case: Case, timeout: float, *, isolation: bool, max_memory: int | None,
+                 runner: Runner | None = None) -> CaseOutcome:
+    """The one case function every executor calls, on the worker boundary (``runner``: the
+    registered one for the case's kind; executors on other machines send it along)."""
+    runner = runner or runner_for(case.kind)
     if isolation:
         return run_isolated(case, runner, timeout=timeout, max_memory=max_memory)
     return run_case(case, runner, timeout=timeout)

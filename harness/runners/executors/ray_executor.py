@@ -3,7 +3,8 @@
 Connecting (:meth:`RayExecutor.__enter__`): without ``--address`` a local Ray cluster is started
 with ``--workers`` CPUs (default: this machine's) and stopped at the end; ``--address ADDR``
 (``auto``: the cluster this machine belongs to, see ``ray start``) joins a running cluster and
-only disconnects from it. ``LIPBENCH_*`` environment variables travel to the workers; on a
+only disconnects from it; a connection the caller already made (``ray.init`` in a notebook) is
+used as it is and left open. ``LIPBENCH_*`` environment variables travel to the workers; on a
 local cluster so does the driver's ``sys.path``, so modules importable here (a variant for
 ``lipbench check``) are importable there.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import time
 from collections import deque
@@ -37,6 +39,7 @@ from typing import Any, Iterator, Sequence
 from harness.errors import UserError
 from harness.suite import Case
 
+from ..base import Runner, runner_for
 from ..case import CaseOutcome, error_outcome
 from . import CaseNeeds, Event, Executor, Finished, NeedsFor, Note, Started, describe_case, execute_case
 from .placement import Claim, Node, Placement
@@ -52,6 +55,7 @@ NODE_REFRESH_S = 5.0
 #: Time a task may take beyond its case's timeout (worker start-up, transfer) before the
 #: driver cancels it: the isolated worker already stops the case itself at its timeout.
 GRACE_S = 120.0
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def import_ray():
@@ -63,11 +67,15 @@ def import_ray():
     return ray
 
 
-def run_on_worker(case: Case, timeout: float, isolation: bool, max_memory: int | None
+def run_on_worker(case: Case, runner: Runner, timeout: float, isolation: bool, max_memory: int | None
                   ) -> tuple[CaseOutcome, float]:
-    """The Ray task: the case function on this node's worker boundary, and its own duration."""
+    """The Ray task: the case function on this node's worker boundary, and its own duration.
+
+    ``runner`` travels with the case (pickled by reference to its module, like the isolated
+    worker's), so a runner registered by the driver's own imports runs on the node too.
+    """
     started = time.monotonic()
-    outcome = execute_case(case, timeout, isolation=isolation, max_memory=max_memory)
+    outcome = execute_case(case, timeout, isolation=isolation, max_memory=max_memory, runner=runner)
     return outcome, time.monotonic() - started
 
 
@@ -96,25 +104,30 @@ class RayExecutor(Executor):
         self._remote: Any = None
         self._refreshed = 0.0
         self._per_node: dict[str, int] = {}
+        self._owned = False
 
     # --- connection ----------------------------------------------------------------------
     def __enter__(self) -> "RayExecutor":
-        ray = self.ray
-        env = {k: v for k, v in os.environ.items() if k.startswith("LIPBENCH_")}
-        if self.address:
-            ray.init(address=self.address, runtime_env={"env_vars": env} if env else None,
-                     logging_level="WARNING")
-        else:
-            path = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
-            ray.init(num_cpus=self.workers or os.cpu_count() or 1, include_dashboard=False,
-                     object_store_memory=LOCAL_OBJECT_STORE_BYTES, logging_level="WARNING",
-                     runtime_env={"env_vars": {**env, "PYTHONPATH": path}})
-        self._remote = ray.remote(run_on_worker)
+        self._owned = not self.ray.is_initialized()  # else: the caller's own ray.init (a notebook, a test)
+        if self._owned:
+            self._connect()
+        self._remote = self.ray.remote(run_on_worker)
         self._refresh(force=True)
         return self
 
+    def _connect(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k.startswith("LIPBENCH_")}
+        if self.address:
+            self.ray.init(address=self.address, runtime_env={"env_vars": env} if env else None,
+                          logging_level="WARNING")
+            return
+        path = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+        self.ray.init(num_cpus=self.workers or os.cpu_count() or 1, include_dashboard=False,
+                      object_store_memory=LOCAL_OBJECT_STORE_BYTES, logging_level="WARNING",
+                      runtime_env={"env_vars": {**env, "PYTHONPATH": path}})
+
     def __exit__(self, *exc: Any) -> None:
-        if self.ray.is_initialized():
+        if self._owned and self.ray.is_initialized():
             self.ray.shutdown()  # stops a local cluster; only disconnects from a joined one
 
     # --- what the cluster can do ---------------------------------------------------------
@@ -199,7 +212,8 @@ class RayExecutor(Executor):
         if memory:
             options["memory"] = int(memory * 2**20)
         limit = int(memory * 2**20) if memory else self.max_memory
-        return self._remote.options(**options).remote(case, need.timeout, self.isolation, limit)
+        return self._remote.options(**options).remote(case, runner_for(case.kind), need.timeout, self.isolation,
+                                                      limit)
 
     def _collect(self, ref: Any, task: _Task, queue: deque) -> Iterator[Event]:
         self.placement.release(task.claim)
@@ -214,7 +228,7 @@ class RayExecutor(Executor):
                 yield Note(f"{describe_case(task.case)}: lost on {node}; retry {len(losses)} of {self.retries}")
                 queue.appendleft((task.case, losses))
                 return
-            outcome, seconds = self._error(task.case, task.needs, "its Ray worker was lost", losses), 0.0
+            outcome, seconds = self._error(task.case, task.needs, "the Ray cluster could not finish it", losses), 0.0
         self._per_node[node] = self._per_node.get(node, 0) + 1
         yield Finished(task.case, outcome, seconds, node)
 
@@ -243,6 +257,9 @@ class RayExecutor(Executor):
 
 
 def _reason(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
+    """What went wrong, in one line: the worker's own exception for a task that raised."""
+    cause = getattr(exc, "cause", None) or exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    text = f"{type(cause).__name__}: {lines[0] if lines else ''}"
+    return _ANSI.sub("", text)[:300]
 
