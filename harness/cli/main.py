@@ -1,4 +1,4 @@
-"""``lipbench``: list, run, verify, check, report, compare, inspect, baseline update.
+"""``lipbench``: list, run, verify, check, plan, report, compare, inspect, baseline update.
 
 Exit codes: 0 everything passed; 1 a regression, violated bound or error; 2 bad input
 (a file, line, key, flag, path, baseline or method named in one line, no traceback);
@@ -122,6 +122,22 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--prune", action="store_true", help="also remove baseline rows of cases the runs did not plan")
     u.add_argument("--suites-dir")
     u.set_defaults(func=commands.cmd_baseline_update)
+
+    p = sub.add_parser("plan", help="cases, resources, estimated wall time and GPU-hours of a run, before it runs")
+    p.add_argument("suites", nargs="*", metavar="SUITE", help="suite names or files (default: all)")
+    p.add_argument("--preset", default="ci")
+    p.add_argument("--device", default="cpu", help="where one iteration is measured (cpu, cuda or cuda:N)")
+    p.add_argument("--methods", help="comma-separated methods replacing the suites' lists")
+    p.add_argument("--executor", choices=EXECUTORS, default="local", help="the executor the run would use")
+    p.add_argument("--workers", type=positive_int, help="ray: cases at once (default: this machine's CPUs)")
+    p.add_argument("--address", help="ray: estimate for the nodes of this running cluster")
+    p.add_argument("--from", dest="from_results", metavar="RESULTS",
+                   help="take each case's seconds from an earlier results folder instead of measuring")
+    p.add_argument("--repeats", type=positive_int, default=2, help="timed training iterations per measurement")
+    p.add_argument("--max-cases", type=positive_int, default=DEFAULT_MAX_CASES,
+                   help=f"refuse a plan with more cases (default {DEFAULT_MAX_CASES})")
+    p.add_argument("--suites-dir")
+    p.set_defaults(func=commands.cmd_plan)
 
     p = sub.add_parser("inspect", help="per-node Lipschitz bound of a model (certified)")
     p.add_argument("target", help="package.module:factory, or a checkpoint file with --factory")
