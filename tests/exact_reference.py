@@ -8,7 +8,10 @@ from torch import nn
 
 
 def float64_eval(model: nn.Module) -> nn.Module:
-    return copy.deepcopy(model).to(torch.float64).eval()
+    net = copy.deepcopy(model).to(torch.float64).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
 
 
 def jacobian_norm(model: nn.Module, shape, points: int = 3, iters: int = 30, seed: int = 0) -> float:

@@ -96,6 +96,32 @@ def test_inplace_activation_changes_earlier_readers():
     assert nb.upper >= jacobian_norm(net, (2, 5, 5)) * (1 - RTOL)
 
 
+class Accumulator(nn.Module):
+    """A constant tensor that becomes input-dependent through an in-place op."""
+
+    def __init__(self, buffer: bool) -> None:
+        super().__init__()
+        if buffer:  # fx evaluates `self.base.clone()` while tracing: a frozen constant
+            self.register_buffer("base", torch.ones(1, 3))
+        else:
+            self.base = nn.Parameter(torch.ones(1, 3), requires_grad=False)
+
+    def forward(self, x):
+        acc = self.base.clone()
+        acc.add_(x)
+        return acc * 2
+
+
+def test_constant_made_input_dependent_in_place():
+    nb = lipschitz_upper_bound(Accumulator(buffer=False).double(), (3,))
+    assert nb.upper == pytest.approx(2.0, rel=1e-12)
+    assert [r.name for r in nb.layers] == ["input", "add_", "mul"] and nb.layers[-1].inputs == ("clone",)
+    assert nb.upper >= jacobian_norm(Accumulator(buffer=False), (3,)) * (1 - RTOL)
+    # traced from a buffer, the graph computes a constant: the reproduction check refuses it
+    with pytest.raises(UnfollowableModelError, match="does not reproduce"):
+        lipschitz_upper_bound(Accumulator(buffer=True).double(), (3,))
+
+
 class AliasedIadd(nn.Module):
     """``out = x; out += f(x); return out + x``: torch.fx records ``+=`` as ``+``, which changes
     the result when ``out`` aliases ``x``; the trace check must refuse the model."""
@@ -227,7 +253,8 @@ class Halver(nn.Module):
 
 def test_declared_constants():
     net = nn.Sequential(nn.Linear(3, 3), Halver())
-    with pytest.raises(UnsupportedOperationError, match="no Lipschitz rule for function .*erf"):
+    with pytest.raises(UnsupportedOperationError, match=r"in module '1' \(Halver\).*no Lipschitz rule "
+                                                        r"for function .*erf"):
         lipschitz_upper_bound(net, (3,))
     register_lipschitz_constant(Halver, 1 / (2 * math.sqrt(math.pi)))
     try:

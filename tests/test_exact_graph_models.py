@@ -33,7 +33,7 @@ def check(model: nn.Module, shape, **kw) -> float:
     return nb.upper
 
 
-@pytest.mark.parametrize("name, size", [("resnet18", 32), ("resnet34", 16)])
+@pytest.mark.parametrize("name, size", [("resnet18", 16), pytest.param("resnet34", 16, marks=pytest.mark.slow)])
 def test_torchvision_resnets(name, size):
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)()
@@ -73,6 +73,13 @@ def test_project_discriminators(name):
     """Every registered model's discriminator: DCGAN, SNGAN's ResNet, Miyato's CNN, MLPs."""
     _, D = build(name, seed=0)
     check(D, _discriminator_shape(D))
+
+
+@pytest.mark.parametrize("name", ["dcgan_digits", "dcgan28", "mlp2d"])
+def test_project_generators(name):
+    """Generators too: BatchNorm (reported in training mode), transposed convolutions, a view."""
+    G, _ = build(name, seed=0)
+    check(G, (G.z_dim,))
 
 
 def test_sngan_discriminator_with_spectral_norm():

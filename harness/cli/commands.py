@@ -186,6 +186,12 @@ def _within_tolerance(suites: dict[str, Suite]):
     return within
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """The cases, resources, estimated wall time and GPU-hours of a run (:mod:`.plan`)."""
+    from .plan import print_plan
+    return print_plan(args, _method_specs(args.methods))
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .inspect import inspect_target
     return inspect_target(args)

@@ -1,4 +1,4 @@
-"""``lipbench``: list, run, verify, check, report, compare, inspect, baseline update.
+"""``lipbench``: list, run, verify, check, plan, report, compare, inspect, baseline update.
 
 Exit codes: 0 everything passed; 1 a regression, violated bound or error; 2 bad input
 (a file, line, key, flag, path, baseline or method named in one line, no traceback);
@@ -13,6 +13,7 @@ from typing import NoReturn, Sequence
 
 from harness.errors import UserError
 
+from harness.runners.executors import EXECUTORS
 from harness.suite import DEFAULT_MAX_CASES
 
 from . import commands
@@ -54,10 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"refuse a plan with more cases (default {DEFAULT_MAX_CASES})")
         p.add_argument("--max-memory", type=positive_float, metavar="MIB",
                        help="kill a case whose worker uses more memory (default: 80%% of the machine)")
-        p.add_argument("--threads", type=int, default=1, metavar="N",
+        p.add_argument("--threads", type=non_negative_int, default=1, metavar="N",
                        help="torch intra-op threads per case (default 1; 0: torch's default)")
         p.add_argument("--no-isolation", action="store_true",
                        help="run cases in the lipbench process itself (debugging; no hard timeout or memory limit)")
+        p.add_argument("--executor", choices=EXECUTORS, default="local",
+                       help="where cases run: local (one at a time, the default) or ray (a Ray cluster: "
+                            'pip install "lipbench[ray]")')
+        p.add_argument("--workers", type=positive_int,
+                       help="ray: CPUs of the local cluster it starts (default: this machine's); "
+                            "with --address: most cases in flight at once")
+        p.add_argument("--address", help="ray: join a running cluster instead (auto: the one `ray start` "
+                                         "joined this machine to, or HOST:PORT of its head)")
+        p.add_argument("--retries", type=non_negative_int, default=1,
+                       help="ray: how often a case lost with its worker or node is sent again (default 1)")
 
     p = sub.add_parser("run", help="run suites and write long-format results")
     run_options(p, None)
@@ -114,6 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--suites-dir")
     u.set_defaults(func=commands.cmd_baseline_update)
 
+    p = sub.add_parser("plan", help="cases, resources, estimated wall time and GPU-hours of a run, before it runs")
+    p.add_argument("suites", nargs="*", metavar="SUITE", help="suite names or files (default: all)")
+    p.add_argument("--preset", default="ci")
+    p.add_argument("--device", default="cpu", help="where one iteration is measured (cpu, cuda or cuda:N)")
+    p.add_argument("--methods", help="comma-separated methods replacing the suites' lists")
+    p.add_argument("--executor", choices=EXECUTORS, default="local", help="the executor the run would use")
+    p.add_argument("--workers", type=positive_int, help="ray: cases at once (default: this machine's CPUs)")
+    p.add_argument("--address", help="ray: estimate for the nodes of this running cluster")
+    p.add_argument("--from", dest="from_results", metavar="RESULTS",
+                   help="take each case's seconds from an earlier results folder instead of measuring")
+    p.add_argument("--repeats", type=positive_int, default=2, help="timed training iterations per measurement")
+    p.add_argument("--max-cases", type=positive_int, default=DEFAULT_MAX_CASES,
+                   help=f"refuse a plan with more cases (default {DEFAULT_MAX_CASES})")
+    p.add_argument("--suites-dir")
+    p.set_defaults(func=commands.cmd_plan)
+
     p = sub.add_parser("inspect", help="per-node Lipschitz bound of a model (certified)")
     p.add_argument("target", help="package.module:factory, or a checkpoint file with --factory")
     p.add_argument("--input-shape", required=True, help="C,H,W (or features for MLPs), no batch dim")
@@ -154,21 +181,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return INTERNAL_ERROR
 
 
-def _positive(cast, noun: str):
-    """An argparse type: a positive ``cast`` (int or float), with a one-line error."""
+def _bounded(cast, noun: str, ok, rule: str):
+    """An argparse type: a ``cast`` value (int or float) satisfying ``ok``, with a one-line error."""
     def parse(text: str):
         try:
             value = cast(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{rule}, got {text!r}")
         return value
     return parse
 
 
-positive_float = _positive(float, "a number")
-positive_int = _positive(int, "an integer")
+positive_float = _bounded(float, "a number", lambda v: v > 0, "must be positive")
+positive_int = _bounded(int, "an integer", lambda v: v > 0, "must be positive")
+non_negative_int = _bounded(int, "an integer", lambda v: v >= 0, "must be 0 or more")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -13,6 +14,7 @@ from harness.reporting import terminal_summary, write_html, write_junit
 from harness.results import ResultsDir
 from harness.errors import UserError
 from harness.runners import RunOptions, run_suites, runner_for
+from harness.runners.isolation import default_max_memory
 from harness.suite import Suite
 
 
@@ -21,9 +23,14 @@ def run_options(args: argparse.Namespace, **extra) -> RunOptions:
     options = RunOptions(device=args.device, resume=args.resume, overwrite=args.overwrite,
                          retry_errors=args.retry_errors, timeout=args.timeout,
                          isolation=not args.no_isolation, max_cases=args.max_cases, threads=args.threads,
-                         progress=True, command=sys.argv, **extra)
+                         progress=True, command=sys.argv, executor=args.executor, workers=args.workers,
+                         address=args.address, retries=args.retries, **extra)
     if args.max_memory:
         options.max_memory = int(args.max_memory * 2**20)
+    elif args.executor == "ray":
+        # a local cluster shares this machine among its workers; a joined one's nodes are not
+        # this machine: there a case is limited by its memory_mib and Ray's memory monitor
+        options.max_memory = None if args.address else default_max_memory(args.workers or os.cpu_count() or 1)
     if args.retry_errors and not args.resume:
         raise UserError("--retry-errors needs --resume")
     if args.resume and args.overwrite:

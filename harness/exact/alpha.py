@@ -1,4 +1,5 @@
-"""The α lemma ``‖Ŵ‖ ≤ ‖W̃‖ ≤ α‖Ŵ‖`` (Lin et al. 2021 §4, after Tsuzuku, Sato & Sugiyama, NeurIPS 2018).
+"""The α lemma ``‖Ŵ‖ ≤ ‖W̃‖ ≤ α‖Ŵ‖`` (Lin, Sekar & Fanti, NeurIPS 2021, §4; after Tsuzuku,
+Sato & Sugiyama, NeurIPS 2018).
 
 Upper inequality: ``‖W̃x‖² = Σ_o ‖Ŵ x_o‖² ≤ ‖Ŵ‖² Σ_o ‖x_o‖² ≤ ‖Ŵ‖² · r · ‖x‖²`` where ``x_o`` is
 the (zero-padded) patch read by output ``o`` and ``r`` the largest number of patches an

@@ -84,13 +84,19 @@ class Capture:
 
 
 def describe(node: fx.Node) -> str:
-    """A readable name for a node: module path and type, or the op and its target."""
+    """A readable name for a node: module path and type, or the op, its target and the
+    module whose forward calls it."""
     if node.op == "call_module":
         return f"module {node.target!r}"
+    stack = node.meta.get("nn_module_stack") or {}
+    where = ""
+    if stack:
+        path, cls = list(stack.values())[-1]
+        where = f" in module {path!r} ({getattr(cls, '__name__', cls)})"
     if node.op == "call_method":
-        return f"node {node.name!r} (method .{node.target}())"
+        return f"node {node.name!r} (method .{node.target}()){where}"
     if node.op == "call_function":
-        return f"node {node.name!r} (function {target_name(node.target)})"
+        return f"node {node.name!r} (function {target_name(node.target)}){where}"
     return f"node {node.name!r} ({node.op})"
 
 
@@ -167,6 +173,7 @@ class _Recorder(fx.Interpreter):
         self.modules = dict(gm.named_modules())
         self.mutations: dict[fx.Node, list[fx.Node]] = {}
         self.produced: list[tuple[fx.Node, torch.Tensor]] = []
+        self.seen_input = False
 
     def run_node(self, n: fx.Node) -> Any:
         before = [t._version for _, t in self.produced]
@@ -196,8 +203,8 @@ class _Recorder(fx.Interpreter):
         return out
 
     def placeholder(self, target, args, kwargs):
-        if not hasattr(self, "_seen_input"):
-            self._seen_input = True
+        if not self.seen_input:
+            self.seen_input = True
             return super().placeholder(target, args, kwargs)
         if args:  # a further forward argument with a default value: a constant
             return args[0]

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+import operator
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -32,7 +33,7 @@ from torch import nn
 from ._spec import as_float64
 from .alpha import AlphaBound, alpha_bound
 from .conv_norm import OperatorNorm, conv_operator_norm, linear_operator_norm
-from .graph import Capture, UnsupportedOperationError, capture, describe
+from .graph import Capture, UnsupportedOperationError, capture, describe, inplace_target
 from .reshaped import reshaped_norm
 from .plans import Plan, Site, WeightOp, up
 from .rules import is_metadata, plan_node
@@ -108,8 +109,7 @@ class NetworkBound:
         records = dict(zip(self._keys, self.layers))
         get = factor.get if isinstance(factor, Mapping) else None
         factors = {k: float(get(r.name, r.factor) if get else factor(r)) for k, r in records.items()}
-        bounds, upper = _propagate(self._steps, self._output, factors)
-        return upper
+        return _propagate(self._steps, self._output, factors)[1]
 
     def to_frame(self):
         """A pandas DataFrame, one row per node (``attrs`` hold the mode and the upper bound)."""
@@ -147,14 +147,14 @@ def _combine(values: Sequence[float], mode: str) -> float:
 
 
 def _propagate(steps: Sequence[_Step], output, factors: Mapping[str, float]) -> tuple[dict, float]:
-    bound: dict[str, float] = {}
+    bound: dict[str, float] = {}  # nodes without a step are constants: 0
     for s in steps:
-        inner = _combine([w * bound[i] for i, w in zip(s.inputs, s.weights)], s.mode) if s.inputs else 1.0
+        inner = _combine([w * bound.get(i, 0.0) for i, w in zip(s.inputs, s.weights)], s.mode) if s.inputs else 1.0
         bound[s.key] = up(factors[s.key] * inner)
         for target, exact in s.updates:
             bound[target] = bound[s.key] if exact else _combine([bound.get(target, 0.0), bound[s.key]], "root")
     names, weights = output
-    return bound, _combine([w * bound[n] for n, w in zip(names, weights)], "root")
+    return bound, _combine([w * bound.get(n, 0.0) for n, w in zip(names, weights)], "root")
 
 
 # ---------------------------------------------------------------------------------------
@@ -176,6 +176,8 @@ def _display_names(gm: fx.GraphModule) -> dict[fx.Node, str]:
             k = seen.get(node.target, 0) + 1
             seen[node.target] = k
             names[node] = node.target if k == 1 else f"{node.target} (call {k})"
+        elif node.op == "placeholder" and "input" not in names.values():
+            names[node] = "input"
         else:
             names[node] = node.name
     return names
@@ -191,10 +193,6 @@ def _tensor_leaves(value) -> bool:
 
 def _plan(cap: Capture) -> tuple[list[_Planned], dict[fx.Node, list[tuple[fx.Node, bool]]], list[fx.Node]]:
     """Rules for every input-dependent node, in order; raises before any expensive work."""
-    import operator
-
-    from .graph import inplace_target
-
     dep: dict[fx.Node, bool] = {}
     names = _display_names(cap.graph_module)
     planned: list[_Planned] = []
@@ -246,8 +244,9 @@ def _two(v) -> tuple[int, int]:
 def weight_references(op: WeightOp, name: str, norm_kwargs: dict) -> tuple[OperatorNorm, float, AlphaBound | None]:
     """Certified ``‖W̃‖`` at the real input size, ``‖Ŵ‖`` and the α bound of one weight map."""
     w = as_float64(op.weight, f"{name}.weight")
-    if op.kind == "linear":
-        return linear_operator_norm(w), reshaped_norm(w, "linear"), None
+    if op.kind == "linear":  # Ŵ = W: the reshaped norm is the operator norm (no second SVD)
+        norm = linear_operator_norm(w)
+        return norm, norm.value, None
     norm = conv_operator_norm(w, op.spatial, stride=op.stride, padding=op.padding,
                               padding_mode=op.padding_mode, dilation=op.dilation, kind=op.kind,
                               groups=op.groups, output_padding=op.output_padding, **norm_kwargs)
@@ -335,28 +334,22 @@ def lipschitz_upper_bound(model: nn.Module, input_shape: Sequence[int], tol: flo
         cap = capture(model, input_shape, seed=seed)
         planned, updates, outputs = _plan(cap)
         records = _evaluate(cap, planned, norm_kwargs, progress)
-    keys = {pl.node: pl.node.name for pl in planned}
-    names = {pl.node: pl.name for pl in planned}
+    keys = {node: node.name for node in cap.nodes}
     steps = tuple(_Step(keys[pl.node], tuple(keys[i] for i in (pl.plan.inputs if pl.plan else ())),
                         tuple(pl.plan.weights) if pl.plan else (), pl.plan.mode if pl.plan else "sum",
-                        tuple((keys[c], exact) for c, exact in updates.get(pl.node, []) if c in keys))
+                        tuple((keys[c], exact) for c, exact in updates.get(pl.node, [])))
                   for pl in planned)
     out_weights = tuple(1.0 for _ in outputs)
     factors = {keys[pl.node]: rec.factor for pl, rec in zip(planned, records)}
     bounds, upper = _propagate(steps, (tuple(keys[o] for o in outputs), out_weights), factors)
-    final = tuple(_with_bound(rec, bounds[keys[pl.node]], names) for pl, rec in zip(planned, records))
+    final = tuple(replace(rec, bound=bounds[keys[pl.node]]) for pl, rec in zip(planned, records))
     return NetworkBound(upper, final, cap.input_shape, "eval", train_mode, steps,
                         (tuple(keys[o] for o in outputs), out_weights), tuple(keys[pl.node] for pl in planned))
 
 
-def _with_bound(rec: NodeRecord, bound: float, names) -> NodeRecord:
-    from dataclasses import replace
-    return replace(rec, bound=bound)
-
-
 def _evaluate(cap: Capture, planned: list[_Planned], norm_kwargs: dict,
               progress: Progress | None) -> list[NodeRecord]:
-    names = {pl.node: pl.name for pl in planned}
+    names = _display_names(cap.graph_module)
     total = sum(1 for pl in planned if pl.plan is not None and pl.plan.weight_op is not None)
     done, records, cache = 0, [], {}
     if progress is not None:

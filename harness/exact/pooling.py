@@ -161,7 +161,9 @@ def predict(spec: PoolSpec, x: torch.Tensor) -> torch.Tensor:
         dim = y.dim() - dims + axis
         parts = []
         for o, w in enumerate(spec.windows[axis]):
-            sel = y.index_select(dim, torch.tensor(w, dtype=torch.long)) if w else None
+            if not w:
+                raise ValueError("a pooling window lies entirely in the padding")
+            sel = y.index_select(dim, torch.tensor(w, dtype=torch.long))
             if spec.kind == "max":
                 parts.append(sel.amax(dim, keepdim=True))
             else:

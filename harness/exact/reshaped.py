@@ -1,8 +1,8 @@
 """Exact top singular value of Miyato's reshape ``Ŵ`` in float64.
 
 ``Ŵ`` is the weight reshaped to ``(c_out, c_in/groups · prod(kernel))``
-(:func:`harness.layers.reshape_matrix`; Miyato et al. 2018 §2.1: the matrix SNw normalises, with
-``ConvTranspose2d`` output channels in dim 1). ``‖Ŵ‖₂ = σ₁(Ŵ)`` is computed by LAPACK SVD
+(:func:`harness.layers.reshape_matrix`; Miyato et al., ICLR 2018, §2.1: the matrix SNw
+normalises, with ``ConvTranspose2d`` output channels in dim 1). ``‖Ŵ‖₂ = σ₁(Ŵ)`` is computed by LAPACK SVD
 (``torch.linalg.matrix_norm(ord=2)``) in float64 on the CPU: exact up to a backward error
 of a few ulps times ``‖Ŵ‖``, whatever the weight's dtype or device.
 """

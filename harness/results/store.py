@@ -4,8 +4,9 @@ Layout of ``DIR``::
 
     .lipbench-results  marker: this folder was created by lipbench (nothing else is ever removed)
     lock               while a run writes here: the PID of that run
-    cases.jsonl        one JSON line per finished case: its key, rows, traces and artifact
-                       records; appended and fsynced in one write (the source of truth)
+    cases.jsonl        one JSON line per finished case: its key, rows, traces, artifact
+                       records, seconds and the node that ran it; appended and fsynced in
+                       one write (the source of truth)
     attempts.jsonl     one line per case started, so a case that kills the harness itself
                        is recorded as an error instead of being retried forever
     summaries.json     suite-level rows (fits, constants), rewritten atomically
@@ -122,8 +123,10 @@ class ResultsDir:
     # --- writing ----------------------------------------------------------------------
     def append_case(self, key: Sequence[Any], rows: Sequence[dict[str, Any]],
                     traces: Sequence[dict[str, Any]] = (),
-                    artifacts: Sequence[tuple[str, bytes]] = (), seconds: float | None = None) -> None:
-        """Record one finished case in one durable line (artifacts written first)."""
+                    artifacts: Sequence[tuple[str, bytes]] = (), seconds: float | None = None,
+                    node: str | None = None) -> None:
+        """Record one finished case in one durable line (artifacts written first); ``node``: the
+        machine that computed it (executors other than local run cases elsewhere)."""
         records = []
         for name, data in artifacts:
             rel = f"{ARTIFACTS}/{_safe(key[0])}/{_safe('-'.join(map(str, key[1:])))}-{_safe(name)}"
@@ -133,6 +136,8 @@ class ResultsDir:
             records.append({"kind": "image", "name": name, "path": rel})
         line = {"key": list(key), "rows": list(rows), "traces": list(traces), "artifacts": records,
                 "seconds": seconds}
+        if node:
+            line["node"] = node
         append_line_durably(self.path / "cases.jsonl", _dumps(line) + "\n")
 
     def record_attempt(self, key: Sequence[Any], outcome: str = "started") -> None:

@@ -90,9 +90,9 @@ def error_outcome(case: Case, message: str) -> CaseOutcome:
 def run_case(case: Case, runner: Runner | None = None, *, timeout: float | None = None,
              keep_artifacts: bool = True, threads: int | None = None) -> CaseOutcome:
     """Run ``case`` with ``runner`` (default: the registered one for its kind) on ``threads``
-    torch intra-op threads (``None``: leave torch's setting)."""
+    torch intra-op threads (default: the case's own ``threads``; ``None``: torch's setting)."""
     runner = runner or runner_for(case.kind)
-    with intra_op_threads(threads):
+    with intra_op_threads(case.threads if threads is None else threads):
         return _run_case(case, runner, timeout, keep_artifacts)
 
 

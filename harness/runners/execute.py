@@ -2,29 +2,32 @@
 
 Each case runs through :func:`.case.run_case`, by default in its own worker process
 (:mod:`.isolation`); whatever it does, it ends as rows (an ``error`` row when it failed)
-and the run goes on. Every finished case is appended to the results folder at once, so
-an interrupted run keeps it and ``resume`` skips it.
+and the run goes on. Where the cases run is the executor's business (:mod:`.executors`:
+here one at a time, or on a Ray cluster); this driver alone writes the results folder, in
+the order cases finish. Every finished case is appended at once, so an interrupted run
+keeps it and ``resume`` skips it, whichever executor ran it.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import sys
-import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 from tqdm import tqdm
 
 from harness.methods.claims import profile
 from harness.results import ResultsDir, build_manifest, device_label, error_row, make_row
-from harness.results.manifest import now
+from harness.results.manifest import device_class, now
 from harness.suite import Case, MethodSpec, Suite
+from harness.suite.resources import Resources
 
 from .base import runner_for
-from .case import CaseOutcome, error_outcome, run_case, short_traceback
-from .isolation import default_max_memory, run_isolated
+from .case import error_outcome, short_traceback
+from .executors import CaseNeeds, Executor, Finished, Started, describe_case, make_executor
+from .isolation import default_max_memory
 
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MAX_CASES = 10_000
@@ -54,17 +57,22 @@ class RunOptions:
     max_cases: int = DEFAULT_MAX_CASES
     progress: bool = True
     command: list[str] | None = None
+    executor: str = "local"  # or "ray" (harness.runners.executors)
+    workers: int | None = None  # ray: size of a local cluster, or cases in flight on a joined one
+    address: str | None = None  # ray: join this cluster ("auto": the one this machine is in)
+    retries: int = 1  # ray: times a case lost with its worker or node is sent again
 
 
 def plan(suites: Sequence[Suite], preset: str, device: str,
-         methods: Sequence[MethodSpec] | None = None, max_cases: int = DEFAULT_MAX_CASES) -> list[Case]:
+         methods: Sequence[MethodSpec] | None = None, max_cases: int = DEFAULT_MAX_CASES,
+         threads: int | None = None) -> list[Case]:
     """Every case the run will execute, in order (``methods`` replaces the suites' lists)."""
     cases: list[Case] = []
     for suite in suites:
         runner = runner_for(suite.kind)
         override = list(methods) if (methods is not None and runner.uses_methods) else None
         defaults = runner.declarations.defaults()
-        cases += [dataclasses.replace(c, settings={**copy.deepcopy(defaults), **c.settings})
+        cases += [dataclasses.replace(c, settings={**copy.deepcopy(defaults), **c.settings}, threads=threads or None)
                   for c in suite.cases(preset, device=device, methods=override, grouped=runner.groups_methods,
                                        max_cases=max_cases - len(cases))]
     return cases
@@ -79,43 +87,85 @@ def run_suites(suites: Sequence[Suite], preset: str, out: ResultsDir,
     options = options or RunOptions()
     if overrides:
         options = RunOptions(**{**options.__dict__, **overrides})
-    cases = plan(suites, preset, options.device, options.methods, options.max_cases)
-    out.prepare(resume=options.resume, overwrite=options.overwrite)
-    with out.lock():
-        if options.resume:
-            out.repair()
-        manifest = build_manifest(preset=preset, suites=[s.name for s in suites],
-                                  seeds={s.name: s.resolved(preset)["seeds"] for s in suites},
-                                  device=options.device, started=now(), command=options.command)
-        manifest["isolation"] = "worker process per case" if options.isolation else "in-process"
-        manifest["case_threads"] = options.threads or manifest["torch_threads"]
-        manifest["max_memory_mib"] = round(options.max_memory / 2**20) if options.max_memory else None
-        manifest["methods"] = method_profiles(cases)
-        out.write_json("manifest.json", manifest)
-        planned = out.planned_keys() | {c.key for c in cases}
-        out.write_json("plan.json", sorted(planned))
-        pending = _pending(cases, out, options)
-        limits = {s.name: options.timeout or s.resolved(preset).get("timeout", DEFAULT_TIMEOUT_S)
-                  for s in suites}
-        with _Progress(len(pending), options.progress) as progress:
-            for case in pending:
-                progress.starting(case)
-                started = time.monotonic()
-                out.record_attempt(case.key)
-                try:
-                    outcome = _execute(case, limits[case.suite], options)
-                except KeyboardInterrupt:
-                    out.record_attempt(case.key, "interrupted")
-                    raise
-                seconds = time.monotonic() - started
-                out.append_case(case.key, outcome.rows, outcome.traces, outcome.artifacts, seconds)
-                out.record_attempt(case.key, "finished")
-                progress.finished(case, outcome, seconds)
-        for suite in suites:
-            _summarize(suite, preset, out, options.device, manifest["methods"])
-        manifest["finished"] = now()
-        out.write_json("manifest.json", manifest)
-        return out.finalize()
+    cases = plan(suites, preset, options.device, options.methods, options.max_cases, options.threads)
+    needs = case_needs(suites, preset, options.timeout)
+    with make_executor(options.executor, workers=options.workers, address=options.address,
+                       retries=options.retries, isolation=options.isolation,
+                       max_memory=options.max_memory) as executor:
+        executor.check(cases, needs)  # a case no node can run: exit 2 before anything is written
+        out.prepare(resume=options.resume, overwrite=options.overwrite)
+        with out.lock():
+            if options.resume:
+                out.repair()
+            manifest = build_manifest(preset=preset, suites=[s.name for s in suites],
+                                      seeds={s.name: s.resolved(preset)["seeds"] for s in suites},
+                                      device=options.device, started=now(), command=options.command)
+            manifest["isolation"] = "worker process per case" if options.isolation else "in-process"
+            manifest["case_threads"] = options.threads or manifest["torch_threads"]
+            manifest["max_memory_mib"] = round(options.max_memory / 2**20) if options.max_memory else None
+            manifest["methods"] = method_profiles(cases)
+            manifest["executor"] = executor.describe()
+            out.write_json("manifest.json", manifest)
+            planned = out.planned_keys() | {c.key for c in cases}
+            out.write_json("plan.json", sorted(planned))
+            pending = _pending(cases, out, options)
+            with _Progress(len(pending), options.progress, executor) as progress:
+                _drive(executor, pending, needs, out, progress)
+            for suite in suites:
+                _summarize(suite, preset, out, options.device, manifest["methods"])
+            manifest["executor"] = executor.describe()
+            manifest.update(_device_of_rows(out, manifest["device"]))
+            manifest["finished"] = now()
+            out.write_json("manifest.json", manifest)
+            return out.finalize()
+
+
+def case_needs(suites: Sequence[Suite], preset: str, timeout: float | None = None) -> Callable[[Case], CaseNeeds]:
+    """``needs(case)``: each suite's timeout (``timeout`` overrides it) and declared resources."""
+    by_suite = {}
+    for suite in suites:
+        resolved = suite.resolved(preset)
+        timing = any(m.kind == "timing" for m in runner_for(suite.kind).declarations.metrics.values())
+        by_suite[suite.name] = (timeout or resolved.get("timeout", DEFAULT_TIMEOUT_S), resolved["resources"], timing)
+
+    def needs(case: Case) -> CaseNeeds:
+        limit, declared, timing = by_suite[case.suite]
+        return CaseNeeds(limit, Resources.from_config(declared, device=case.device, timing=timing))
+    return needs
+
+
+def _drive(executor: Executor, pending: list[Case], needs: Callable[[Case], CaseNeeds], out: ResultsDir,
+           progress: "_Progress") -> None:
+    """Write what the executor reports, as it happens: each attempt, then each finished case."""
+    running: dict[tuple, Case] = {}
+    try:
+        for event in executor.run(pending, needs):
+            if isinstance(event, Started):
+                out.record_attempt(event.case.key)
+                running[event.case.key] = event.case
+                progress.starting(event.case, len(running))
+            elif isinstance(event, Finished):
+                outcome = event.outcome
+                out.append_case(event.case.key, outcome.rows, outcome.traces, outcome.artifacts, event.seconds,
+                                node=event.node or None)
+                if running.pop(event.case.key, None) is not None:
+                    out.record_attempt(event.case.key, "finished")
+                progress.finished(event, len(running))
+            else:
+                progress.note(event.text)
+    except KeyboardInterrupt:
+        for key in running:
+            out.record_attempt(key, "interrupted")
+        raise
+
+
+def _device_of_rows(out: ResultsDir, planned: str) -> dict[str, str]:
+    """The device the ok case rows report when it is not the planned one (GPU cases on a Ray cluster)."""
+    rows = out.rows()
+    labels = set(rows[(rows["status"] == "ok") & (rows["case"] != "summary")]["device"])
+    if len(labels) == 1 and (label := labels.pop()) != planned:
+        return {"device": label, "device_class": device_class(label)}
+    return {}
 
 
 def method_profiles(cases: Sequence[Case]) -> dict[str, dict]:
@@ -152,22 +202,18 @@ def _pending(cases: list[Case], out: ResultsDir, options: RunOptions) -> list[Ca
     return pending
 
 
-def _execute(case: Case, timeout: float, options: RunOptions) -> CaseOutcome:
-    runner = runner_for(case.kind)
-    if options.isolation:
-        return run_isolated(case, runner, timeout=timeout, max_memory=options.max_memory,
-                            threads=options.threads)
-    return run_case(case, runner, timeout=timeout, threads=options.threads)
-
-
 class _Progress:
-    """A bar on a terminal; otherwise one line per finished case on stderr (CI logs, pipes)."""
+    """A bar on a terminal, otherwise one line per finished case on stderr (CI logs, pipes);
+    both show the cases done / running / queued and the executor's nodes."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.done, self.enabled = total, 0, enabled
+    def __init__(self, total: int, enabled: bool, executor: Executor) -> None:
+        self.total, self.done, self.started, self.enabled = total, 0, 0, enabled
+        self.executor = executor
         self.bar = None
         if enabled and sys.stderr.isatty():
             self.bar = tqdm(total=total, desc="cases", unit="case", file=sys.stderr, dynamic_ncols=True)
+        if total:
+            self.note(executor.nodes())
 
     def __enter__(self) -> "_Progress":
         return self
@@ -176,23 +222,32 @@ class _Progress:
         if self.bar is not None:
             self.bar.close()
 
-    def starting(self, case: Case) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix_str(_describe(case)[:60])
+    def _counts(self, running: int) -> str:
+        return f"running {running}, queued {self.total - self.started}"
 
-    def finished(self, case: Case, outcome: CaseOutcome, seconds: float) -> None:
+    def note(self, text: str) -> None:
+        if not (self.enabled and text):
+            return
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def starting(self, case: Case, running: int) -> None:
+        self.started += 1
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{self._counts(running)} | {describe_case(case)}"[:80])
+
+    def finished(self, event: Finished, running: int) -> None:
         self.done += 1
         if self.bar is not None:
             self.bar.update(1)
+            self.bar.set_postfix_str(self._counts(running))
         elif self.enabled:
-            status = "error" if outcome.failed else "ok"
-            print(f"[{self.done}/{self.total}] {_describe(case)}: {status} ({seconds:.1f} s)",
-                  file=sys.stderr, flush=True)
-
-
-def _describe(case: Case) -> str:
-    method = f" {case.method.label}" if case.method else ""
-    return f"{case.suite} {case.case}{method} seed={case.seed}"
+            status = "error" if event.outcome.failed else "ok"
+            where = f" on {event.node}" if self.executor.name != "local" and event.node else ""
+            print(f"[{self.done}/{self.total}] {describe_case(event.case)}: {status} ({event.seconds:.1f} s{where}), "
+                  f"{self._counts(running)}", file=sys.stderr, flush=True)
 
 
 def _summarize(suite: Suite, preset: str, out: ResultsDir, device: str, profiles: dict[str, dict]) -> None:
@@ -209,4 +264,4 @@ def _summarize(suite: Suite, preset: str, out: ResultsDir, device: str, profiles
     out.write_summaries(suite.name, new)
 
 
-__all__ = ["RunOptions", "plan", "run_suites", "DEFAULT_TIMEOUT_S", "DEFAULT_MAX_CASES"]
+__all__ = ["RunOptions", "case_needs", "plan", "run_suites", "DEFAULT_TIMEOUT_S", "DEFAULT_MAX_CASES"]

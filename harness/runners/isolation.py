@@ -53,7 +53,7 @@ def _context():
     return _CONTEXT
 
 
-def _worker(conn: Connection, case: Case, runner: Runner, max_memory: int | None, threads: int | None) -> None:
+def _worker(conn: Connection, case: Case, runner: Runner, max_memory: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends the worker; the harness reports it
     if max_memory:
         try:
@@ -61,7 +61,7 @@ def _worker(conn: Connection, case: Case, runner: Runner, max_memory: int | None
         except (ValueError, OSError):
             pass  # a hard limit below ours: the harness still watches the resident size
     try:
-        outcome: Any = run_case(case, runner, threads=threads)
+        outcome: Any = run_case(case, runner)
     except KeyboardInterrupt:
         outcome = _INTERRUPTED
     conn.send(outcome)
@@ -69,11 +69,11 @@ def _worker(conn: Connection, case: Case, runner: Runner, max_memory: int | None
 
 
 def run_isolated(case: Case, runner: Runner, *, timeout: float | None,
-                 max_memory: int | None, threads: int | None = None) -> CaseOutcome:
+                 max_memory: int | None) -> CaseOutcome:
     """:func:`~.case.run_case` in a fresh worker process; an error outcome if the worker dies."""
     ctx = _context()
     receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker, args=(send, case, runner, max_memory, threads), daemon=True)
+    proc = ctx.Process(target=_worker, args=(send, case, runner, max_memory), daemon=True)
     proc.start()
     send.close()
     deadline = time.monotonic() + timeout if timeout else None

@@ -87,6 +87,8 @@ class Case:
     device: str
     #: For runners that take every method at once (interleaved timing): all of them.
     methods: tuple[MethodSpec, ...] = ()
+    #: torch intra-op threads the case runs on (``None``: torch's setting; ``lipbench --threads``)
+    threads: int | None = None
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -150,6 +152,7 @@ class Suite:
         out = copy.deepcopy(self.raw)
         out["matrix"] = {**self.raw.get("matrix", {}), **over.get("matrix", {})}
         out["settings"] = {**self.raw.get("settings", {}), **over.get("settings", {})}
+        out["resources"] = {**self.raw.get("resources", {}), **over.get("resources", {})}
         for key in ("include", "exclude", "seeds", "methods", "device", "timeout"):
             if key in over:
                 out[key] = copy.deepcopy(over[key])

@@ -4,6 +4,8 @@ Metric names, units, kinds and comparison rules are not part of a suite file: th
 the suite's ``kind`` declares them (:mod:`harness.runners.spec`)."""
 from __future__ import annotations
 
+from .resources import RESOURCES_SCHEMA
+
 _SCALAR = {"type": ["string", "number", "integer", "boolean", "null"]}
 _PARAM_VALUES = {"type": "array", "minItems": 1, "items": _SCALAR}
 _MATRIX = {"type": "object", "additionalProperties": _PARAM_VALUES}
@@ -32,6 +34,7 @@ _PRESET = {
         "methods": {"type": "array", "minItems": 1, "items": _METHOD},
         "device": {"type": "string"},
         "timeout": {"type": "number", "exclusiveMinimum": 0},
+        "resources": RESOURCES_SCHEMA,
     },
 }
 
@@ -91,6 +94,7 @@ SUITE_SCHEMA = {
         "settings": {"type": "object"},
         "device": {"type": "string"},
         "timeout": {"type": "number", "exclusiveMinimum": 0},
+        "resources": RESOURCES_SCHEMA,
         "presets": {"type": "object", "required": ["ci", "full"],
                     "additionalProperties": _PRESET},
         "checks": {"type": "array", "items": _CHECK},

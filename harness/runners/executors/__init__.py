@@ -1,0 +1,153 @@
+"""Executors: where the cases of a run are computed — here, one at a time, or across a Ray cluster.
+
+The driver (:func:`harness.runners.run_suites`) hands an executor the cases still to run and
+what each needs (:class:`CaseNeeds`: its timeout and :class:`~harness.suite.resources.Resources`).
+The executor yields events as they happen:
+
+* :class:`Started` when a case is handed to a worker (the driver records the attempt);
+* :class:`Finished` when its rows, traces and artifacts (bytes) are back, in completion
+  order (the driver appends them to the results folder at once: it alone writes);
+* :class:`Note` for what the progress display should say (a node joined or died).
+
+Every executor runs the same case function on the same worker boundary,
+:func:`execute_case`: :func:`~harness.runners.isolation.run_isolated` (a process the
+harness can kill), or :func:`~harness.runners.case.run_case` in-process with
+``--no-isolation``. A run started with one executor resumes with the other: the results
+folder does not depend on who computed a case.
+
+``local`` (the default) needs nothing beyond lipbench; ``ray`` imports Ray only when chosen
+(:mod:`.ray_executor`; ``pip install "lipbench[ray]"``).
+"""
+from __future__ import annotations
+
+import platform
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+from harness.errors import UserError
+from harness.suite import Case
+from harness.suite.resources import Resources
+
+from ..base import Runner, runner_for
+from ..case import CaseOutcome, run_case
+from ..isolation import run_isolated
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class CaseNeeds:
+    """What one case needs: its time limit (seconds) and the machine resources it declares."""
+
+    timeout: float
+    resources: Resources = Resources()
+
+
+@dataclass(frozen=True)
+class Started:
+    case: Case
+    node: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    case: Case
+    outcome: CaseOutcome
+    seconds: float  # the case's own time on its worker
+    node: str
+
+
+@dataclass(frozen=True)
+class Note:
+    text: str
+
+
+Event = Started | Finished | Note
+NeedsFor = Callable[[Case], CaseNeeds]
+
+
+def describe_case(case: Case) -> str:
+    """``suite case method seed=N``: how progress lines and notes name a case."""
+    method = f" {case.method.label}" if case.method else ""
+    return f"{case.suite} {case.case}{method} seed={case.seed}"
+
+
+def execute_case(case: Case, timeout: float, *, isolation: bool, max_memory: int | None,
+                 runner: Runner | None = None) -> CaseOutcome:
+    """The one case function every executor calls, on the worker boundary (``runner``: the
+    registered one for the case's kind; executors on other machines send it along)."""
+    runner = runner or runner_for(case.kind)
+    if isolation:
+        return run_isolated(case, runner, timeout=timeout, max_memory=max_memory)
+    return run_case(case, runner, timeout=timeout)
+
+
+class Executor(ABC):
+    """Runs cases and reports what happens; a context manager (connect on enter, release on exit)."""
+
+    name = ""
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def check(self, cases: Sequence[Case], needs: NeedsFor) -> None:
+        """Raise :class:`UserError` when some case can never run here (before anything is written)."""
+
+    @abstractmethod
+    def run(self, cases: Sequence[Case], needs: NeedsFor) -> Iterator[Event]:
+        """Run ``cases``; yield :class:`Started` / :class:`Finished` / :class:`Note` events."""
+
+    def nodes(self) -> str:
+        """One line about the machines running the cases (progress; empty: nothing to say)."""
+        return ""
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records about this executor."""
+        return {"name": self.name}
+
+
+class LocalExecutor(Executor):
+    """One case at a time in this process's worker (the behaviour before executors existed)."""
+
+    name = "local"
+
+    def __init__(self, *, isolation: bool = True, max_memory: int | None = None) -> None:
+        self.isolation, self.max_memory = isolation, max_memory
+        self.host = platform.node() or "localhost"
+
+    def run(self, cases: Sequence[Case], needs: NeedsFor) -> Iterator[Event]:
+        for case in cases:
+            yield Started(case, self.host)
+            started = time.monotonic()
+            outcome = execute_case(case, needs(case).timeout, isolation=self.isolation,
+                                   max_memory=self.max_memory)
+            yield Finished(case, outcome, time.monotonic() - started, self.host)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "nodes": [self.host]}
+
+
+def make_executor(name: str, *, workers: int | None = None, address: str | None = None, retries: int = 1,
+                  isolation: bool = True, max_memory: int | None = None) -> Executor:
+    """The executor called ``name`` (``--executor``); ``UserError`` for flags it cannot honour."""
+    if name == "local":
+        if workers not in (None, 1):
+            raise UserError(f"--workers {workers}: the local executor runs one case at a time; "
+                            "use --executor ray to run cases in parallel")
+        if address:
+            raise UserError("--address needs --executor ray")
+        return LocalExecutor(isolation=isolation, max_memory=max_memory)
+    if name == "ray":
+        from .ray_executor import RayExecutor
+        return RayExecutor(workers=workers, address=address, retries=retries, isolation=isolation,
+                           max_memory=max_memory)
+    raise UserError(f"--executor {name!r}: choose one of {', '.join(EXECUTORS)}")
+
+
+__all__ = ["CaseNeeds", "EXECUTORS", "Event", "Executor", "Finished", "LocalExecutor", "NeedsFor", "Note",
+           "Started", "describe_case", "execute_case", "make_executor"]
