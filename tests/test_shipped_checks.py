@@ -342,11 +342,6 @@ def _timing_slow_batch64(tmp_path, monkeypatch):
     return run(tmp_path, _timing(64), ["variants:SlowSNw"])
 
 
-@breaks("training_time", "cheap_methods_cheap")
-def _timing_slow_frobenius(tmp_path, monkeypatch):
-    return run(tmp_path, _timing(16), ["variants:SlowFrobenius"])
-
-
 # --- the tests -----------------------------------------------------------------------------------
 
 def test_every_check_has_a_breaker():

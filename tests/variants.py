@@ -9,7 +9,6 @@ from torch.nn.utils import parametrize
 
 from benchmarks.injected import SleepsPerIteration
 from harness.layers import weight_layers
-from harness.methods.normalization import FrobeniusNorm
 from harness.methods.regularizers import GradPenalty
 from harness.methods.spectral import SNw
 
@@ -78,13 +77,6 @@ class SlowSNw(SleepsPerIteration, SNw):
 
     name = "slow_sn_w"
     factor = 0.5
-
-
-class SlowFrobenius(SleepsPerIteration, FrobeniusNorm):
-    """frobenius_norm that makes every training iteration about twice as long."""
-
-    name = "slow_frobenius_norm"
-    factor = 1.0
 
 
 class Raises(SNw):
