@@ -8,10 +8,21 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from harness.results import Measurement
 from harness.runners import Runner, register
 from harness.runners.spec import Declarations, Metric, Setting
 from harness.suite import Suite
+
+
+def ray_or_skip():
+    """``ray``; these tests skip where the optional extra is not installed, but fail where
+    ``LIPBENCH_REQUIRE_RAY`` is set (CI's ``tox -e py`` installs the extra and sets it)."""
+    if os.environ.get("LIPBENCH_REQUIRE_RAY"):
+        import ray
+        return ray
+    return pytest.importorskip("ray", reason='the ray extra is not installed (pip install "lipbench[ray]")')
 
 
 @register

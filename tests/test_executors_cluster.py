@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'lipbench[ray]')")
+from ray_support import cases_lines, markers_of, ray_or_skip, sleepy_suite
+
+ray = ray_or_skip()
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from harness.results import ResultsDir  # noqa: E402
 from harness.runners import run_suites  # noqa: E402
-
-from ray_support import cases_lines, markers_of, sleepy_suite  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 STORE = 100 * 2**20  # object store per node: results are small

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'lipbench[ray]')")
+from ray_support import cases_lines, markers_of, ray_or_skip, sleepy_suite, tidy
+
+ray = ray_or_skip()
 
 from harness.cli.main import main  # noqa: E402
 from harness.results import ResultsDir  # noqa: E402
 from harness.runners import run_suites  # noqa: E402
-
-from ray_support import cases_lines, markers_of, sleepy_suite, tidy  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 TINY = {"name": "tiny", "description": "d", "kind": "thm2_variance", "seeds": [0, 1],

@@ -65,7 +65,7 @@ def report_suite(suite: Suite) -> dict:
     """The suite as the report shows it: the file's content and its runner's metrics and rules."""
     declared = runner_for(suite.kind).declarations.metrics
     return {**suite.raw,
-            "metrics": {name: {"unit": m.unit, "description": f"{m.description} [{m.kind}]"}
+            "metrics": {name: {"unit": m.unit, "description": f"{m.description} [{m.kind}]", "better": m.better}
                         for name, m in declared.items()},
             "compare": [{"metric": name, "rule": rule_of(m)} for name, m in declared.items() if m.kind != "info"]}
 

@@ -110,6 +110,7 @@ def normalize_suite(suite: Any) -> dict:
         "checks": [c for c in (d.get("checks") or []) if isinstance(c, dict)],
         "compare": [c for c in (d.get("compare") or []) if isinstance(c, dict)],
         "metrics": d.get("metrics") if isinstance(d.get("metrics"), dict) else {},
+        "paper_table": d.get("paper_table") if isinstance(d.get("paper_table"), dict) else None,
     }
 
 

@@ -26,6 +26,7 @@ from markupsafe import Markup
 
 from .data import (case_params, fmt_number, normalize_artifacts, normalize_results,
                    normalize_suite, normalize_traces, text)
+from .paper_tables import paper_section
 from .plots import NO_DATA, PlotOutput, method_colors, render_distributions, render_plot
 from .verdicts import (FAILING, VERDICTS, is_failing, normalize_verdicts, overall_passed,
                        sort_verdicts, verdict_counts)
@@ -218,6 +219,7 @@ def _suite_section(suite: dict, anchor: str, res: pd.DataFrame, ver: pd.DataFram
         "comparisons": _verdict_rows(comparisons, {}),
         "plots": plots,
         "pivot": _pivot(res, ver, metrics_order) if not res.empty else None,
+        "paper": paper_section(suite, res),
         "n_results": len(res),
         "errors": _errors(res),
     }

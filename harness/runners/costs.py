@@ -82,15 +82,16 @@ class TrainingCosts:
         s, p = case.settings, case.params
         data = str(p["data"])
         n_dis = get_settings(adam_setting(p, s)).n_dis
-        d_step, g_step = self._step_seconds(case, data)
+        d_step, g_step = self.step_seconds(case)
         iterations = iterations_for(p, s, data)
         per_iteration = n_dis * d_step + g_step
         return Cost(iterations * per_iteration,
                     f"measured {per_iteration * 1e3:.3g} ms/iteration x {iterations} (training only)")
 
-    def _step_seconds(self, case: Case, data: str) -> tuple[float, float]:
+    def step_seconds(self, case: Case) -> tuple[float, float]:
+        """Seconds of one D update and one G update of the case's model and method (measured once)."""
         s, p = case.settings, case.params
-        name, kwargs = model_spec(p, s, data)
+        name, kwargs = model_spec(p, s, str(p["data"]))
         label, method_name = (case.method.label, case.method.name) if case.method else ("none", "none")
         loss = loss_for(s, label, method_name)
         batch = int(p.get("batch", s["batch"]))

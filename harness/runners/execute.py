@@ -112,7 +112,7 @@ def run_suites(suites: Sequence[Suite], preset: str, out: ResultsDir,
             with _Progress(len(pending), options.progress, executor) as progress:
                 _drive(executor, pending, needs, out, progress)
             for suite in suites:
-                _summarize(suite, preset, out, options.device, manifest["methods"])
+                _summarize(suite, preset, out, options.device, manifest["methods"], cases)
             manifest["executor"] = executor.describe()
             manifest.update(_device_of_rows(out, manifest["device"]))
             manifest["finished"] = now()
@@ -250,10 +250,12 @@ class _Progress:
                   f"{self._counts(running)}", file=sys.stderr, flush=True)
 
 
-def _summarize(suite: Suite, preset: str, out: ResultsDir, device: str, profiles: dict[str, dict]) -> None:
-    """Recompute a suite's suite-level rows from all its ok case rows."""
+def _summarize(suite: Suite, preset: str, out: ResultsDir, device: str, profiles: dict[str, dict],
+               cases: Sequence[Case]) -> None:
+    """Recompute a suite's suite-level rows from all its ok case rows, taken in plan order."""
     rows = out.rows()
-    mine = rows[(rows["suite"] == suite.name) & (rows["status"] == "ok") & (rows["case"] != "summary")]
+    mine = _in_plan_order(rows[(rows["suite"] == suite.name) & (rows["status"] == "ok") & (rows["case"] != "summary")],
+                          cases)
     label = device_label(device)
     try:
         config = {**suite.resolved(preset), "method_profiles": profiles}
@@ -262,6 +264,18 @@ def _summarize(suite: Suite, preset: str, out: ResultsDir, device: str, profiles
     except Exception as exc:  # noqa: BLE001 - a failing summary is an error row, not a crash
         new = [error_row(suite.name, "summary", "", SUMMARY_SEED, label, "{}", short_traceback(exc))]
     out.write_summaries(suite.name, new)
+
+
+def _in_plan_order(rows: pd.DataFrame, cases: Sequence[Case]) -> pd.DataFrame:
+    """``rows`` sorted by their case's place in the plan (stable; unplanned cases last).
+
+    Rows are stored in the order cases finish, which depends on the executor and on resumes;
+    a summary (a fit, a mean) summed in another order can differ in its last bits.
+    """
+    index = {c.key: i for i, c in enumerate(cases)}
+    position = [index.get((suite, case, method, seed), index.get((suite, case, "", seed), len(index)))
+                for suite, case, method, seed in zip(rows["suite"], rows["case"], rows["method"], rows["seed"])]
+    return rows.assign(_position=position).sort_values("_position", kind="stable").drop(columns="_position")
 
 
 __all__ = ["RunOptions", "case_needs", "plan", "run_suites", "DEFAULT_TIMEOUT_S", "DEFAULT_MAX_CASES"]

@@ -77,6 +77,18 @@ _PLOT = {
     "additionalProperties": False,
 }
 
+_PAPER_TABLE = {
+    "type": "object",
+    "required": ["anchor"],
+    "additionalProperties": False,
+    "properties": {
+        "anchor": {"type": "string", "minLength": 1},
+        "rows": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}},
+        "best_over": {"type": "array", "items": {"type": "string"}},
+        "rank": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
 SUITE_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
@@ -99,5 +111,6 @@ SUITE_SCHEMA = {
                     "additionalProperties": _PRESET},
         "checks": {"type": "array", "items": _CHECK},
         "plots": {"type": "array", "items": _PLOT},
+        "paper_table": _PAPER_TABLE,
     },
 }
