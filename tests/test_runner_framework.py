@@ -273,3 +273,28 @@ def test_files_are_readable_by_others(tmp_path):
     os.umask(umask)
     for path in [out.path / "results.csv", out.path / "manifest.json", *written]:
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
+
+
+def test_local_workers_run_cases_at_once_with_the_same_rows(tmp_path):
+    suite = make_suite(["ok", "raise", "exit", "nan"], timeout=5)
+    one = run_suites([suite], "ci", ResultsDir(tmp_path / "one"), progress=False)
+    two = run_suites([suite], "ci", ResultsDir(tmp_path / "two"), progress=False, workers=2)
+    key = ["case", "seed", "metric"]
+    pd.testing.assert_frame_equal(one.sort_values(key)[key + ["value", "status"]].reset_index(drop=True),
+                                  two.sort_values(key)[key + ["value", "status"]].reset_index(drop=True))
+
+
+def test_an_exclusive_case_runs_alone_among_local_workers():
+    from harness.runners.executors import CaseNeeds, Finished, LocalExecutor, Started
+    from harness.runners.execute import plan
+    from harness.suite.resources import Resources
+    cases = plan([make_suite(["ok"], seeds=[0, 1, 2, 3, 4])], "ci", "cpu")
+    alone = cases[2]
+
+    def needs(case):
+        return CaseNeeds(30, Resources(exclusive=case is alone))
+    events = list(LocalExecutor(workers=2).run(cases, needs))
+    kinds = [(type(e).__name__, e.case.seed) for e in events if isinstance(e, (Started, Finished))]
+    start, end = kinds.index(("Started", alone.seed)), kinds.index(("Finished", alone.seed))
+    assert end == start + 1, kinds  # nothing started or finished while it ran
+    assert sum(k == "Finished" for k, _ in kinds[:start]) == 2  # the two before it had finished

@@ -60,11 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-isolation", action="store_true",
                        help="run cases in the lipbench process itself (debugging; no hard timeout or memory limit)")
         p.add_argument("--executor", choices=EXECUTORS, default="local",
-                       help="where cases run: local (one at a time, the default) or ray (a Ray cluster: "
+                       help="where cases run: local (this machine, the default) or ray (a Ray cluster: "
                             'pip install "lipbench[ray]")')
         p.add_argument("--workers", type=positive_int,
-                       help="ray: CPUs of the local cluster it starts (default: this machine's); "
-                            "with --address: most cases in flight at once")
+                       help="local: cases at once (default 1); ray: CPUs of the local cluster it starts "
+                            "(default: this machine's), with --address: most cases in flight at once")
         p.add_argument("--address", help="ray: join a running cluster instead (auto: the one `ray start` "
                                          "joined this machine to, or HOST:PORT of its head)")
         p.add_argument("--retries", type=non_negative_int, default=1,

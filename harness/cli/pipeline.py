@@ -31,6 +31,8 @@ def run_options(args: argparse.Namespace, **extra) -> RunOptions:
         # a local cluster shares this machine among its workers; a joined one's nodes are not
         # this machine: there a case is limited by its memory_mib and Ray's memory monitor
         options.max_memory = None if args.address else default_max_memory(args.workers or os.cpu_count() or 1)
+    elif args.workers:
+        options.max_memory = default_max_memory(args.workers)  # the machine shared by the workers
     if args.retry_errors and not args.resume:
         raise UserError("--retry-errors needs --resume")
     if args.resume and args.overwrite:

@@ -15,13 +15,14 @@ harness can kill), or :func:`~harness.runners.case.run_case` in-process with
 ``--no-isolation``. A run started with one executor resumes with the other: the results
 folder does not depend on who computed a case.
 
-``local`` (the default) needs nothing beyond lipbench; ``ray`` imports Ray only when chosen
+``local`` (the default) needs nothing beyond lipbench and runs ``--workers`` cases at once; ``ray`` imports Ray only when chosen
 (:mod:`.ray_executor`; ``pip install "lipbench[ray]"``).
 """
 from __future__ import annotations
 
 import platform
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
@@ -112,36 +113,65 @@ class Executor(ABC):
 
 
 class LocalExecutor(Executor):
-    """One case at a time in this process's worker (the behaviour before executors existed)."""
+    """Cases on this machine: one at a time, or up to ``workers`` at once, each in its own worker
+    process (the threads here only wait for them). A case that declares ``exclusive`` (timing
+    suites) runs alone: the others in flight finish first, and none starts beside it."""
 
     name = "local"
 
-    def __init__(self, *, isolation: bool = True, max_memory: int | None = None) -> None:
-        self.isolation, self.max_memory = isolation, max_memory
+    def __init__(self, *, workers: int = 1, isolation: bool = True, max_memory: int | None = None) -> None:
+        self.workers, self.isolation, self.max_memory = workers, isolation, max_memory
         self.host = platform.node() or "localhost"
 
     def run(self, cases: Sequence[Case], needs: NeedsFor) -> Iterator[Event]:
-        for case in cases:
-            yield Started(case, self.host)
-            started = time.monotonic()
-            outcome = execute_case(case, needs(case).timeout, isolation=self.isolation,
-                                   max_memory=self.max_memory)
-            yield Finished(case, outcome, time.monotonic() - started, self.host)
+        if self.workers == 1:
+            for case in cases:
+                yield Started(case, self.host)
+                yield self._finished(case, needs)
+            return
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            running: dict[Future, Case] = {}
+            try:
+                for case in cases:
+                    exclusive = needs(case).resources.exclusive
+                    while running and (exclusive or len(running) >= self.workers):
+                        yield from self._collect(running)
+                    yield Started(case, self.host)
+                    running[pool.submit(self._finished, case, needs)] = case
+                    while exclusive and running:
+                        yield from self._collect(running)
+                while running:
+                    yield from self._collect(running)
+            except BaseException:
+                for future in running:
+                    future.cancel()
+                raise
+
+    def _finished(self, case: Case, needs: NeedsFor) -> Finished:
+        started = time.monotonic()
+        outcome = execute_case(case, needs(case).timeout, isolation=self.isolation, max_memory=self.max_memory)
+        return Finished(case, outcome, time.monotonic() - started, self.host)
+
+    @staticmethod
+    def _collect(running: dict[Future, Case]) -> Iterator[Event]:
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            running.pop(future)
+            yield future.result()  # a KeyboardInterrupt in a worker is raised here
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "nodes": [self.host]}
+        return {"name": self.name, "nodes": [self.host], "workers": self.workers}
 
 
 def make_executor(name: str, *, workers: int | None = None, address: str | None = None, retries: int = 1,
                   isolation: bool = True, max_memory: int | None = None) -> Executor:
     """The executor called ``name`` (``--executor``); ``UserError`` for flags it cannot honour."""
     if name == "local":
-        if workers not in (None, 1):
-            raise UserError(f"--workers {workers}: the local executor runs one case at a time; "
-                            "use --executor ray to run cases in parallel")
         if address:
             raise UserError("--address needs --executor ray")
-        return LocalExecutor(isolation=isolation, max_memory=max_memory)
+        if (workers or 1) > 1 and not isolation:
+            raise UserError(f"--workers {workers} needs worker processes: drop --no-isolation")
+        return LocalExecutor(workers=workers or 1, isolation=isolation, max_memory=max_memory)
     if name == "ray":
         from .ray_executor import RayExecutor
         return RayExecutor(workers=workers, address=address, retries=retries, isolation=isolation,
