@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Callable
 
@@ -21,13 +22,14 @@ from harness.suite import MethodSpec, Suite
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = {s.name: s for s in resolve_suites([], REPO / "suites")}
 BREAKERS: dict[tuple[str, str], Callable] = {}
-_RUNS: dict[Callable, tuple] = {}  # one run per breaker, shared by the checks it breaks
+_RUNS: dict[tuple, tuple] = {}  # one run per breaker and suite, shared by the checks it breaks
 
 
 def breaks(suite: str, *checks: str):
+    """Register ``fn(tmp_path, monkeypatch, suite)`` as the breaker of ``checks`` of ``suite``."""
     def register(fn):
         for check in checks:
-            BREAKERS[(suite, check)] = fn
+            BREAKERS[(suite, check)] = functools.partial(fn, suite=suite)
         return fn
     return register
 
@@ -63,22 +65,22 @@ CLAIMS_TINY = dict(seeds=[0], settings={"iterations": 30, "warmup": 5, "trace_po
 
 
 @breaks("claims", "claim_on_fixed_weights", "claim_during_training")
-def _claims_scaled(tmp_path, monkeypatch):
+def _claims_scaled(tmp_path, monkeypatch, suite):
     return run(tmp_path, shrunk("claims", **CLAIMS_TINY), ["mutants:SNwStaleU"])
 
 
 @breaks("claims", "bound_on_fixed_weights", "bound_during_training")
-def _claims_clip(tmp_path, monkeypatch):
+def _claims_clip(tmp_path, monkeypatch, suite):
     return run(tmp_path, shrunk("claims", **CLAIMS_TINY), ["mutants:ClipUpTo2c"])
 
 
 @breaks("claims", "gradient_at_interpolates")
-def _claims_gp(tmp_path, monkeypatch):
+def _claims_gp(tmp_path, monkeypatch, suite):
     return run(tmp_path, shrunk("claims", **CLAIMS_TINY), ["mutants:GPZeroLambda"])
 
 
 @breaks("contract", "contract")
-def _contract(tmp_path, monkeypatch):
+def _contract(tmp_path, monkeypatch, suite):
     return run(tmp_path, shrunk("contract"), ["mutants:SNwUndeclaredScale"])
 
 
@@ -89,18 +91,18 @@ GRAD_TINY = dict(matrix={"depth": [3], "width": [16]}, seeds=[0],
 
 
 @breaks("gradient_bounds", "prop1_claimed_init", "prop1_claimed_trained")
-def _grad_scaled(tmp_path, monkeypatch):
+def _grad_scaled(tmp_path, monkeypatch, suite):
     # Prop. 1 has slack (measured gradients are ~0.4 of the bound), so it takes a gross error
     return run(tmp_path, shrunk("gradient_bounds", **GRAD_TINY), ["variants:SNwTimes4"])
 
 
 @breaks("gradient_bounds", "thm1_equal_norms")
-def _grad_unequal(tmp_path, monkeypatch):
+def _grad_unequal(tmp_path, monkeypatch, suite):
     return run(tmp_path, shrunk("gradient_bounds", **GRAD_TINY), ["variants:SNwUnequalLayers"])
 
 
 @breaks("gradient_bounds", "prop1_init", "prop1_trained")
-def _grad_broken_gradients(tmp_path, monkeypatch):
+def _grad_broken_gradients(tmp_path, monkeypatch, suite):
     from harness.runners import gradient_bounds
     real = gradient_bounds.layer_gradients
 
@@ -112,7 +114,7 @@ def _grad_broken_gradients(tmp_path, monkeypatch):
 
 
 @breaks("gradient_bounds", "thm1_minimum")
-def _grad_broken_thm1(tmp_path, monkeypatch):
+def _grad_broken_thm1(tmp_path, monkeypatch, suite):
     from harness.runners import gradient_bounds
     real = gradient_bounds.thm1_ratio
     monkeypatch.setattr(gradient_bounds, "thm1_ratio", lambda norms: 1 / real(norms))  # means swapped
@@ -125,12 +127,12 @@ CERT_TINY = dict(seeds=[0], matrix={"iterations": [3]}, settings={"lower_random_
 
 
 @breaks("lipschitz_certificate", "certified_after_training")
-def _cert_reshape_as_operator(tmp_path, monkeypatch):
+def _cert_reshape_as_operator(tmp_path, monkeypatch, suite):
     return run(tmp_path, shrunk("lipschitz_certificate", **CERT_TINY), ["mutants:ReshapeAsSNConv"])
 
 
 @breaks("lipschitz_certificate", "lower_below_upper")
-def _cert_broken_lower(tmp_path, monkeypatch):
+def _cert_broken_lower(tmp_path, monkeypatch, suite):
     from harness.runners import lipschitz_certificate
     real = lipschitz_certificate.lipschitz_lower_bound
 
@@ -142,7 +144,7 @@ def _cert_broken_lower(tmp_path, monkeypatch):
 
 
 @breaks("lipschitz_certificate", "alpha_lemma_network")
-def _cert_broken_alpha(tmp_path, monkeypatch):
+def _cert_broken_alpha(tmp_path, monkeypatch, suite):
     from harness.exact import network
     real = network.alpha_bound
 
@@ -159,25 +161,29 @@ QUALITY_TINY = dict(seeds=[0], matrix={"data": ["digits"]},
                     settings={"iterations_for": {"digits": 10}, "n_fake": 200, "batch": 16, "trace_points": 2})
 
 
+@breaks("miyato_table2", "sn_does_not_diverge")
 @breaks("sample_quality", "sn_does_not_diverge")
-def _quality_nan(tmp_path, monkeypatch):
-    return run(tmp_path, shrunk("sample_quality", **QUALITY_TINY), ["variants:SNwNaN"])
+def _quality_nan(tmp_path, monkeypatch, suite):
+    return run(tmp_path, shrunk(suite, **QUALITY_TINY), ["variants:SNwNaN"])
 
 
+@breaks("lin_bssn_sweep", "variance_under_scaled_thm2_bound")
 @breaks("sample_quality", "variance_under_thm2_bound")
-def _quality_times4(tmp_path, monkeypatch):
-    return run(tmp_path, shrunk("sample_quality", **QUALITY_TINY), ["variants:SNwTimes4"])
+def _quality_times4(tmp_path, monkeypatch, suite):
+    return run(tmp_path, shrunk(suite, **QUALITY_TINY), ["variants:SNwTimes4"])
 
 
 @breaks("sample_quality", "spectral_keeps_rank")
-def _quality_flat_rank(tmp_path, monkeypatch):
+def _quality_flat_rank(tmp_path, monkeypatch, suite):
     from harness.runners import sample_quality
     monkeypatch.setattr(sample_quality, "stable_rank", lambda mat: 1.0)  # a broken reference: all rank one
     return run(tmp_path, shrunk("sample_quality", **QUALITY_TINY), ["sn_w", "weight_norm"])
 
 
+@breaks("lin_bssn_sweep", "quality_finite")
+@breaks("miyato_table2", "quality_finite")
 @breaks("sample_quality", "quality_finite")
-def _quality_negative_fid(tmp_path, monkeypatch):
+def _quality_negative_fid(tmp_path, monkeypatch, suite):
     from harness.runners import sample_quality
     real = sample_quality.compute_sample_quality
 
@@ -185,11 +191,11 @@ def _quality_negative_fid(tmp_path, monkeypatch):
         found = real(*args, **kwargs)
         return dataclasses.replace(found, fid=-1 - found.fid)
     monkeypatch.setattr(sample_quality, "compute_sample_quality", negative)
-    return run(tmp_path, shrunk("sample_quality", **QUALITY_TINY), ["none"])
+    return run(tmp_path, shrunk(suite, **QUALITY_TINY), ["none"])
 
 
 @breaks("sample_quality", "modes_in_range")
-def _quality_negative_modes(tmp_path, monkeypatch):
+def _quality_negative_modes(tmp_path, monkeypatch, suite):
     from harness.runners import sample_quality
     real = sample_quality.classifier_metrics
 
@@ -218,19 +224,19 @@ def _scaled_operator(monkeypatch, upper: float, lower: float):
 
 
 @breaks("snw_vs_snconv", "alpha_upper")
-def _snw_too_large(tmp_path, monkeypatch):
+def _snw_too_large(tmp_path, monkeypatch, suite):
     _scaled_operator(monkeypatch, 10, 10)
     return run(tmp_path, shrunk("snw_vs_snconv", **SNW_TINY))
 
 
 @breaks("snw_vs_snconv", "alpha_lower")
-def _snw_too_small(tmp_path, monkeypatch):
+def _snw_too_small(tmp_path, monkeypatch, suite):
     _scaled_operator(monkeypatch, 0.1, 0.1)
     return run(tmp_path, shrunk("snw_vs_snconv", **SNW_TINY))
 
 
 @breaks("snw_vs_snconv", "certified_bracket")
-def _snw_wide(tmp_path, monkeypatch):
+def _snw_wide(tmp_path, monkeypatch, suite):
     _scaled_operator(monkeypatch, 1.5, 1)
     return run(tmp_path, shrunk("snw_vs_snconv", **SNW_TINY))
 
@@ -241,17 +247,17 @@ SPECTRAL_TINY = dict(matrix={"layer": ["conv_3_64_k3_32"], "iterations": [200]},
 
 
 @breaks("spectral_accuracy", "effective_map_matches_estimate", "claim_converged")
-def _spectral_scaled(tmp_path, monkeypatch):
+def _spectral_scaled(tmp_path, monkeypatch, suite):
     return run(tmp_path, shrunk("spectral_accuracy", **SPECTRAL_TINY), ["mutants:SNwUndeclaredScale"])
 
 
 @breaks("spectral_accuracy", "converged_to_exact")
-def _spectral_frozen(tmp_path, monkeypatch):
+def _spectral_frozen(tmp_path, monkeypatch, suite):
     return run(tmp_path, shrunk("spectral_accuracy", **SPECTRAL_TINY), ["mutants:SNwFrozenU"])
 
 
 @breaks("spectral_accuracy", "tracking_within_miyato")
-def _spectral_tracking(tmp_path, monkeypatch):
+def _spectral_tracking(tmp_path, monkeypatch, suite):
     suite = shrunk("spectral_accuracy", matrix={"layer": ["conv_64_128_k3_16"], "iterations": [1],
                                                 "updates": [30]}, include=[], seeds=[0])
     return run(tmp_path, suite, ["mutants:SNwFrozenU"])
@@ -270,7 +276,7 @@ def _thm2_with(monkeypatch, broken):
 
 
 @breaks("thm2_variance", "thm2_upper_bound")
-def _thm2_smallest(tmp_path, monkeypatch):
+def _thm2_smallest(tmp_path, monkeypatch, suite):
     import torch
     # a broken reference: the smallest singular value instead of the largest
     suite = _thm2_with(monkeypatch, lambda a: torch.linalg.svdvals(a)[..., -1])
@@ -278,14 +284,14 @@ def _thm2_smallest(tmp_path, monkeypatch):
 
 
 @breaks("thm2_variance", "rmt_agreement", "lower_constant_band")
-def _thm2_low(tmp_path, monkeypatch):
+def _thm2_low(tmp_path, monkeypatch, suite):
     import torch
     suite = _thm2_with(monkeypatch, lambda a: 0.8 * torch.linalg.svdvals(a)[..., 0])  # 20% low
     return run(tmp_path, suite)
 
 
 @breaks("thm2_variance", "loglog_slope_gaussian", "loglog_slope_uniform", "loglog_slope_rademacher")
-def _thm2_frobenius(tmp_path, monkeypatch):
+def _thm2_frobenius(tmp_path, monkeypatch, suite):
     import torch
     # a broken reference: the Frobenius norm in place of the spectral norm (Var = 1/(mn))
     suite = _thm2_with(monkeypatch, lambda a: torch.linalg.matrix_norm(a, "fro"))
@@ -306,17 +312,17 @@ def _thm3_with(monkeypatch, factor, smallest=False):
 
 
 @breaks("thm3_bsn_variance", "thm3_upper_bound", "thm2_upper_bound_snw")
-def _thm3_smallest(tmp_path, monkeypatch):
+def _thm3_smallest(tmp_path, monkeypatch, suite):
     return run(tmp_path, _thm3_with(monkeypatch, 1.0, smallest=True))
 
 
 @breaks("thm3_bsn_variance", "xavier_like")
-def _thm3_tiny_norms(tmp_path, monkeypatch):
+def _thm3_tiny_norms(tmp_path, monkeypatch, suite):
     return run(tmp_path, _thm3_with(monkeypatch, 0.3))
 
 
 @breaks("thm3_bsn_variance", "bsn_rmt_agreement")
-def _thm3_low(tmp_path, monkeypatch):
+def _thm3_low(tmp_path, monkeypatch, suite):
     return run(tmp_path, _thm3_with(monkeypatch, 0.8))
 
 
@@ -328,17 +334,17 @@ def _timing(batch: int):
 
 
 @breaks("training_time", "gp_needs_second_backward")
-def _timing_gp(tmp_path, monkeypatch):
+def _timing_gp(tmp_path, monkeypatch, suite):
     return run(tmp_path, _timing(16), ["variants:GPWithoutPenalty"])
 
 
 @breaks("training_time", "sn_w_overhead_cpu")
-def _timing_slow(tmp_path, monkeypatch):
+def _timing_slow(tmp_path, monkeypatch, suite):
     return run(tmp_path, _timing(16), ["variants:SlowSNw"])
 
 
 @breaks("training_time", "sn_w_overhead_gpu")
-def _timing_slow_batch64(tmp_path, monkeypatch):
+def _timing_slow_batch64(tmp_path, monkeypatch, suite):
     return run(tmp_path, _timing(64), ["variants:SlowSNw"])
 
 
@@ -353,9 +359,10 @@ def test_every_check_has_a_breaker():
 @pytest.mark.parametrize("suite_check", sorted(BREAKERS), ids=lambda k: f"{k[0]}.{k[1]}")
 def test_the_check_fails_on_its_breaker(suite_check, tmp_path, monkeypatch, one_thread):
     breaker = BREAKERS[suite_check]
-    if breaker not in _RUNS:
-        _RUNS[breaker] = breaker(tmp_path, monkeypatch)
-    suite, rows, profiles = _RUNS[breaker]
+    key = (breaker.func, breaker.keywords["suite"])
+    if key not in _RUNS:
+        _RUNS[key] = breaker(tmp_path, monkeypatch)
+    suite, rows, profiles = _RUNS[key]
     found = violated(suite, rows, profiles, suite_check[1])
     assert found, f"{suite_check} did not fail: {rows[rows['status'] != 'ok']['message'].tolist()[:2]}"
 

@@ -147,10 +147,12 @@ def _compare_groups(suite: str, name: str, metric: Metric, cur: pd.DataFrame, ol
 
 
 def _values(frame: pd.DataFrame, metric: Metric) -> list[float]:
+    """The values a group is judged on: every timing sample; for outcomes one value per seed and
+    distinct result (machines that round alike repeat a seed's value, which is no new evidence)."""
     ok = frame[frame["status"] == "ok"]
     if metric.kind == "timing":
         return [s for _, r in ok.iterrows() for s in samples_of(r)]
-    return [float(v) for v in ok["value"]]
+    return [float(v) for v in ok.drop_duplicates(["seed", "value"])["value"]]
 
 
 def _missing(suite: str, metric: str, mine: pd.DataFrame, old: pd.DataFrame,

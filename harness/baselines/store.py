@@ -51,8 +51,10 @@ def source_id(manifest: dict[str, Any]) -> str:
     env = manifest.get("env") or {}
     host = hashlib.sha256(str(manifest.get("host", platform.node())).encode()).hexdigest()[:6]
     kernel = str(manifest.get("cpu_capability") or env.get("ATEN_CPU_CAPABILITY") or "cpu").lower()
+    libraries = "".join(f"-{env[k].lower()}" for k in ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR")
+                        if k in env)
     threads = manifest.get("case_threads") or manifest.get("torch_threads", "?")
-    return f"{host}-{kernel}-t{threads}"
+    return f"{host}-{kernel}{libraries}-t{threads}"
 
 
 @dataclass

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 #: Environment variables that change float rounding or timing (recorded with every run).
-ENV_KEYS = ("ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
+ENV_KEYS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "OMP_NUM_THREADS",
+            "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
 PACKAGES = ("lipbench", "torch", "torchvision", "numpy", "scipy", "pandas", "clean-fid")
 
 
