@@ -7,8 +7,10 @@ Four parts, each printing a table (medians and min-max over ``--repeats``):
    case minus the case's own seconds on its worker (both executors fork the case from a
    server process; Ray adds its task dispatch and the result's transfer).
 2. **Speedup of verify**: ``lipbench verify <theory suites> --preset ci`` with the local
-   executor and with ``--executor ray --workers 2`` (a fresh local Ray cluster each time, its
-   start-up included), as separate processes, alternating, wall time each.
+   executor (torch's default threads, and one thread per case) and with ``--executor ray
+   --workers 2`` (a fresh local Ray cluster each time, its start-up included), as separate
+   processes, in alternating order, wall time each. Ray gives a 1-CPU task one thread
+   (``OMP_NUM_THREADS=1``), so "local 1-thread" isolates what the two workers add.
 3. **Identical rows**: the two runs' rows matched by (suite, case, method, seed, metric):
    how many values are bit-identical, and the largest relative difference of the others.
 4. **Projection**: Miyato et al.'s Table 2 at the ``full`` preset (420 cases) from the cost of
@@ -17,7 +19,7 @@ Four parts, each printing a table (medians and min-max over ``--repeats``):
 
 Run as a script (it uses both cores; nothing else should run)::
 
-    python benchmarks/bench_ray.py [--repeats 3] [--parts overhead,verify,projection]
+    python benchmarks/bench_ray.py [--repeats 3] [--parts overhead,verify,projection] [--configs ...]
 """
 from __future__ import annotations
 
@@ -83,12 +85,13 @@ def overhead(repeats: int) -> None:
 
 
 # --- 2. and 3. verify ----------------------------------------------------------------------------
-def timed_verify(out: Path, executor: list[str]) -> float:
+def timed_verify(out: Path, executor: list[str], env: dict[str, str]) -> float:
     command = [sys.executable, "-m", "harness.cli.main", "verify", *THEORY, "--preset", "ci", "--overwrite",
                "--out", str(out), "--report", str(out.with_suffix(".html")), "--junit", str(out.with_suffix(".xml")),
                *executor]
     start = time.perf_counter()
-    subprocess.run(command, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(command, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ, **env})
     return time.perf_counter() - start
 
 
@@ -104,23 +107,37 @@ def compare_rows(a: ResultsDir, b: ResultsDir) -> tuple[int, int, float]:
     return int(same.sum()), len(x), worst
 
 
-def verify(repeats: int) -> None:
+#: name -> (flags, environment): torch's default threads (all cores) per case, one thread per
+#: case (what Ray gives a 1-CPU task: OMP_NUM_THREADS=1), and Ray with two 1-CPU workers.
+CONFIGS = {
+    "local": ([], {}),
+    "local 1-thread": ([], {"OMP_NUM_THREADS": "1"}),
+    "ray --workers 2": (["--executor", "ray", "--workers", "2"], {}),
+}
+
+
+def verify(repeats: int, configs: list[str]) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-ray-"))
-    times: dict[str, list[float]] = {"local": [], "ray": []}
-    flags = {"local": [], "ray": ["--executor", "ray", "--workers", "2"]}
+    times: dict[str, list[float]] = {name: [] for name in configs}
     for i in range(repeats):
-        for name in ("local", "ray") if i % 2 == 0 else ("ray", "local"):
-            times[name].append(timed_verify(work / name, flags[name]))
+        for name in (configs if i % 2 == 0 else list(reversed(configs))):
+            flags, env = CONFIGS[name]
+            times[name].append(timed_verify(work / name.replace(" ", "_"), flags, env))
             print(f"  verify {name} run {i + 1}: {times[name][-1]:.1f} s", file=sys.stderr, flush=True)
-    ratios = [l / r for l, r in zip(times["local"], times["ray"])]
     print(f"\n2. wall time of `lipbench verify {' '.join(THEORY)} --preset ci`, s")
-    print(f"{'local':28s} {spread(times['local'], ' s')}")
-    print(f"{'ray --workers 2':28s} {spread(times['ray'], ' s')}")
-    print(f"{'speedup (local / ray)':28s} {spread(ratios, 'x')}  target >= {TARGET_SPEEDUP}x: "
-          f"{'met' if statistics.median(ratios) >= TARGET_SPEEDUP else 'NOT met'}")
-    same, total, worst = compare_rows(ResultsDir(work / "local"), ResultsDir(work / "ray"))
-    print("\n3. rows of the last local and ray runs, matched by suite, case, method, seed, metric")
-    print(f"  {same} of {total} values bit-identical; largest relative difference of the others: {worst:.3g}")
+    for name, values in times.items():
+        print(f"{name:28s} {spread(values, ' s')}")
+    bases = [name for name in configs if name.startswith("local")]
+    for base in bases:
+        ratios = [b / r for b, r in zip(times[base], times["ray --workers 2"])]
+        print(f"{'speedup ' + base + ' / ray':28s} {spread(ratios, 'x')}  target >= {TARGET_SPEEDUP}x: "
+              f"{'met' if statistics.median(ratios) >= TARGET_SPEEDUP else 'NOT met'}")
+    print("\n3. rows of the last runs, matched by suite, case, method, seed, metric")
+    ray = ResultsDir(work / "ray_--workers_2")
+    for base in bases:
+        same, total, worst = compare_rows(ResultsDir(work / base.replace(" ", "_")), ray)
+        print(f"  {base} vs ray: {same} of {total} values bit-identical; "
+              f"largest relative difference of the others: {worst:.3g}")
 
 
 # --- 4. projection --------------------------------------------------------------------------------
@@ -146,13 +163,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--parts", default="overhead,verify,projection")
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help=f"verify: which of {', '.join(CONFIGS)} (comma-separated; ray is always run)")
     args = parser.parse_args()
     parts = args.parts.split(",")
     print(f"bench_ray: {os.cpu_count()} CPUs, repeats {args.repeats}")
     if "overhead" in parts:
         overhead(args.repeats)
     if "verify" in parts:
-        verify(args.repeats)
+        verify(args.repeats, list(dict.fromkeys(args.configs.split(",") + ["ray --workers 2"])))
     if "projection" in parts:
         projection()
 

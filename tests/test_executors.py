@@ -2,6 +2,8 @@
 import builtins
 import json
 import math
+import sys
+import types
 
 import pytest
 
@@ -10,7 +12,7 @@ from harness.errors import UserError
 from harness.results import ResultsDir
 from harness.runners import run_suites
 from harness.runners.execute import case_needs
-from harness.runners.executors import CaseNeeds, Finished, LocalExecutor, Started, make_executor
+from harness.runners.executors import CaseNeeds, Finished, LocalExecutor, Started, execute_case, make_executor
 from harness.runners.executors.placement import Node, Placement, makespan
 from harness.suite import Suite, SuiteError, load_suite
 from harness.suite.resources import Resources
@@ -161,3 +163,22 @@ def test_bad_executor_flags_are_exit_2(tmp_path, capsys, flags, needle):
     err = capsys.readouterr().err
     assert code == 2 and needle in err and "Traceback" not in err, err
 
+
+
+def test_a_forked_case_does_not_rerun_the_main_script_first(tmp_path, monkeypatch):
+    """multiprocessing re-imports ``__main__`` in each child; the executor keeps it from doing so
+    (the lipbench command imports the whole CLI: ~0.3 s per case), restoring it afterwards."""
+    flag = tmp_path / "main-ran"
+    script = tmp_path / "main_script.py"
+    script.write_text(f"import pathlib\npathlib.Path({str(flag)!r}).write_text('ran')\n")
+    fake_main = types.ModuleType("__main__")
+    fake_main.__file__ = str(script)
+    fake_main.__spec__ = None
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
+    case = Suite.from_dict({"name": "t", "description": "d", "kind": "thm2_variance", "seeds": [0],
+                            "matrix": {"m": [2], "n": [2], "distribution": ["gaussian"]},
+                            "settings": {"matrices": 2, "confidence": 0.99}, "presets": {"ci": {}, "full": {}}}
+                           ).cases("ci")[0]
+    outcome = execute_case(case, 60.0, isolation=True, max_memory=None)
+    assert not outcome.failed and not flag.exists()
+    assert fake_main.__file__ == str(script) and fake_main.__spec__ is None

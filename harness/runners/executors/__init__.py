@@ -20,7 +20,9 @@ folder does not depend on who computed a case.
 """
 from __future__ import annotations
 
+import contextlib
 import platform
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from abc import ABC, abstractmethod
@@ -81,8 +83,36 @@ def execute_case(case: Case, timeout: float, *, isolation: bool, max_memory: int
     registered one for the case's kind; executors on other machines send it along)."""
     runner = runner or runner_for(case.kind)
     if isolation:
-        return run_isolated(case, runner, timeout=timeout, max_memory=max_memory)
+        with _main_not_rerun(runner):
+            return run_isolated(case, runner, timeout=timeout, max_memory=max_memory)
     return run_case(case, runner, timeout=timeout)
+
+
+@contextlib.contextmanager
+def _main_not_rerun(runner: Runner) -> Iterator[None]:
+    """Keep each forked case from first re-running this process's main script.
+
+    ``multiprocessing`` prepares every process it starts by importing the parent's
+    ``__main__`` again, by module name or file: the ``lipbench`` command (which imports the
+    whole CLI, reports included) or, on a Ray worker, Ray's worker script. That costs about
+    0.3 s before every case and buys nothing, since cases and shipped runners are importable
+    from their own modules; only a runner defined in ``__main__`` itself needs it (then it is
+    kept). The driver and a Ray worker start one case at a time, so the attributes hidden here
+    are back before anything else looks at them.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or type(runner).__module__ == "__main__":
+        yield
+        return
+    saved = {key: main.__dict__[key] for key in ("__file__", "__spec__") if key in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None  # read unconditionally by multiprocessing: None, not absent
+    try:
+        yield
+    finally:
+        for key in ("__file__", "__spec__"):
+            main.__dict__.pop(key, None)
+        main.__dict__.update(saved)
 
 
 class Executor(ABC):

@@ -27,7 +27,6 @@ runs what was in flight again.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import re
@@ -76,27 +75,8 @@ def run_on_worker(case: Case, runner: Runner, timeout: float, isolation: bool, m
     worker's), so a runner registered by the driver's own imports runs on the node too.
     """
     started = time.monotonic()
-    with _main_script_hidden():
-        outcome = execute_case(case, timeout, isolation=isolation, max_memory=max_memory, runner=runner)
+    outcome = execute_case(case, timeout, isolation=isolation, max_memory=max_memory, runner=runner)
     return outcome, time.monotonic() - started
-
-
-@contextlib.contextmanager
-def _main_script_hidden() -> Iterator[None]:
-    """Keep a forked case from running Ray's worker script first.
-
-    ``multiprocessing`` prepares each forked process by importing the parent's ``__main__``
-    from its file; on a Ray worker that is Ray's ``default_worker.py``, which imports Ray:
-    about 0.35 s before every case. Tasks run one at a time on a Ray worker's main thread, so
-    hiding the file name while the case starts is safe; the case needs nothing from it.
-    """
-    main = sys.modules["__main__"]
-    path = main.__dict__.pop("__file__", None)
-    try:
-        yield
-    finally:
-        if path is not None:
-            main.__file__ = path
 
 
 @dataclass
