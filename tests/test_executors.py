@@ -132,9 +132,10 @@ def test_a_misspelt_resource_is_an_error_naming_file_and_line(tmp_path):
         load_suite(path)
 
 
-def test_local_refuses_ray_only_flags():
-    with pytest.raises(UserError, match="--workers 2: the local executor runs one case at a time"):
-        make_executor("local", workers=2)
+def test_local_refuses_flags_it_cannot_honour():
+    assert make_executor("local", workers=2).workers == 2
+    with pytest.raises(UserError, match="--workers 2 needs worker processes"):
+        make_executor("local", workers=2, isolation=False)
     with pytest.raises(UserError, match="--address needs --executor ray"):
         make_executor("local", address="auto")
 

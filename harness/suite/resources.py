@@ -5,7 +5,8 @@ A suite, or one of its presets, declares ``resources: {cpu, gpu, memory_mib, exc
 ``cpu`` / ``gpu`` / ``memory_mib`` for each case and gives a case with ``gpu > 0`` a GPU
 of its own (``device: cuda`` on its worker); an ``exclusive`` case gets a whole node to
 itself, never sharing it with another case, so timings stay honest. ``lipbench plan``
-prints them. The local executor runs one case at a time and needs none of it.
+prints them. The local executor (``--workers N`` cases at once) reads only ``exclusive``:
+an exclusive case runs alone.
 
 Defaults: one CPU; one GPU when the case's device is ``cuda``, else none; no memory
 reservation; exclusive when the suite's runner declares ``timing`` metrics (ratios of
