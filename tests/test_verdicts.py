@@ -88,6 +88,17 @@ def test_outcome_rule_uses_the_baselines_spread():
     assert "s.e." in j.detail and "15 value(s)" in j.detail and j.effect > 0
 
 
+def test_outcome_rule_one_outlying_seed_is_not_a_regression_but_a_shift_is():
+    rng = np.random.default_rng(1)
+    base = list(1.8 + 0.3 * rng.standard_normal(12))
+    one_off = [1.6, 8.4, 1.9]  # one seed diverged (measured on a simulated machine, rules.py)
+    assert compare_outcomes(one_off, base, better="lower").verdict == "pass"
+    assert np.mean(one_off) - np.mean(base) > 4 * 0.3  # the mean alone would have called it
+    shifted = [v + 1.5 for v in (1.6, 1.8, 1.9)]
+    assert compare_outcomes(shifted, base, better="lower").verdict == "regression"
+    assert "median" in compare_outcomes(shifted, base, better="lower").detail
+
+
 def test_outcome_rule_resolution_when_the_baseline_does_not_vary():
     base = [8.0] * 12
     assert compare_outcomes([7, 8, 8], base, better="higher", resolution=1).verdict == "pass"
