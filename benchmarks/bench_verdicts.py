@@ -21,6 +21,7 @@ how ``baselines/cpu/`` is written). Runs are kept under WORKDIR (a rerun resumes
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import subprocess
 import sys
@@ -135,8 +136,8 @@ def _with_injection(suite: str, spec: str, label: str, work: Path) -> Path:
     method["label"] = label
     for source in [data] + list(data["presets"].values()):
         if "methods" in source:
-            source["methods"] = [method if (m if isinstance(m, str) else m.get("label", m["name"])) == label else m
-                                 for m in source["methods"]]
+            source["methods"] = [copy.deepcopy(method) if (m if isinstance(m, str) else m.get("label", m["name"])) == label
+                                 else m for m in source["methods"]]  # a copy each: no YAML aliases
     path = work / "suites" / f"{suite}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))

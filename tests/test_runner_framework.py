@@ -50,6 +50,8 @@ class FakeRunner(Runner):
             raise SystemExit(3)
         if mode == "interrupt":
             raise KeyboardInterrupt
+        if mode == "per_layer":  # one planned case, rows under case ids and methods of its own
+            return [Measurement("x", 1.0, case=f"mode=per_layer,layer={i}", method="m") for i in range(2)]
         import torch
         value = float("nan") if mode == "nan" else float(torch.rand(()).item())
         ctx.trace("loss", 0, 1.0)
@@ -166,6 +168,19 @@ def test_baselines_only_from_a_complete_run(tmp_path):
     assert source["git_commit"] and len(data["rows"]) == 2
     base = load_baseline(tmp_path / "baselines", "cpu", "fake", "ci")
     assert isinstance(base, pd.DataFrame) and set(base["metric"]) == {"x"}
+
+
+def test_prune_keeps_rows_a_case_produced_under_its_own_ids(tmp_path):
+    run = ResultsDir(tmp_path / "r")
+    run_suites([make_suite(["ok", "per_layer"], seeds=(0,))], "ci", run, progress=False, isolation=False)
+    (change,) = update_baselines(run, tmp_path / "b", prune=True)
+    rows = json.loads(change.path.read_text())["rows"]
+    assert change.removed == 0 and len(rows) == 3
+    assert {r["case"] for r in rows} == {"mode=ok", "mode=per_layer,layer=0", "mode=per_layer,layer=1"}
+    smaller = ResultsDir(tmp_path / "only_ok")
+    run_suites([make_suite(["ok"], seeds=(0,))], "ci", smaller, progress=False, isolation=False)
+    (change,) = update_baselines(smaller, tmp_path / "b", prune=True)
+    assert change.removed == 2  # the per-layer rows of a case no run planned or produced
 
 
 def _complete_run(tmp_path):

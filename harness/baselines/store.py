@@ -216,8 +216,8 @@ def update_baselines(runs: ResultsDir | Sequence[ResultsDir], root: str | Path, 
             _merge(base, frame.assign(source=source), source, change, tolerance)
             planned_per_file.setdefault(path, set()).update(
                 (c, m, int(s)) for (su, c, m, s) in results.planned_keys() if su == suite)
-            planned_per_file[path].update((c, m, int(s)) for c, m, s in frame[_KEY].itertuples(index=False)
-                                          if c == "summary")
+            # and what the runner produced: summaries, per-layer cases, the methods of one timing case
+            planned_per_file[path].update((c, m, int(s)) for c, m, s in frame[_KEY].itertuples(index=False))
     for path, base in baselines.items():
         if prune:
             keep = [(c, m, int(s)) in planned_per_file[path] for c, m, s in base.rows[_KEY].itertuples(index=False)]
