@@ -63,3 +63,10 @@ def test_mutants_load_by_reference(monkeypatch):
     """``mutants:Name`` resolves like any third-party method (tests/ on sys.path)."""
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent))
     assert type(get("mutants:SNwDeclaredScale")) is mutants.SNwDeclaredScale
+
+
+def test_suites_about_linear_weights_do_not_apply_to_a_layer_replacing_method():
+    from harness.runners import runner_for
+    gradient_bounds = runner_for("gradient_bounds")
+    assert not gradient_bounds.applies_to(mutants.SwappedOperatorSN())  # it has no nn.Linear left to read
+    assert gradient_bounds.applies_to(mutants.SNw3()) and gradient_bounds.applies_to(get("sn_w"))

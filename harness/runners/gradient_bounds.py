@@ -159,6 +159,12 @@ class GradientBoundsRunner(Runner):
                              "the same product (Thm 1)", "lower", resolution=0.01),
         })
 
+    def applies_to(self, method) -> bool:
+        """Methods that keep the MLP's ``nn.Linear`` layers: Prop. 1 and Thm 1 are about the
+        layers' (effective) weight matrices, which a method that replaces layers
+        (``tags.replaces_layers``) does not have."""
+        return not method.tags.replaces_layers
+
     def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
         p, s = case.params, case.settings
         real = digits().data.flatten(1)
