@@ -41,12 +41,19 @@ class SleepyRunner(Runner):
         marker = Path(case.settings["marker_dir"], f"{case.suite}-{case.case}-{case.seed}.json")
         info = {"pid": os.getpid(), "device": case.device, "start": time.time(),
                 "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
-        marker.write_text(json.dumps(info))
+        write_marker(marker, info)
         if case.params["mode"] == "exit":
             os._exit(9)
         time.sleep(float(case.params["seconds"]))
-        marker.write_text(json.dumps({**info, "end": time.time()}))
+        write_marker(marker, {**info, "end": time.time()})
         return [Measurement("slept", float(case.params["seconds"]))]
+
+
+def write_marker(marker: Path, info: dict) -> None:
+    """Replace ``marker`` in one step: a test polling the folder never reads a half-written file."""
+    partial = marker.with_name(f".{marker.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(info))
+    os.replace(partial, marker)
 
 
 def sleepy_suite(markers: Path, name="sleepy", modes=("ok",), seconds=(1,), seeds=(0, 1), resources=None):
