@@ -146,3 +146,29 @@ def test_inspect_checkpoint_needs_a_factory(tmp_path, capsys):
     assert run("inspect", path, "--input-shape", "3,16,16", "--factory",
                "harness.training.models:StandardCNNDiscriminator") == 2  # default size 32: mismatch
     assert "does not load" in capsys.readouterr().err
+
+
+def test_version_names_lipbench_and_its_build_commit(capsys):
+    from harness.shipped import build_info
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    info = build_info()
+    assert capsys.readouterr().out.strip() == f"lipbench {info['version']} (build {info['commit']})"
+
+
+def test_a_bad_flag_is_one_line_with_one_prefix(capsys):
+    assert run("run", "--no-such-flag") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("lipbench:") == 1 and "\n" not in err and "--no-such-flag" in err
+
+
+def test_baseline_update_never_writes_into_the_installed_suites_or_baselines(tmp_path, monkeypatch):
+    from harness.cli.locate import baselines_dir, baselines_dir_to_write
+    from harness.shipped import shipped_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LIPBENCH_BASELINES", raising=False)
+    assert baselines_dir() == shipped_dir("baselines") != None  # read: the shipped ones (wheel or checkout)
+    assert baselines_dir_to_write() == tmp_path / "baselines"  # written: the user's folder

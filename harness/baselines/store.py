@@ -258,7 +258,7 @@ def _same(old: float, new: float, suite: str, metric: str, tolerance) -> bool:
 
 
 def _provenance(manifest: dict[str, Any]) -> dict[str, Any]:
-    keys = ("git_commit", "packages", "device", "processor", "platform", "host", "cpu_capability", "env",
+    keys = ("git_commit", "lipbench_version", "packages", "device", "processor", "platform", "host", "cpu_capability", "env",
             "torch", "torch_threads", "case_threads", "command", "started", "finished")
     out = {k: manifest.get(k) for k in keys}
     out["host"] = hashlib.sha256(str(manifest.get("host", "")).encode()).hexdigest()[:6]

@@ -16,7 +16,7 @@ from harness.results import ResultsDir
 from harness.runners import runner_for
 from harness.suite import MethodSpec, Suite
 
-from .locate import baselines_dir, resolve_suites, suite_files, suites_dir
+from .locate import baselines_dir, baselines_dir_to_write, resolve_suites, suite_files, suites_dir
 from .pipeline import baseline_notes, baseline_rows, execute, judge_results, publish, run_options
 
 
@@ -168,7 +168,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_baseline_update(args: argparse.Namespace) -> int:
     """Merge complete runs (one per machine or CPU setting) into the stored baselines."""
     suites = {s.name: s for s in resolve_suites([], suites_dir(args.suites_dir))}
-    changes = update_baselines([ResultsDir(r) for r in args.results], baselines_dir(args.baselines),
+    changes = update_baselines([ResultsDir(r) for r in args.results], baselines_dir_to_write(args.baselines),
                                prune=args.prune, tolerance=_within_tolerance(suites))
     for change in changes:
         print("\n".join(change.lines()))

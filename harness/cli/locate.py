@@ -6,30 +6,35 @@ from pathlib import Path
 from typing import Sequence
 
 from harness.methods import available
+from harness.shipped import shipped_dir
 from harness.methods.registry import check as check_method
 from harness.runners import kinds, runner_for
 from harness.suite import Suite, SuiteError, load_suites
 
-_REPO = Path(__file__).resolve().parents[2]
-
-
-def _first_dir(explicit: str | None, env: str, name: str) -> Path:
+def _first_dir(explicit: str | None, env: str, name: str, *, shipped: bool = True) -> Path:
+    """``explicit``, ``$env``, ``./name``, then (when ``shipped``) the copy installed with lipbench."""
     if explicit:
         return Path(explicit)
-    for candidate in (os.environ.get(env), Path.cwd() / name, _REPO / name):
+    for candidate in (os.environ.get(env), Path.cwd() / name):
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
-    return Path.cwd() / name
+    installed = shipped_dir(name) if shipped else None
+    return installed if installed is not None else Path.cwd() / name
 
 
 def suites_dir(explicit: str | None = None) -> Path:
-    """``--suites-dir``, ``$LIPBENCH_SUITES``, ``./suites`` or the repository's ``suites/``."""
+    """``--suites-dir``, ``$LIPBENCH_SUITES``, ``./suites`` or the suites shipped with lipbench."""
     return _first_dir(explicit, "LIPBENCH_SUITES", "suites")
 
 
 def baselines_dir(explicit: str | None = None) -> Path:
-    """``--baselines``, ``$LIPBENCH_BASELINES``, ``./baselines`` or the repository's ``baselines/``."""
+    """``--baselines``, ``$LIPBENCH_BASELINES``, ``./baselines`` or the baselines shipped with lipbench."""
     return _first_dir(explicit, "LIPBENCH_BASELINES", "baselines")
+
+
+def baselines_dir_to_write(explicit: str | None = None) -> Path:
+    """Where ``baseline update`` writes: never into an installed package (default ``./baselines``)."""
+    return _first_dir(explicit, "LIPBENCH_BASELINES", "baselines", shipped=False)
 
 
 def suite_files(directory: Path) -> list[Path]:

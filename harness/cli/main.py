@@ -12,6 +12,7 @@ import traceback
 from typing import NoReturn, Sequence
 
 from harness.errors import UserError
+from harness.shipped import build_info
 
 from harness.runners.executors import EXECUTORS
 from harness.suite import DEFAULT_MAX_CASES
@@ -26,11 +27,13 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line (``lipbench: ...``) and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        raise commands.UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+        raise commands.UsageError(f"{message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lipbench", description=__doc__.split("\n")[0])
+    info = build_info()
+    parser.add_argument("--version", action="version", version=f"lipbench {info['version']} (build {info['commit']})")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("list", help="list suites, methods and presets")

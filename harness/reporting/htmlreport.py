@@ -36,7 +36,7 @@ __all__ = ["render_html", "write_html"]
 TEMPLATES = Path(__file__).with_name("templates")
 MAX_PIVOT_ROWS = 1500
 PIVOT_OPEN_ROWS = 60
-_HEADER_KEYS = ("git_commit", "commit", "preset", "device", "device_name", "torch",
+_HEADER_KEYS = ("lipbench_version", "git_commit", "workdir_commit", "commit", "preset", "device", "device_name", "torch",
                 "torch_version", "start_time", "end_time", "started", "finished")
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 import sys
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -11,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from harness.shipped import build_info, git_commit
 
 #: Environment variables that change float rounding or timing (recorded with every run).
 ENV_KEYS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "OMP_NUM_THREADS",
@@ -20,18 +21,6 @@ PACKAGES = ("lipbench", "torch", "torchvision", "numpy", "scipy", "pandas", "cle
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def git_commit(cwd: str | Path | None = None) -> str:
-    """The checked-out commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def package_versions() -> dict[str, str]:
@@ -60,11 +49,20 @@ def device_class(label: str) -> str:
     return label
 
 
+def _workdir_commit(own: str) -> str | None:
+    """The commit of the user's repository around the current folder, when it is not lipbench's own."""
+    commit = git_commit(Path.cwd())
+    return None if commit in ("unknown", own) else commit
+
+
 def build_manifest(*, preset: str, suites: list[str], seeds: dict[str, list[int]],
                    device: str, started: str, command: list[str] | None = None) -> dict[str, Any]:
     label = device_label(device)
+    lipbench = build_info()
     return {
-        "git_commit": git_commit(),
+        "git_commit": lipbench["commit"],  # lipbench's own build (a checkout: its commit)
+        "lipbench_version": lipbench["version"],
+        "workdir_commit": _workdir_commit(lipbench["commit"]),
         "packages": package_versions(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
