@@ -172,3 +172,58 @@ def test_baseline_update_never_writes_into_the_installed_suites_or_baselines(tmp
     monkeypatch.delenv("LIPBENCH_BASELINES", raising=False)
     assert baselines_dir() == shipped_dir("baselines") != None  # read: the shipped ones (wheel or checkout)
     assert baselines_dir_to_write() == tmp_path / "baselines"  # written: the user's folder
+
+
+def test_set_and_seeds_override_every_preset_and_are_recorded(tmp_path, suites_dir):
+    out = tmp_path / "r"
+    assert run("run", "thm2_variance", "--suites-dir", suites_dir, "--out", out,
+               "--set", "matrices=20", "--set", "thm2_variance.confidence=0.9", "--seeds", "3-4") == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["overrides"] == {"set": {"": {"matrices": 20}, "thm2_variance": {"confidence": 0.9}},
+                                     "seeds": [3, 4]}
+    assert manifest["seeds"] == {"thm2_variance": [3, 4]}
+    # the same as editing the file: the preset's own value is overridden too
+    edited = yaml.safe_load((suites_dir / "thm2_variance.yaml").read_text())
+    edited["presets"]["ci"]["settings"]["matrices"] = 20
+    edited["settings"]["confidence"] = 0.9
+    edited["presets"]["ci"]["seeds"] = [3, 4]
+    other = tmp_path / "edited"
+    other.mkdir()
+    (other / "thm2_variance.yaml").write_text(yaml.safe_dump(edited))
+    assert run("run", "thm2_variance", "--suites-dir", other, "--out", tmp_path / "e") == 0
+    assert (out / "results.csv").read_text() == (tmp_path / "e" / "results.csv").read_text()
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--set", "matrices=many"], "--set matrices='many': expected an integer"),
+    (["--set", "no_such_setting=1"], "--set no_such_setting"),
+    (["--set", "other_suite.matrices=1"], "--set other_suite."),
+    (["--set", "matrices"], "--set 'matrices': expected KEY=VALUE"),
+    (["--set", "matrices=[1"], "--set 'matrices=[1': the value is not YAML"),
+    (["--seeds", "a,b"], "--seeds 'a,b': expected integers"),
+    (["--seeds", str(2**70)], "--seeds"),
+    (["--seeds", "1,1"], "a seed is listed twice"),
+])
+def test_a_bad_override_is_exit_2_and_one_line_naming_the_flag(tmp_path, suites_dir, capsys, flags, named):
+    assert run("run", "thm2_variance", "--suites-dir", suites_dir, "--out", tmp_path / "r", *flags) == 2
+    err = capsys.readouterr().err.strip()
+    assert named in err and "\n" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_run_exits_1_when_a_case_errored(tmp_path, suites_dir, capsys):
+    assert run("run", "spectral_accuracy", "--suites-dir", suites_dir, "--out", tmp_path / "r",
+               "--methods", "variants:Raises") == 1
+    assert "error(s)" in capsys.readouterr().out
+
+
+def test_default_check_folders_and_reports_never_collide(tmp_path, suites_dir, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    common = ["--suites-dir", suites_dir, "--baselines", tmp_path / "none", "--suites", "spectral_accuracy"]
+    assert run("check", "sn_w", *common) == 0
+    assert run("check", "sn_w", *common) == 0  # the same second or not: a second folder and report
+    folders = sorted(p.name for p in (tmp_path / "results").iterdir())
+    reports = sorted(p.name for p in (tmp_path / "reports").glob("*.html"))
+    assert len(folders) == 2 and all(f.startswith("check-sn_w-") for f in folders)
+    assert reports == [f"{f}.html" for f in folders]
+    assert run("check", "sn_w", "--resume", *common) == 2  # --resume needs the folder named

@@ -17,6 +17,8 @@ from harness.runners import runner_for
 from harness.suite import MethodSpec, Suite
 
 from .locate import baselines_dir, baselines_dir_to_write, resolve_suites, suite_files, suites_dir
+from .outputs import new_results_folder
+from .overrides import apply_overrides, parse_overrides
 from .pipeline import baseline_notes, baseline_rows, execute, judge_results, publish, run_options
 
 
@@ -50,22 +52,32 @@ def _method_specs(text: str | None) -> list[MethodSpec] | None:
     return specs
 
 
-def _out(args: argparse.Namespace, default: str) -> Path:
-    return Path(args.out or default)
+def _chosen_suites(args: argparse.Namespace, names) -> list[Suite]:
+    """The named suites (all when none), with ``--set`` and ``--seeds`` applied."""
+    overrides = parse_overrides(args.overrides, args.seeds)
+    return apply_overrides(resolve_suites(names, suites_dir(args.suites_dir)), overrides)
+
+
+def _resume_needs_out(args: argparse.Namespace) -> None:
+    if args.resume and not args.out:
+        raise UsageError("--resume needs --out: without it every run gets a new results folder")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    suites = resolve_suites(args.suites, suites_dir(args.suites_dir))
-    out = _out(args, f"results/run-{args.preset}")
+    """Run suites; exit 1 when any case ended in error (its rows say why), 0 otherwise."""
+    suites = _chosen_suites(args, args.suites)
+    _resume_needs_out(args)
+    out = Path(args.out) if args.out else new_results_folder(f"run-{args.preset}")
     results = execute(suites, preset=args.preset, out=out,
                       options=run_options(args, methods=_method_specs(args.methods)))
     rows = results.rows()
-    print(f"{len(rows)} rows, {int((rows['status'] == 'error').sum())} error(s) -> {results.path}")
-    return 0
+    errors = int((rows["status"] == "error").sum()) if len(rows) else 0
+    print(f"{len(rows)} rows, {errors} error(s) -> {results.path}")
+    return 1 if errors else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    suites = resolve_suites(args.suites, suites_dir(args.suites_dir))
+    suites = _chosen_suites(args, args.suites)
     results = execute(suites, preset=args.preset, out=Path(args.out), options=run_options(args))
     verdicts = judge_results(suites, results, baselines_dir(args.baselines))
     return publish(suites, results, verdicts, report=_path(args.report), junit=_path(args.junit),
@@ -111,7 +123,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for spec in against:
         check_method(spec.name, dict(spec.params))
     chosen, notes = [], []
-    for suite in resolve_suites(args.suite_names or [], suites_dir(args.suites_dir)):
+    for suite in _chosen_suites(args, args.suite_names or []):
         runner = runner_for(suite.kind)
         if not runner.uses_methods or not runner.applies_to(instance):
             continue
@@ -122,7 +134,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not chosen:
         raise UsageError(f"no suite applies to {args.variant!r}")
     chosen.sort(key=lambda s: s.kind != "contract")  # the contract first: seconds, and it names what broke
-    out, options = Path(args.out), run_options(args)
+    _resume_needs_out(args)
+    out = Path(args.out) if args.out else new_results_folder(f"check-{variant.label}")
+    options = run_options(args)
+    if args.report is None:
+        args.report = f"reports/{out.name}.html"
+    if args.junit is None:
+        args.junit = f"reports/{out.name}-junit.xml"
     contract = [s for s in chosen if s.kind == "contract"]
     if contract and args.fail_fast:
         results = execute(contract, preset=args.preset, out=out, options=options)

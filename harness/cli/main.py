@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--suites-dir")
 
     def execution_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="[SUITE.]KEY=VALUE",
+                       help="override a runner setting (VALUE parsed as YAML, checked against its declaration; "
+                            "wins over every preset); repeatable")
+        p.add_argument("--seeds", help="replace the suites' seeds: 0,1,2 or 0-4")
         p.add_argument("--resume", action="store_true", help="continue the results in --out, skipping finished cases")
         p.add_argument("--overwrite", action="store_true",
                        help="replace the results in --out (removes lipbench's own files only)")
@@ -96,11 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suites", nargs="+", dest="suite_names", metavar="SUITE")
     p.add_argument("--preset", default="ci")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default="results/check")
+    p.add_argument("--out", help="results folder (default: results/check-VARIANT-TIME, a new one each time)")
     p.add_argument("--fail-fast", action="store_true", help="stop after the contract when it is violated")
     execution_options(p)
     p.add_argument("--suites-dir")
-    report_options(p, "reports/check.html", "reports/check-junit.xml")
+    report_options(p, None, None)  # default: reports/check-VARIANT-TIME.html and -junit.xml
     p.set_defaults(func=commands.cmd_check)
 
     p = sub.add_parser("report", help="HTML report of a results folder")

@@ -17,6 +17,8 @@ from harness.runners import RunOptions, run_suites, runner_for
 from harness.runners.isolation import default_max_memory
 from harness.suite import Suite
 
+from .overrides import parse_overrides
+
 
 def run_options(args: argparse.Namespace, **extra) -> RunOptions:
     """The :class:`RunOptions` of a ``run`` / ``verify`` / ``check`` command line."""
@@ -24,7 +26,8 @@ def run_options(args: argparse.Namespace, **extra) -> RunOptions:
                          retry_errors=args.retry_errors, timeout=args.timeout,
                          isolation=not args.no_isolation, max_cases=args.max_cases, threads=args.threads,
                          progress=True, command=sys.argv, executor=args.executor, workers=args.workers,
-                         address=args.address, retries=args.retries, **extra)
+                         address=args.address, retries=args.retries,
+                         overrides=parse_overrides(args.overrides, args.seeds).record(), **extra)
     if args.max_memory:
         options.max_memory = int(args.max_memory * 2**20)
     elif args.executor == "ray":

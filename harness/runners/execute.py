@@ -61,6 +61,7 @@ class RunOptions:
     workers: int | None = None  # ray: size of a local cluster, or cases in flight on a joined one
     address: str | None = None  # ray: join this cluster ("auto": the one this machine is in)
     retries: int = 1  # ray: times a case lost with its worker or node is sent again
+    overrides: dict | None = None  # --set / --seeds as given (recorded in the manifest)
 
 
 def plan(suites: Sequence[Suite], preset: str, device: str,
@@ -105,6 +106,7 @@ def run_suites(suites: Sequence[Suite], preset: str, out: ResultsDir,
             manifest["max_memory_mib"] = round(options.max_memory / 2**20) if options.max_memory else None
             manifest["methods"] = method_profiles(cases)
             manifest["executor"] = executor.describe()
+            manifest["overrides"] = options.overrides
             out.write_json("manifest.json", manifest)
             planned = out.planned_keys() | {c.key for c in cases}
             out.write_json("plan.json", sorted(planned))
@@ -114,6 +116,7 @@ def run_suites(suites: Sequence[Suite], preset: str, out: ResultsDir,
             for suite in suites:
                 _summarize(suite, preset, out, options.device, manifest["methods"], cases)
             manifest["executor"] = executor.describe()
+            manifest["overrides"] = options.overrides
             manifest.update(_device_of_rows(out, manifest["device"]))
             manifest["finished"] = now()
             out.write_json("manifest.json", manifest)

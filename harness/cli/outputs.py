@@ -1,0 +1,31 @@
+"""Default output names that never collide: one results folder (and report) per run, named by what ran and when."""
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a label (``my.module:MyNorm(gain=2)`` -> ``my.module-MyNorm-gain-2``)."""
+    return re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-.")[:80] or "run"
+
+
+def new_results_folder(label: str, root: str | Path = "results") -> Path:
+    """``root/<label>-<UTC time>`` created here and now (``-2``, ``-3``, ... when that name is taken).
+
+    The folder is made with an exclusive ``mkdir``, so two runs started in the same second
+    get two folders; reports named after it (``reports/<folder name>.html``) differ too.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    base = f"{slug(label)}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    for n in range(1, 10_000):
+        path = root / (base if n == 1 else f"{base}-{n}")
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{root}: no free results folder name for {base}")
