@@ -157,12 +157,12 @@ def test_a_method_that_exits_the_process_is_an_error_row_and_the_run_goes_on(tmp
                 methods=["evilmod:Exits", "none"])
     suite = write_suite(tmp_path / "s", data)
     out = tmp_path / "r"
-    assert lipbench(capsys, "run", suite, "--out", out)[0] == 0
+    assert lipbench(capsys, "run", suite, "--out", out)[0] == 1  # a case errored (README, exit codes)
     rows = ResultsDir(out).rows()
     assert set(rows[rows["method"] == "evilmod:Exits"]["status"]) == {"error"}
     assert "exited with code 7" in rows[rows["method"] == "evilmod:Exits"]["message"].iloc[0]
     assert set(rows[rows["method"] == "none"]["status"]) == {"ok"}
-    assert lipbench(capsys, "run", suite, "--out", out, "--resume")[0] == 0  # resume does not die
+    assert lipbench(capsys, "run", suite, "--out", out, "--resume")[0] == 1  # resume does not die
 
 
 @pytest.mark.parametrize("text, needle", [
