@@ -101,7 +101,7 @@ def test_the_wheel_carries_suites_baselines_and_its_build_commit(wheel):
         assert build["commit"].startswith(head)
 
 
-def test_from_an_empty_folder_list_verify_and_check_a_variant_defined_there(tmp_path, fresh_venv):
+def test_from_an_empty_folder_list_and_verify(tmp_path, fresh_venv):
     work = tmp_path / "empty"
     work.mkdir()
     env = _clean_env()
@@ -128,11 +128,30 @@ def test_from_an_empty_folder_list_verify_and_check_a_variant_defined_there(tmp_
     assert manifest["git_commit"] == version.stdout.split("(build ")[1].rstrip(")\n")
     assert manifest["workdir_commit"] is None  # the empty folder is no repository
 
+    assert sorted(p.name for p in work.iterdir()) == ["contract.html", "contract.xml", "results"]
+
+
+def test_the_github_actions_example_runs_its_steps_locally(tmp_path, wheel, fresh_venv):
+    """A variant defined in a folder of its own, checked by examples/ci/lipbench-check.yml, step by step: ``uses:`` steps are GitHub's (checkout: the
+    folder; setup-python: the fresh venv; upload-artifact: its paths must exist), ``run:`` steps
+    run in bash with the job's env, installing lipbench from the wheel built here."""
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / "examples" / "ci" / "lipbench-check.yml").read_text())
+    (job,) = workflow["jobs"].values()
+    work = tmp_path / "repo"
+    work.mkdir()
     (work / "my_variant.py").write_text(VARIANT)
-    checked = _run([lipbench, "check", "my_variant:ExactSN", "--suites", "contract", "--out", "results/check",
-                    "--report", "check.html", "--junit", "check.xml"], work, env)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert (work / "check.html").is_file()
-    # lipbench wrote only what it was asked to, and nothing into the installed package
-    assert sorted(p.name for p in work.iterdir()) == sorted(
-        ["results", "contract.html", "contract.xml", "my_variant.py", "check.html", "check.xml", "__pycache__"])
+    summary = tmp_path / "step_summary.md"
+    env = {**_clean_env(), **job["env"], "LIPBENCH": str(wheel), "LIPBENCH_ARGS": "--suites contract",
+           "GITHUB_STEP_SUMMARY": str(summary), "PATH": f"{fresh_venv / 'bin'}:{os.environ['PATH']}"}
+    uploaded = []
+    for step in job["steps"]:
+        if "run" in step:
+            done = _run(["bash", "-e", "-c", step["run"]], work, env)
+            assert done.returncode == 0, (step.get("name"), done.stdout[-2000:], done.stderr[-2000:])
+        elif step["uses"].startswith("actions/upload-artifact"):
+            uploaded += step["with"]["path"].split()
+    assert uploaded and all((work / p).exists() for p in uploaded), uploaded
+    text = summary.read_text()
+    assert text.startswith("### lipbench check") and "PASS" in text and "| contract |" in text

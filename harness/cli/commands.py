@@ -80,7 +80,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     suites = _chosen_suites(args, args.suites)
     results = execute(suites, preset=args.preset, out=Path(args.out), options=run_options(args))
     verdicts = judge_results(suites, results, baselines_dir(args.baselines))
-    return publish(suites, results, verdicts, report=_path(args.report), junit=_path(args.junit),
+    return publish(suites, results, verdicts, **_outputs(args),
                    title=f"lipbench verify ({args.preset})", notes=_notes(results, args.baselines),
                    baselines=baseline_rows(suites, results, baselines_dir(args.baselines)))
 
@@ -92,6 +92,12 @@ def _notes(results: ResultsDir, explicit: str | None) -> list[str]:
 
 def _path(text: str | None) -> Path | None:
     return Path(text) if text else None
+
+
+def _outputs(args: argparse.Namespace, report: str | None = None) -> dict[str, Path | None]:
+    """The report files a command line asks for (``--report``/``-o``, ``--junit``, ``--summary-md``)."""
+    return {"report": _path(report or getattr(args, "report", None)), "junit": _path(getattr(args, "junit", None)),
+            "summary_md": _path(args.summary_md)}
 
 
 def _parse_params(items: list[str]) -> dict:
@@ -147,14 +153,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         verdicts = judge_results(contract, results, baselines_dir(args.baselines))
         if not passed(verdicts):
             print(f"checked {args.variant} as {variant.label!r}: the contract failed (--fail-fast)")
-            return publish(contract, results, verdicts, report=_path(args.report), junit=_path(args.junit),
+            return publish(contract, results, verdicts, **_outputs(args),
                            title=f"lipbench check {variant.label}", notes=notes,
                            baselines=baseline_rows(contract, results, baselines_dir(args.baselines)))
         options = dataclasses.replace(options, resume=True, overwrite=False)
     results = execute(chosen, preset=args.preset, out=out, options=options)
     verdicts = judge_results(chosen, results, baselines_dir(args.baselines))
     print(f"checked {args.variant} as {variant.label!r} in: {', '.join(s.name for s in chosen)}")
-    return publish(chosen, results, verdicts, report=_path(args.report), junit=_path(args.junit),
+    return publish(chosen, results, verdicts, **_outputs(args),
                    title=f"lipbench check {variant.label}", notes=notes + _notes(results, args.baselines),
                    baselines=baseline_rows(chosen, results, baselines_dir(args.baselines)))
 
@@ -168,7 +174,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     results = ResultsDir(args.results)
     suites = _suites_of(results, suites_dir(args.suites_dir))
     verdicts = judge_results(suites, results, baselines_dir(args.baselines))
-    return publish(suites, results, verdicts, report=Path(args.output), junit=_path(args.junit),
+    return publish(suites, results, verdicts, **_outputs(args, report=args.output),
                    baselines=baseline_rows(suites, results, baselines_dir(args.baselines)),
                    title=f"lipbench report {results.path}", notes=_notes(results, args.baselines))
 
@@ -179,7 +185,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     suites = _suites_of(b, suites_dir(args.suites_dir))
     verdicts = judge(suites, b.rows(), results_as_baseline(a.rows()), b.read_json("plan.json", []),
                      (b.read_json("manifest.json") or {}).get("methods"))
-    return publish(suites, b, verdicts, report=_path(args.report), junit=None, baselines=a.rows(),
+    return publish(suites, b, verdicts, **_outputs(args), baselines=a.rows(),
                    title=f"lipbench compare {a.path} -> {b.path}")
 
 

@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--baselines", help="baselines folder (default: ./baselines)")
         p.add_argument("--report", default=report, help="HTML report file")
         p.add_argument("--junit", default=junit, help="JUnit XML file")
+        p.add_argument("--summary-md", metavar="FILE",
+                       help="append a markdown summary (for a pull request: $GITHUB_STEP_SUMMARY)")
 
     p = sub.add_parser("verify", help="run suites, compare with baselines, report; exit 1 on failure")
     run_options(p, "results/verify")
@@ -112,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--baselines")
     p.add_argument("--junit")
+    p.add_argument("--summary-md", metavar="FILE", help="append a markdown summary")
     p.add_argument("--suites-dir")
     p.set_defaults(func=commands.cmd_report)
 
@@ -119,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("a", metavar="RESULTS_A")
     p.add_argument("b", metavar="RESULTS_B")
     p.add_argument("--report")
+    p.add_argument("--summary-md", metavar="FILE", help="append a markdown summary")
     p.add_argument("--suites-dir")
     p.set_defaults(func=commands.cmd_compare)
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from harness.baselines import judge, passed, rule_of, stored_baselines
 from harness.reporting import terminal_summary, write_html, write_junit
+from harness.reporting.markdown import write_markdown_summary
 from harness.results import ResultsDir
 from harness.errors import UserError
 from harness.runners import RunOptions, run_suites, runner_for
@@ -89,7 +90,7 @@ def baseline_notes(baselines: Path, device_class: str) -> list[str]:
 
 def publish(suites: Sequence[Suite], results: ResultsDir, verdicts: pd.DataFrame, *,
             report: Path | None, junit: Path | None, title: str, notes: Sequence[str] = (),
-            baselines: pd.DataFrame | None = None) -> int:
+            baselines: pd.DataFrame | None = None, summary_md: Path | None = None) -> int:
     """Write the report files and the terminal summary; returns the exit code (0 or 1)."""
     manifest = results.read_json("manifest.json") or {}
     verdicts.to_csv(results.path / "verdicts.csv", index=False)
@@ -101,6 +102,8 @@ def publish(suites: Sequence[Suite], results: ResultsDir, verdicts: pd.DataFrame
     if junit is not None:
         junit.parent.mkdir(parents=True, exist_ok=True)
         write_junit(junit, verdicts)
+    if summary_md is not None:
+        write_markdown_summary(summary_md, verdicts, title=title, report=str(report) if report else None)
     print(terminal_summary(verdicts))
     for note in notes:
         print(f"note: {note}")
