@@ -72,7 +72,7 @@ def _profile_names(profile: dict | None) -> dict[str, Any]:
 
 def _judge(assertion, when, where, names, check, ident) -> dict[str, Any] | None:
     """The verdict of one row; ``None`` when the row is outside the check's ``where`` scope."""
-    cite = check["cite"]
+    cite = " ".join(check["cite"].split())  # a folded YAML block ends in a newline
     try:
         if where is not None and not where.evaluate(names):
             return None

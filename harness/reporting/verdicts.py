@@ -82,6 +82,54 @@ def verdict_counts(verdicts: pd.DataFrame | None) -> dict[str, int]:
     return counts
 
 
+def _number(x: Any) -> str:
+    return f"{float(x):.6g}"
+
+
+def measured(row) -> str:
+    """The numbers a verdict rests on, from its columns (never from the free-text detail):
+    ``value 1.22, bound 1.15`` for a check (its bound when the assertion has the form
+    ``value <op> EXPR``), ``value 0.0099 vs baseline 0.0071, threshold 2e-05`` for a
+    comparison; empty when the verdict has no value (a run error, a case that never ran)."""
+    value, reference, threshold = row["value"], row["reference"], row["threshold"]
+    if pd.isna(value):
+        return ""
+    parts = [f"value {_number(value)}"]
+    if row["kind"] in ("check", "sanity"):
+        if not pd.isna(reference):
+            parts.append(f"bound {_number(reference)}")
+        return ", ".join(parts)
+    if not pd.isna(reference):
+        parts[0] += f" vs baseline {_number(reference)}"
+    if not pd.isna(threshold):
+        parts.append(f"threshold {_number(threshold)}")
+    return ", ".join(parts)
+
+
+def one_line_detail(detail: Any, limit: int | None = None) -> str:
+    """A verdict's detail on one line: whitespace collapsed; a traceback by its last line (the
+    exception); cut at ``limit`` characters. (A detail's *last* line is only meaningful for a
+    traceback: a folded YAML citation ends in a line holding just ``)``.)"""
+    text = _text(detail).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if lines and lines[0].startswith("Traceback"):
+        text = lines[-1]
+    text = " ".join(text.split())
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+def summary_line(row, limit: int | None = None) -> str:
+    """``[check] value V, bound B: detail``: the check (or comparison rule), the measured value and
+    the threshold, then the detail on one line (terminal and JUnit message alike)."""
+    head = f"[{row['check']}]" if row["check"] else ""
+    numbers = measured(row)
+    head = f"{head} {numbers}".strip()
+    detail = one_line_detail(row["detail"], limit)
+    return f"{head}: {detail}" if head and detail else head or detail
+
+
 def failing_verdicts(verdicts: pd.DataFrame | None) -> pd.DataFrame:
     df = normalize_verdicts(verdicts)
     return sort_verdicts(df[df["verdict"].map(is_failing)])
