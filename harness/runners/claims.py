@@ -135,7 +135,7 @@ class ClaimsRunner(Runner):
                 found = measure_claim(ctx.method, info.session.D, shape, claim=claim, params=params)
                 errors.append(worst(m.error for m in found))
 
-        result = train(G, D, ctx.method, loss_for(s, case.method.label, case.method.name), adam_setting(p, s),
+        result = train(G, D, ctx.method, loss_for(s, ctx.method, case.method), adam_setting(p, s),
                        source, iterations=iterations, batch_size=s["batch"], seed=case.seed, device=ctx.device,
                        callbacks=[measure])
         out.append(Measurement("iterations_completed", float(result.iterations)))

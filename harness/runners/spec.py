@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 KINDS = ("exact", "float32", "outcome", "timing", "identity", "info")
 
@@ -71,6 +71,8 @@ class Setting:
     type: type | tuple[type, ...]
     default: Any = REQUIRED
     description: str = ""
+    #: what the type cannot say: ``check(value)`` returns why a value is wrong, or ``None``
+    check: Callable[[Any], str | None] | None = None
 
     @property
     def required(self) -> bool:
@@ -83,11 +85,10 @@ class Setting:
             return None
         if isinstance(value, bool) and bool not in expected:
             return f"expected {_names(expected)}, got the boolean {value!r}"
-        if isinstance(value, int) and float in expected and not isinstance(value, bool):
-            return None
-        if not isinstance(value, expected):
+        widened = isinstance(value, int) and float in expected and not isinstance(value, bool)
+        if not widened and not isinstance(value, expected):
             return f"expected {_names(expected)}, got {type(value).__name__} {value!r}"
-        return None
+        return self.check(value) if self.check is not None and value is not None else None
 
 
 def _names(types: tuple[type, ...]) -> str:

@@ -52,6 +52,9 @@ class MethodSpec:
     label: str = ""
     #: ``lipbench check --as NAME``: judged by the built-in NAME's claim and baselines
     judged_as: str = ""
+    #: the GAN loss this entry trains with (GAN-training runners), chosen by the suite for this
+    #: entry; empty: the method's declaration or claim decides (``harness.runners._gan_common``)
+    loss: str = ""
 
     @classmethod
     def parse(cls, spec: str | dict) -> "MethodSpec":
@@ -59,7 +62,7 @@ class MethodSpec:
             return cls(name=spec, label=spec)
         params = tuple(sorted((spec.get("params") or {}).items()))
         label = spec.get("label") or _default_label(spec["name"], params)
-        return cls(name=spec["name"], params=params, label=label)
+        return cls(name=spec["name"], params=params, label=label, loss=spec.get("loss", ""))
 
     def build(self):
         """A fresh :class:`harness.methods.Method` instance."""
