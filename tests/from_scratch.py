@@ -1,10 +1,11 @@
-"""Correct methods written from scratch against the public interface (own ``nn.Module``
-parametrizations, no built-in subclassed), importable as ``from_scratch:Name``.
+"""Correct methods a researcher would write, importable as ``from_scratch:Name``: written from
+scratch against the public interface (own ``nn.Module`` parametrizations), and one built on
+sn_w (:class:`SNwBjorck`).
 
-They are what a researcher would write, and lipbench must judge them by what they claim and
-compute, never by their name or class: a copy of WGAN-GP under its own name trains with the
-loss its claim implies; SN followed by Björck orthonormalisation is correct and slow by
-design; Miyato's Algorithm 1 with its own vectors is sn_w done differently.
+lipbench must judge them by what they claim and compute, never by their name or class: a
+copy of WGAN-GP under its own name trains with the loss its claim implies; SN followed by
+Björck orthonormalisation is correct and slow by design; Miyato's Algorithm 1 with its own
+vectors is sn_w done differently.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from torch.nn.utils import parametrize
 
 from harness.layers import weight_layers
 from harness.methods import Claim, Method, MethodTags
+from harness.methods.spectral import SNw
 
 
 class WGANGPCopy(Method):
@@ -55,8 +57,9 @@ class _PowerIteration(nn.Module):
             with torch.no_grad():
                 v = F.normalize(mat.t() @ self.u, dim=0)
                 self.u.copy_(F.normalize(mat @ v, dim=0))
-        v = F.normalize(mat.t() @ self.u, dim=0).detach()
-        return self.u @ mat @ v
+        u = self.u.clone()  # a constant of this forward's graph: the next forward updates self.u in place
+        v = F.normalize(mat.t() @ u, dim=0).detach()
+        return u @ mat @ v
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight / self.sigma(_matrix(weight, self.transposed))
@@ -74,13 +77,30 @@ class _PowerThenBjorck(_PowerIteration):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         mat = _matrix(weight, self.transposed)
-        a = mat / self.sigma(mat)
-        wide = a.shape[0] < a.shape[1]
-        for _ in range(self.steps):
-            a = 1.5 * a - 0.5 * ((a @ a.t()) @ a if wide else a @ (a.t() @ a))
-        if self.transposed:
-            return a.reshape(weight.shape[1], weight.shape[0], *weight.shape[2:]).transpose(0, 1)
-        return a.reshape(weight.shape)
+        return _unmatrix(bjorck(mat / self.sigma(mat), self.steps), weight, self.transposed)
+
+
+def bjorck(a: torch.Tensor, steps: int) -> torch.Tensor:
+    """``steps`` Björck iterations ``A ← A(3I − AᵀA)/2`` (the smaller Gram side)."""
+    wide = a.shape[0] < a.shape[1]
+    for _ in range(steps):
+        a = 1.5 * a - 0.5 * ((a @ a.t()) @ a if wide else a @ (a.t() @ a))
+    return a
+
+
+def _unmatrix(a: torch.Tensor, weight: torch.Tensor, transposed: bool) -> torch.Tensor:
+    if transposed:
+        return a.reshape(weight.shape[1], weight.shape[0], *weight.shape[2:]).transpose(0, 1)
+    return a.reshape(weight.shape)
+
+
+class _Bjorck(nn.Module):
+    def __init__(self, transposed: bool, steps: int) -> None:
+        super().__init__()
+        self.transposed, self.steps = transposed, steps
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return _unmatrix(bjorck(_matrix(weight, self.transposed), self.steps), weight, self.transposed)
 
 
 class _Reparametrize(Method):
@@ -118,3 +138,18 @@ class BjorckSN(_Reparametrize):
 
     def module(self, weight: torch.Tensor, transposed: bool) -> nn.Module:
         return _PowerThenBjorck(weight, transposed, int(self.params["steps"]))
+
+
+class SNwBjorck(SNw):
+    """sn_w, then Björck orthonormalisation of the normalised weight: sn_w's claim and tags
+    (``power_iteration``: its σ is sn_w's), several times sn_w's cost by design."""
+
+    name = "sn_w_bjorck"
+    defaults = {**SNw.defaults, "steps": 15}
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        model = super().apply(model)
+        for _, layer in weight_layers(model):
+            transposed = isinstance(layer, nn.ConvTranspose2d)
+            parametrize.register_parametrization(layer, "weight", _Bjorck(transposed, int(self.params["steps"])))
+        return model

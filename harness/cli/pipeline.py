@@ -10,6 +10,7 @@ from typing import Sequence
 import pandas as pd
 
 from harness.baselines import judge, passed, rule_of, stored_baselines
+from harness.baselines.identity import baseline_label
 from harness.reporting import terminal_summary, write_html, write_junit
 from harness.results import ResultsDir
 from harness.errors import UserError
@@ -48,10 +49,14 @@ def execute(suites: Sequence[Suite], *, preset: str, out: Path, options: RunOpti
 
 
 def baseline_rows(suites: Sequence[Suite], results: ResultsDir, baselines: Path) -> pd.DataFrame:
-    """The stored baseline rows of every suite of a run (its device class and preset), with ``suite``."""
+    """The stored baseline rows of every suite of a run (its device class and preset), with ``suite``;
+    NAME's rows also under the label ``VARIANT as NAME`` of a ``--as`` check (what it was compared with)."""
     manifest = results.read_json("manifest.json") or {}
     lookup = stored_baselines(baselines, manifest.get("device_class", "cpu"), manifest.get("preset", "ci"))
     frames = [rows.assign(suite=s.name) for s in suites if (rows := lookup(s.name)) is not None]
+    judged = {label: baseline_label(label, p) for label, p in (manifest.get("methods") or {}).items()
+              if p.get("judged_as")}
+    frames += [f[f["method"] == stored].assign(method=label) for label, stored in judged.items() for f in frames]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["suite"])
 
 

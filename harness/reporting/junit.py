@@ -2,7 +2,7 @@
 
 * ``classname`` = ``<suite_name>.<suite>.<case>``, ``name`` = ``<method>:<metric>:<check>``
   (with ``[seed=N]`` appended when the verdict is for one seed, so names stay unique);
-* ``violation``/``regression``/``missing`` -> ``<failure type=verdict>``, ``error`` ->
+* ``violation``/``regression``/``changed``/``missing`` -> ``<failure type=verdict>``, ``error`` ->
   ``<error>``, ``n/a`` -> ``<skipped message=reason>``; an unknown verdict string is
   reported as ``<error>`` (fail closed);
 * one ``<testsuite>`` per suite inside ``<testsuites>``, all counts consistent.
@@ -19,7 +19,7 @@ from .verdicts import normalize_verdicts, sort_verdicts, summary_line
 
 __all__ = ["junit_xml", "write_junit"]
 
-_FAILURE = {"violation", "regression", "missing"}
+_FAILURE = {"violation", "regression", "changed", "missing"}
 _PASSING = {"pass", "improvement", "new"}
 
 

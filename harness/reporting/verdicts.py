@@ -3,7 +3,7 @@
 A verdict row (see ``harness.baselines``) has the columns
 ``harness.baselines.verdict.VERDICT_COLUMNS``.
 
-Failing verdicts are ``violation``, ``regression``, ``missing`` and ``error``.  The
+Failing verdicts are ``violation``, ``regression``, ``changed``, ``missing`` and ``error``.  The
 reporters *fail closed*: a verdict string they do not know (a typo, ``NaN``, an empty
 string) is counted as failing too, so a bug upstream can never turn into a green run.
 """
@@ -33,7 +33,7 @@ def normalize_verdict(v: Any) -> str:
 
 
 def is_failing(verdict: Any) -> bool:
-    """True for violation/regression/missing/error, and for anything unknown (fail closed)."""
+    """True for violation/regression/changed/missing/error, and for anything unknown (fail closed)."""
     return normalize_verdict(verdict) not in NON_FAILING
 
 
@@ -61,7 +61,7 @@ def normalize_verdicts(verdicts: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def sort_verdicts(df: pd.DataFrame) -> pd.DataFrame:
-    """Failing first (error, violation, regression, missing, unknown), then the rest;
+    """Failing first (error, violation, regression, changed, missing, unknown), then the rest;
     stable within a rank by suite, case, method, metric, check, seed."""
     if df.empty:
         return df

@@ -56,6 +56,10 @@ class Metric:
     #: exact metrics: the relative tolerance and where it comes from (default: float64 rounding)
     rtol: float | None = None
     tolerance_source: str = ""
+    #: correct implementations of the same claim give different values by design (norms at
+    #: initialisation, a power iteration's estimate): under ``lipbench check --as NAME`` another
+    #: implementation's value is reported against NAME's baseline, never failed
+    implementation_specific: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -17,9 +17,12 @@ from .matrix import case_id, expand
 #: Most cases one run may plan unless ``--max-cases`` raises it.
 DEFAULT_MAX_CASES = 10_000
 #: Names every check expression may use besides metrics and case parameters, with their types:
-#: the row's value, method label and seed, and the claim and tags of the method
-#: (``harness.methods.claims.profile``; ``claim == 'none'`` for rows without a method).
-ROW_NAMES = {"value": NUMBER, "method": STRING, "seed": NUMBER, **PROFILE_TYPES}
+#: the row's value, method label and seed, the claim and tags of the method
+#: (``harness.methods.claims.profile``; ``claim == 'none'`` for rows without a method), and
+#: ``judged_as``, the built-in the method is judged as (its own name, NAME under ``lipbench
+#: check --as NAME``, else ``''``: ``harness.baselines.identity``), for targets written for one
+#: implementation (a speed target of sn_w).
+ROW_NAMES = {"value": NUMBER, "method": STRING, "seed": NUMBER, "judged_as": STRING, **PROFILE_TYPES}
 
 
 class SuiteError(UserError):
