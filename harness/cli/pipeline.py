@@ -72,7 +72,9 @@ def report_suite(suite: Suite) -> dict:
     """The suite as the report shows it: the file's content and its runner's metrics and rules."""
     declared = runner_for(suite.kind).declarations.metrics
     return {**suite.raw,
-            "metrics": {name: {"unit": m.unit, "description": f"{m.description} [{m.kind}]", "better": m.better}
+            "metrics": {name: {"unit": m.unit, "better": m.better,
+                               "description": f"{m.description} [{m.kind}"
+                                              f"{', implementation-specific' if m.implementation_specific else ''}]"}
                         for name, m in declared.items()},
             "compare": [{"metric": name, "rule": rule_of(m)} for name, m in declared.items() if m.kind != "info"]}
 
