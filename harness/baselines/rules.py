@@ -105,9 +105,10 @@ def compare_outcomes(values: Sequence[float], baseline: Sequence[float], *, bett
         verdict, worse = "improvement", max(changes)
     else:
         verdict, worse = "pass", changes[0]
+    direction = ("worse" if worse > 0 else "better") if better else "size: no better direction"
     detail = (f"mean {mean:.4g} (median {median:.4g}) over {cur.size} seed(s) vs baseline {base_mean:.4g} "
               f"(sd {sd:.3g} over {base.size} value(s){baseline_note}); change {worse:+.3g} "
-              f"({('worse' if worse > 0 else 'better') if better else 'size: no better direction'}), threshold max({k:g} s.e. = {k * se:.3g}, "
+              f"({direction}), threshold max({k:g} s.e. = {k * se:.3g}, "
               f"resolution {resolution:g}, {min_effect:.0%} of the mean) = {threshold:.3g}; "
               f"mean and median must both pass it")
     return Judgement(verdict, f"outcome ({k:g} s.e.)", _relative(worse, base_mean), threshold, detail)
