@@ -93,6 +93,16 @@ def test_a_missing_metric_is_named_by_the_variant():
                                                              ("max_weight_norm_trained", VARIANT)}
 
 
+def test_compare_of_two_runs_of_one_check_matches_the_variant_with_itself():
+    """``lipbench compare A B`` of two ``--as`` checks: A's rows of the variant are its baseline, and the
+    same implementation is judged on everything."""
+    suite = _suite("gradient_bounds")
+    base = _rows("gradient_bounds", VARIANT, GB_BASE, "A")
+    found = compare_suite(suite, _rows("gradient_bounds", VARIANT, GB_RUN), base, profiles=PROFILES)
+    verdicts = {(v["metric"], v["seed"]): v["verdict"] for v in found}
+    assert verdicts[("max_weight_norm_init", 0)] == "regression" and verdicts[("bound_ratio_init", 0)] == "changed"
+
+
 def test_identity_of_a_profile():
     assert judged_as(PROFILES[VARIANT]) == "sn_w" and judged_as(PROFILES["sn_w"]) == "sn_w"
     assert judged_as({"name": "from_scratch:MiyatoSN", "params": {}, "judged_as": ""}) == ""

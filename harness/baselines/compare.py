@@ -71,13 +71,16 @@ def compare_suite(suite: Suite, rows: pd.DataFrame, baseline: pd.DataFrame | Non
                   planned: Iterable[tuple] = (), declarations: Declarations | None = None,
                   profiles: dict[str, dict] | None = None) -> list[dict[str, Any]]:
     """Comparison verdicts of one suite's rows against its baseline rows (``profiles``: method
-    label -> profile, which says whose baseline rows a label is compared with)."""
+    label -> profile, which says whose baseline rows a label is compared with: its own when the
+    baseline has them, as another run of the same check under ``lipbench compare``, else
+    NAME's under ``--as NAME``)."""
     declarations = declarations or runner_for(suite.kind).declarations
     profiles = profiles or {}
     mine = rows[rows["suite"] == suite.name]
     base = baseline if baseline is not None else pd.DataFrame(columns=list(mine.columns) + ["source"])
     planned = [p for p in planned if p[0] == suite.name]
-    stored = {label: baseline_label(label, profiles.get(label))
+    present = set(base["method"])
+    stored = {label: label if label in present else baseline_label(label, profiles.get(label))
               for label in set(mine["method"]) | {p[2] for p in planned}}
     verdicts: list[dict[str, Any]] = []
     for metric_name in sorted(set(mine["metric"]) | set(base["metric"])):
@@ -89,7 +92,8 @@ def compare_suite(suite: Suite, rows: pd.DataFrame, baseline: pd.DataFrame | Non
             found = _compare_groups(suite.name, metric_name, metric, cur, old, stored)
         else:
             found = _compare_rows(suite.name, metric_name, metric, cur, old, stored)
-        verdicts += [_reported(v, metric, profiles.get(v["method"])) for v in found]
+        verdicts += [_reported(v, metric, profiles.get(v["method"])) if stored.get(v["method"]) != v["method"]
+                     else v for v in found]
         verdicts += _missing(suite.name, metric_name, mine, old, planned, stored)
     return verdicts
 
