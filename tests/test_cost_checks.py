@@ -108,7 +108,7 @@ def test_check_of_a_variant_slower_by_design_passes(tmp_path, capsys):
     (folder / "training_time.yaml").write_text(yaml.safe_dump(data))
     code = main(["check", "from_scratch:SNwBjorck", "--param", "steps=40", "--suites-dir", str(folder),
                  "--baselines", str(tmp_path / "none"), "--out", str(tmp_path / "r"),
-                 "--report", str(tmp_path / "c.html"), "--junit", str(tmp_path / "c.xml")])
+                 "--report", str(tmp_path / "c.html"), "--junit", str(tmp_path / "c.xml"), "--no-isolation"])
     verdicts = pd.read_csv(tmp_path / "r" / "verdicts.csv", keep_default_na=False)
     mine = verdicts[verdicts["method"] == "from_scratch:SNwBjorck"]
     assert code == 0, capsys.readouterr().out

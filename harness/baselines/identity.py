@@ -14,12 +14,14 @@ A method's *profile* (the run manifest's ``methods[label]``: ``name``, ``params`
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Mapping
 
 from harness.methods.registry import MethodLoadError, builtin
 from harness.suite import MethodSpec
 
 
+@lru_cache(maxsize=None)
 def _is_builtin(name: str) -> bool:
     try:
         builtin(name)
