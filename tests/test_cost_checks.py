@@ -113,3 +113,16 @@ def test_check_of_a_variant_slower_by_design_passes(tmp_path, capsys):
     mine = verdicts[verdicts["method"] == "from_scratch:SNwBjorck"]
     assert code == 0, capsys.readouterr().out
     assert set(mine["verdict"]) == {"new"} and set(mine["check"]) == {"timing"}
+
+
+@pytest.mark.parametrize("verdict, value, reference, threshold, expected", [
+    ("regression", 0.01, 0.0071, 2e-5, "[tolerance] value 0.01 vs baseline 0.0071, threshold 2e-05: detail"),
+    ("changed", 9.0, 3.0, 0.3, "[tolerance] value 9 vs baseline 3, threshold 0.3: detail"),
+    ("missing", float("nan"), 0.5, float("nan"), "[tolerance] no value vs baseline 0.5: detail"),
+])
+def test_a_failing_comparison_line_carries_value_baseline_and_threshold(verdict, value, reference, threshold,
+                                                                      expected):
+    frame = pd.DataFrame([dict(suite="s", case="c", method="m", seed=0, metric="x", check="tolerance",
+                               kind="comparison", verdict=verdict, value=value, reference=reference,
+                               effect=float("nan"), threshold=threshold, detail="detail\n)")])
+    assert terminal_summary(frame).splitlines()[-1].endswith(f"x {expected} )")

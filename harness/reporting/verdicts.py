@@ -90,10 +90,11 @@ def measured(row) -> str:
     """The numbers a verdict rests on, from its columns (never from the free-text detail):
     ``value 1.22, bound 1.15`` for a check (its bound when the assertion has the form
     ``value <op> EXPR``), ``value 0.0099 vs baseline 0.0071, threshold 2e-05`` for a
-    comparison; empty when the verdict has no value (a run error, a case that never ran)."""
+    comparison, ``no value vs baseline 0.0071`` for a metric the run lacks; empty when there
+    is no number at all (a run error, a case that never ran)."""
     value, reference, threshold = row["value"], row["reference"], row["threshold"]
     if pd.isna(value):
-        return ""
+        return "" if pd.isna(reference) or row["kind"] != "comparison" else f"no value vs baseline {_number(reference)}"
     parts = [f"value {_number(value)}"]
     if row["kind"] in ("check", "sanity"):
         if not pd.isna(reference):
