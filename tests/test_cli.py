@@ -70,8 +70,8 @@ def test_verify_baseline_cycle(tmp_path, suites_dir, capsys):
     assert (base / "cpu" / "thm2_variance.ci.json").exists()
     assert run("verify", "thm2_variance", "--out", out, *common) == 0  # identical: pass
     verdicts = (out / "verdicts.csv").read_text()
-    assert "regression" not in verdicts and ",pass," in verdicts
-    # A tampered baseline makes the exact comparison fail.
+    assert "regression" not in verdicts and "changed" not in verdicts and ",pass," in verdicts
+    # A tampered baseline makes the exact comparison fail (a variance has no better direction).
     path = base / "cpu" / "thm2_variance.ci.json"
     data = json.loads(path.read_text())
     for row in data["rows"]:
@@ -79,7 +79,7 @@ def test_verify_baseline_cycle(tmp_path, suites_dir, capsys):
             row["value"] *= 1.01
     path.write_text(json.dumps(data))
     assert run("verify", "thm2_variance", "--out", out, *common) == 1
-    assert "regression" in capsys.readouterr().out
+    assert "CHANGED" in capsys.readouterr().out
     assert run("report", out, "-o", tmp_path / "again.html", "--suites-dir", suites_dir, "--baselines", base) == 1
     assert run("compare", out, out, "--suites-dir", suites_dir) == 0
 

@@ -9,7 +9,7 @@ import pytest
 import harness.reporting.verdicts as verdicts_mod
 from harness.reporting import overall_passed, render_html, terminal_summary, write_junit
 
-FAILING = ["violation", "regression", "missing", "error"]
+FAILING = ["violation", "regression", "changed", "missing", "error"]
 PASSING = ["pass", "improvement", "new", "n/a"]
 
 

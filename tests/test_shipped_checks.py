@@ -49,7 +49,7 @@ def shrunk(name: str, **changes) -> Suite:
 def run(tmp_path: Path, suite: Suite, methods=None):
     """Rows and method profiles of an in-process run (so monkeypatches apply)."""
     out = ResultsDir(tmp_path / "r")
-    specs = [MethodSpec.parse(m) for m in methods] if methods else None
+    specs = [m if isinstance(m, MethodSpec) else MethodSpec.parse(m) for m in methods] if methods else None
     rows = run_suites([suite], "ci", out, progress=False, isolation=False, methods=specs)
     return suite, rows, out.read_json("manifest.json")["methods"]
 
@@ -333,19 +333,24 @@ def _timing(batch: int):
                   settings={"model_args": {"dcgan_digits": {"channels": 1, "ch": 8}}, "repeats": 6, "warmup": 1})
 
 
+def _as(variant: str, name: str) -> MethodSpec:
+    """``lipbench check VARIANT --as NAME``: the targets written for NAME judge the variant."""
+    return MethodSpec(variant, label=f"{variant} as {name}", judged_as=name)
+
+
 @breaks("training_time", "gp_needs_second_backward")
 def _timing_gp(tmp_path, monkeypatch, suite):
-    return run(tmp_path, _timing(16), ["variants:GPWithoutPenalty"])
+    return run(tmp_path, _timing(16), [_as("variants:GPWithoutPenalty", "grad_penalty")])
 
 
 @breaks("training_time", "sn_w_overhead_cpu")
 def _timing_slow(tmp_path, monkeypatch, suite):
-    return run(tmp_path, _timing(16), ["variants:SlowSNw"])
+    return run(tmp_path, _timing(16), [_as("variants:SlowSNw", "sn_w")])
 
 
 @breaks("training_time", "sn_w_overhead_gpu")
 def _timing_slow_batch64(tmp_path, monkeypatch, suite):
-    return run(tmp_path, _timing(64), ["variants:SlowSNw"])
+    return run(tmp_path, _timing(64), [_as("variants:SlowSNw", "sn_w")])
 
 
 # --- the tests -----------------------------------------------------------------------------------

@@ -69,8 +69,8 @@ def test_violation_detail_shows_the_bound():
 
 def test_tolerance_rule():
     assert compare_tolerance(1.0, 1.0 + 1e-9, rtol=1e-6).verdict == "pass"
-    assert compare_tolerance(1.0, 1.01, rtol=1e-6).verdict == "regression"  # two-sided: any change
-    assert compare_tolerance(1.01, 1.0, rtol=1e-6).verdict == "regression"
+    assert compare_tolerance(1.0, 1.01, rtol=1e-6).verdict == "changed"  # no better direction: any change
+    assert compare_tolerance(1.01, 1.0, rtol=1e-6).verdict == "changed"  # ... and never called worse
     assert compare_tolerance(0.5, 1.0, rtol=1e-6, better="lower").verdict == "improvement"
     assert compare_tolerance(1.5, 1.0, rtol=1e-6, better="lower").verdict == "regression"
     assert compare_tolerance(2e-8, 7e-8, rtol=2e-5, atol=2e-5, better="lower").verdict == "pass"  # float32 noise
@@ -127,7 +127,7 @@ def test_comparison_verdicts_against_a_baseline():
     assert {v["verdict"] for v in same} == {"pass"}
     worse = compare_suite(SUITE, rows(norm=1.3, t_samples=[13.0, 13.1, 12.9, 13.0, 13.2, 12.8]), base,
                           planned, DECLARED)
-    assert {v["metric"]: v["verdict"] for v in worse} == {"norm": "regression", "t": "regression", "alpha": "pass"}
+    assert {v["metric"]: v["verdict"] for v in worse} == {"norm": "changed", "t": "regression", "alpha": "pass"}
 
 
 def test_outcomes_are_judged_over_seeds_not_seed_by_seed():
@@ -158,7 +158,8 @@ def test_non_finite_value_becomes_an_error_row():
 
 
 @pytest.mark.parametrize("verdict, ok", [("pass", True), ("improvement", True), ("new", True), ("n/a", True),
-                                         ("violation", False), ("regression", False), ("missing", False),
+                                         ("violation", False), ("regression", False), ("changed", False),
+                                         ("missing", False),
                                          ("error", False)])
 def test_passed(verdict, ok):
     frame = to_frame([{"suite": "s", "case": "c", "method": "m", "seed": 0, "metric": "x", "check": "c",

@@ -3,8 +3,9 @@
 A check names a metric (``*`` matches a family: ``invariant[*]``), an ``assert`` expression, optionally a ``where`` scope (rows
 outside it are not this check's business and get no verdict) and a ``when``
 precondition. For every row of that metric the expression sees ``value``, the case
-parameters, ``method``, ``seed`` and the other metrics of the same case, method and
-seed by name. A false precondition gives ``n/a`` with the reason (never a silent pass).
+parameters, ``method``, ``seed``, the method's claim and tags, ``judged_as`` (the built-in
+the method is judged as, :mod:`.identity`) and the other metrics of the same case, method
+and seed by name. A false precondition gives ``n/a`` with the reason (never a silent pass).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from harness.methods.claims import PROFILE_TYPES
 from harness.runners.spec import matches
 from harness.suite import ExpressionError, Suite, compile_expression
 
+from .identity import judged_as
 from .verdict import verdict_row
 
 
@@ -31,7 +33,7 @@ def _scopes(rows: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
 
 
 #: The profile of rows without a method, or of a method whose profile is unknown.
-NO_METHOD = {"claim": "none", "claim_kind": "none", "target": math.nan,
+NO_METHOD = {"claim": "none", "claim_kind": "none", "target": math.nan, "judged_as": "",
              **{name: False for name, kind in PROFILE_TYPES.items() if kind == "bool"}}
 
 
@@ -67,12 +69,13 @@ def evaluate_checks(suite: Suite, rows: pd.DataFrame,
 
 
 def _profile_names(profile: dict | None) -> dict[str, Any]:
-    return {k: v for k, v in (profile or {}).items() if k in NO_METHOD}
+    names = {k: v for k, v in (profile or {}).items() if k in NO_METHOD}
+    return {**names, "judged_as": judged_as(profile)}
 
 
 def _judge(assertion, when, where, names, check, ident) -> dict[str, Any] | None:
     """The verdict of one row; ``None`` when the row is outside the check's ``where`` scope."""
-    cite = check["cite"]
+    cite = " ".join(check["cite"].split())  # a folded YAML block ends in a newline
     try:
         if where is not None and not where.evaluate(names):
             return None

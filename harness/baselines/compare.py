@@ -1,8 +1,15 @@
 """Compare a run with its baselines and turn everything into verdicts.
 
-Verdicts: ``pass``, ``regression``, ``improvement``, ``new`` (no baseline),
-``missing`` (a baseline row whose planned case produced no such metric), ``error``
-(the case raised or gave a non-finite value), plus the checks' ``violation`` / ``n/a``.
+Verdicts: ``pass``, ``regression``, ``changed`` (a metric without a better direction
+moved), ``improvement``, ``new`` (no baseline), ``missing`` (a baseline row whose planned
+case produced no such metric), ``error`` (the case raised or gave a non-finite value), plus
+the checks' ``violation`` / ``n/a``.
+
+Under ``lipbench check VARIANT --as NAME`` the rows of ``VARIANT as NAME`` are compared with
+NAME's baseline rows (:mod:`.identity`); where the variant is another implementation, a
+metric correct implementations differ in by design (declared ``implementation_specific``) or
+without a better direction is reported against NAME's baseline (``n/a`` with both values),
+never failed: only what has a better direction and must not differ is judged.
 
 Which rule judges a metric is not written in the suite: it follows from the metric's
 declared kind (:mod:`harness.runners.spec`, :mod:`.rules`). Tolerance metrics are judged
@@ -23,6 +30,7 @@ from harness.runners.spec import FLOAT32_TOL, FLOAT64_RTOL, Declarations, Metric
 from harness.suite import Suite
 
 from .checks import evaluate_checks
+from .identity import baseline_label, judged_as, other_implementation
 from .rules import Judgement, compare_outcomes, compare_timing, compare_tolerance
 from .verdict import to_frame, verdict_row
 
@@ -60,11 +68,20 @@ def rule_of(metric: Metric) -> str:
 
 
 def compare_suite(suite: Suite, rows: pd.DataFrame, baseline: pd.DataFrame | None,
-                  planned: Iterable[tuple] = (), declarations: Declarations | None = None) -> list[dict[str, Any]]:
-    """Comparison verdicts of one suite's rows against its baseline rows."""
+                  planned: Iterable[tuple] = (), declarations: Declarations | None = None,
+                  profiles: dict[str, dict] | None = None) -> list[dict[str, Any]]:
+    """Comparison verdicts of one suite's rows against its baseline rows (``profiles``: method
+    label -> profile, which says whose baseline rows a label is compared with: its own when the
+    baseline has them, as another run of the same check under ``lipbench compare``, else
+    NAME's under ``--as NAME``)."""
     declarations = declarations or runner_for(suite.kind).declarations
+    profiles = profiles or {}
     mine = rows[rows["suite"] == suite.name]
     base = baseline if baseline is not None else pd.DataFrame(columns=list(mine.columns) + ["source"])
+    planned = [p for p in planned if p[0] == suite.name]
+    present = set(base["method"])
+    stored = {label: label if label in present else baseline_label(label, profiles.get(label))
+              for label in set(mine["method"]) | {p[2] for p in planned}}
     verdicts: list[dict[str, Any]] = []
     for metric_name in sorted(set(mine["metric"]) | set(base["metric"])):
         metric = declarations.metric(metric_name)
@@ -72,11 +89,28 @@ def compare_suite(suite: Suite, rows: pd.DataFrame, baseline: pd.DataFrame | Non
             continue
         cur, old = mine[mine["metric"] == metric_name], base[base["metric"] == metric_name]
         if metric.kind in ("outcome", "timing"):
-            verdicts += _compare_groups(suite.name, metric_name, metric, cur, old)
+            found = _compare_groups(suite.name, metric_name, metric, cur, old, stored)
         else:
-            verdicts += _compare_rows(suite.name, metric_name, metric, cur, old)
-        verdicts += _missing(suite.name, metric_name, mine, old, planned)
+            found = _compare_rows(suite.name, metric_name, metric, cur, old, stored)
+        verdicts += [_reported(v, metric, profiles.get(v["method"])) if stored.get(v["method"]) != v["method"]
+                     else v for v in found]
+        verdicts += _missing(suite.name, metric_name, mine, old, planned, stored)
     return verdicts
+
+
+def _reported(verdict: dict[str, Any], metric: Metric, profile: dict | None) -> dict[str, Any]:
+    """Under ``--as NAME``, another implementation's failing comparison of a quantity correct
+    implementations differ in (declared so, or without a better direction): reported against NAME's
+    baseline, not failed. Improvements stay improvements."""
+    if verdict["verdict"] not in ("regression", "changed") or not other_implementation(profile):
+        return verdict
+    if metric.better is not None and not metric.implementation_specific:
+        return verdict
+    why = ("has no better direction" if metric.better is None
+           else "differs between correct implementations by design")
+    return {**verdict, "verdict": "n/a",
+            "detail": f"reported, not judged: {verdict['method']} is another implementation of "
+                      f"{judged_as(profile)}'s claim and {verdict['metric']} {why}; {verdict['detail']}"}
 
 
 def _ident(suite: str, metric: str, case: str, method: str, seed: int, value: float, check: str) -> dict:
@@ -89,7 +123,8 @@ def _judged(ident: dict, reference: float, j: Judgement) -> dict[str, Any]:
                        detail=f"{j.test}: {j.detail}")
 
 
-def _compare_rows(suite: str, name: str, metric: Metric, cur: pd.DataFrame, old: pd.DataFrame) -> list[dict]:
+def _compare_rows(suite: str, name: str, metric: Metric, cur: pd.DataFrame, old: pd.DataFrame,
+                  stored: dict[str, str]) -> list[dict]:
     rtol, atol, source = tolerance_of(metric)
     olds = {key: g for key, g in old.groupby(["case", "method", "seed"])}
     out = []
@@ -97,7 +132,7 @@ def _compare_rows(suite: str, name: str, metric: Metric, cur: pd.DataFrame, old:
         if r.status == "error":
             continue  # reported once by run_errors
         ident = _ident(suite, name, r.case, r.method, r.seed, r.value, "tolerance")
-        ref = olds.get((r.case, r.method, int(r.seed)))
+        ref = olds.get((r.case, stored.get(r.method, r.method), int(r.seed)))
         if ref is None:
             out.append(verdict_row(**ident, verdict="new", detail="no baseline for this metric"))
             continue
@@ -121,13 +156,14 @@ def _spread_note(ref: pd.DataFrame) -> str:
     return f"; baseline over {len(ref)} sources spans {values.min():.10g}..{values.max():.10g}"
 
 
-def _compare_groups(suite: str, name: str, metric: Metric, cur: pd.DataFrame, old: pd.DataFrame) -> list[dict]:
+def _compare_groups(suite: str, name: str, metric: Metric, cur: pd.DataFrame, old: pd.DataFrame,
+                    stored: dict[str, str]) -> list[dict]:
     """Outcomes and timings: every seed (and sample) of a (case, method) against the baseline's."""
     out = []
     for (case, method), group in cur.groupby(["case", "method"], sort=False):
         if (group["status"] == "error").all():
             continue
-        ref = old[(old["case"] == case) & (old["method"] == method)]
+        ref = old[(old["case"] == case) & (old["method"] == stored.get(method, method))]
         values = _values(group, metric)
         ident = _ident(suite, name, case, method, ALL_SEEDS if len(group) > 1 else group["seed"].iloc[0],
                        float(np.mean(values)) if values else math.nan, metric.kind)
@@ -156,23 +192,29 @@ def _values(frame: pd.DataFrame, metric: Metric) -> list[float]:
 
 
 def _missing(suite: str, metric: str, mine: pd.DataFrame, old: pd.DataFrame,
-             planned: Iterable[tuple]) -> list[dict]:
-    """Baseline rows of planned cases that produced neither this metric nor an error."""
+             planned: Iterable[tuple], stored: dict[str, str]) -> list[dict]:
+    """Baseline rows of planned cases that produced neither this metric nor an error (a planned
+    label's baseline rows are those of ``stored[label]``: NAME's under ``--as NAME``)."""
     planned_keys = {(c, m, int(s)) for (su, c, m, s) in planned if su == suite}
+    labels: dict[tuple, list[str]] = {}
+    for case, label, seed in sorted(planned_keys):
+        labels.setdefault((case, stored.get(label, label), seed), []).append(label)
     present = {(r.case, r.method, int(r.seed)) for r in mine.itertuples(index=False)
                if r.metric == metric or r.status == "error"}
     errored = {(r.case, r.method) for r in mine.itertuples(index=False) if r.status == "error"}
     out, seen = [], set()
     for r in old.itertuples(index=False):
-        key = (r.case, r.method, int(r.seed))
         summary = r.case == "summary"
-        if key in seen or not (key in planned_keys or (summary and planned_keys)) or key in present \
-                or (r.case, r.method) in errored:
+        if summary and not planned_keys:
             continue
-        seen.add(key)
-        out.append(verdict_row(suite=suite, case=r.case, method=r.method, seed=r.seed, metric=metric,
-                               check="baseline", kind="comparison", verdict="missing",
-                               reference=r.value, detail="the baseline has this metric; the run has not"))
+        for label in [r.method] if summary else labels.get((r.case, r.method, int(r.seed)), []):
+            key = (r.case, label, int(r.seed))
+            if key in seen or key in present or (r.case, label) in errored:
+                continue
+            seen.add(key)
+            out.append(verdict_row(suite=suite, case=r.case, method=label, seed=r.seed, metric=metric,
+                                   check="baseline", kind="comparison", verdict="missing",
+                                   reference=r.value, detail="the baseline has this metric; the run has not"))
     return out
 
 
@@ -199,7 +241,7 @@ def judge(suites: Sequence[Suite], rows: pd.DataFrame,
         verdicts += not_run(planned, completed)
     for suite in suites:
         verdicts += evaluate_checks(suite, rows, profiles)
-        verdicts += compare_suite(suite, rows, baseline_for(suite.name), planned)
+        verdicts += compare_suite(suite, rows, baseline_for(suite.name), planned, profiles=profiles)
     return to_frame(verdicts)
 
 

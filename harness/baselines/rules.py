@@ -8,7 +8,7 @@ better direction is never a regression.
 * :func:`compare_tolerance` (kinds ``exact``, ``float32``, ``identity``): one value against
   the baseline's, equal within ``atol + rtol·|baseline|`` (the float type's rounding or
   the metric's stated tolerance); beyond it, worse is a regression, better an improvement
-  (metrics without a better direction: any change is a regression).
+  (metrics without a better direction: any change is ``changed``, never called worse).
 * :func:`compare_outcomes` (kind ``outcome``, results of training): the run's seeds against
   the baseline's values over seeds and machines. Regression when the mean is worse by more
   than ``k`` standard errors of the difference, estimated from the *baseline's* spread
@@ -76,7 +76,9 @@ def compare_tolerance(value: float, baseline: float, *, rtol: float, atol: float
               f"{'>' if moved else '<='} tolerance {limit:.3g}{why}")
     if not moved:
         verdict = "pass"
-    elif better is not None and worse < 0:
+    elif better is None:
+        verdict = "changed"
+    elif worse < 0:
         verdict = "improvement"
     else:
         verdict = "regression"
@@ -98,14 +100,15 @@ def compare_outcomes(values: Sequence[float], baseline: Sequence[float], *, bett
     threshold = max(k * se, resolution, min_effect * abs(base_mean))
     changes = [_worse(x, base_mean, better) if better else abs(x - base_mean) for x in (mean, median)]
     if min(changes) > threshold:
-        verdict, worse = "regression", min(changes)
+        verdict, worse = "regression" if better else "changed", min(changes)
     elif better is not None and -max(changes) > threshold:
         verdict, worse = "improvement", max(changes)
     else:
         verdict, worse = "pass", changes[0]
+    direction = ("worse" if worse > 0 else "better") if better else "size: no better direction"
     detail = (f"mean {mean:.4g} (median {median:.4g}) over {cur.size} seed(s) vs baseline {base_mean:.4g} "
               f"(sd {sd:.3g} over {base.size} value(s){baseline_note}); change {worse:+.3g} "
-              f"({'worse' if worse > 0 else 'better'}), threshold max({k:g} s.e. = {k * se:.3g}, "
+              f"({direction}), threshold max({k:g} s.e. = {k * se:.3g}, "
               f"resolution {resolution:g}, {min_effect:.0%} of the mean) = {threshold:.3g}; "
               f"mean and median must both pass it")
     return Judgement(verdict, f"outcome ({k:g} s.e.)", _relative(worse, base_mean), threshold, detail)

@@ -8,10 +8,11 @@ import pandas as pd
 
 VERDICT_COLUMNS = ("suite", "case", "method", "seed", "metric", "check", "kind", "verdict",
                    "value", "reference", "effect", "threshold", "detail")
-#: Every verdict, in display order (worst first).
-VERDICTS = ("error", "violation", "regression", "missing", "improvement", "new", "pass", "n/a")
+#: Every verdict, in display order (worst first). ``changed``: a metric without a better
+#: direction moved beyond its threshold (never called worse, nor better).
+VERDICTS = ("error", "violation", "regression", "changed", "missing", "improvement", "new", "pass", "n/a")
 #: Verdicts that make a run fail.
-FAILING = frozenset({"violation", "regression", "missing", "error"})
+FAILING = frozenset({"violation", "regression", "changed", "missing", "error"})
 #: Verdicts that do not; anything outside this set fails (fail closed).
 NON_FAILING = frozenset({"pass", "improvement", "new", "n/a"})
 

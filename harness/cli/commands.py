@@ -115,15 +115,18 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     Only the variant runs (and ``none``, the reference of timing ratios); the built-in
     methods are represented by their stored baselines. ``--against`` runs built-ins beside
-    it; one a suite cannot run is skipped with a note. ``--as NAME`` labels the variant
-    NAME: it is judged by NAME's claim and compared with NAME's baselines.
+    it; one a suite cannot run is skipped with a note. ``--as NAME`` runs the variant as
+    ``VARIANT as NAME``: judged by NAME's claim and the targets written for NAME, compared with
+    NAME's baselines, where quantities correct implementations differ in are reported, not
+    failed (:mod:`harness.baselines.identity`).
     """
     params = _parse_params(args.param)
     if args.as_name and args.as_name not in available():
         raise UsageError(f"--as {args.as_name!r} is not a built-in method; available: {', '.join(available())}")
     check_method(args.variant, params)  # exit 2 before anything is imported twice or run
-    variant = MethodSpec(name=args.variant, params=tuple(sorted(params.items())),
-                         label=args.as_name or args.variant, judged_as=args.as_name or "")
+    label = f"{args.variant} as {args.as_name}" if args.as_name else args.variant
+    variant = MethodSpec(name=args.variant, params=tuple(sorted(params.items())), label=label,
+                         judged_as=args.as_name or "")
     instance = variant.build()
     against = [MethodSpec.parse(m) for m in args.against or []]
     for spec in against:
@@ -152,14 +155,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         results = execute(contract, preset=args.preset, out=out, options=options)
         verdicts = judge_results(contract, results, baselines_dir(args.baselines))
         if not passed(verdicts):
-            print(f"checked {args.variant} as {variant.label!r}: the contract failed (--fail-fast)")
+            print(f"checked {variant.label}: the contract failed (--fail-fast)")
             return publish(contract, results, verdicts, **_outputs(args),
                            title=f"lipbench check {variant.label}", notes=notes,
                            baselines=baseline_rows(contract, results, baselines_dir(args.baselines)))
         options = dataclasses.replace(options, resume=True, overwrite=False)
     results = execute(chosen, preset=args.preset, out=out, options=options)
     verdicts = judge_results(chosen, results, baselines_dir(args.baselines))
-    print(f"checked {args.variant} as {variant.label!r} in: {', '.join(s.name for s in chosen)}")
+    print(f"checked {variant.label} in: {', '.join(s.name for s in chosen)}")
     return publish(chosen, results, verdicts, **_outputs(args),
                    title=f"lipbench check {variant.label}", notes=notes + _notes(results, args.baselines),
                    baselines=baseline_rows(chosen, results, baselines_dir(args.baselines)))

@@ -10,6 +10,7 @@ from typing import Sequence
 import pandas as pd
 
 from harness.baselines import judge, passed, rule_of, stored_baselines
+from harness.baselines.identity import baseline_label
 from harness.reporting import terminal_summary, write_html, write_junit
 from harness.reporting.markdown import write_markdown_summary
 from harness.results import ResultsDir
@@ -52,10 +53,14 @@ def execute(suites: Sequence[Suite], *, preset: str, out: Path, options: RunOpti
 
 
 def baseline_rows(suites: Sequence[Suite], results: ResultsDir, baselines: Path) -> pd.DataFrame:
-    """The stored baseline rows of every suite of a run (its device class and preset), with ``suite``."""
+    """The stored baseline rows of every suite of a run (its device class and preset), with ``suite``;
+    NAME's rows also under the label ``VARIANT as NAME`` of a ``--as`` check (what it was compared with)."""
     manifest = results.read_json("manifest.json") or {}
     lookup = stored_baselines(baselines, manifest.get("device_class", "cpu"), manifest.get("preset", "ci"))
     frames = [rows.assign(suite=s.name) for s in suites if (rows := lookup(s.name)) is not None]
+    judged = {label: baseline_label(label, p) for label, p in (manifest.get("methods") or {}).items()
+              if p.get("judged_as")}
+    frames += [f[f["method"] == stored].assign(method=label) for label, stored in judged.items() for f in frames]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["suite"])
 
 
@@ -71,7 +76,9 @@ def report_suite(suite: Suite) -> dict:
     """The suite as the report shows it: the file's content and its runner's metrics and rules."""
     declared = runner_for(suite.kind).declarations.metrics
     return {**suite.raw,
-            "metrics": {name: {"unit": m.unit, "description": f"{m.description} [{m.kind}]", "better": m.better}
+            "metrics": {name: {"unit": m.unit, "better": m.better,
+                               "description": f"{m.description} [{m.kind}"
+                                              f"{', implementation-specific' if m.implementation_specific else ''}]"}
                         for name, m in declared.items()},
             "compare": [{"metric": name, "rule": rule_of(m)} for name, m in declared.items() if m.kind != "info"]}
 

@@ -42,6 +42,10 @@ class Method:
     claim: ClassVar[Claim] = Claim("none")
     #: What the method can do (inherited; override with ``dataclasses.replace``).
     tags: ClassVar[MethodTags] = MethodTags()
+    #: The GAN loss the method is designed for (``"hinge"``, ``"nonsaturating"``,
+    #: ``"wasserstein"``; inherited), or ``None``: training suites choose by its claim
+    #: (``interpolate_gradient`` and ``entries_within``: Wasserstein), else their default.
+    gan_loss: ClassVar[str | None] = None
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = validate_params(self.name, self.defaults, params,

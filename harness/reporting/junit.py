@@ -2,7 +2,7 @@
 
 * ``classname`` = ``<suite_name>.<suite>.<case>``, ``name`` = ``<method>:<metric>:<check>``
   (with ``[seed=N]`` appended when the verdict is for one seed, so names stay unique);
-* ``violation``/``regression``/``missing`` -> ``<failure type=verdict>``, ``error`` ->
+* ``violation``/``regression``/``changed``/``missing`` -> ``<failure type=verdict>``, ``error`` ->
   ``<error>``, ``n/a`` -> ``<skipped message=reason>``; an unknown verdict string is
   reported as ``<error>`` (fail closed);
 * one ``<testsuite>`` per suite inside ``<testsuites>``, all counts consistent.
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .verdicts import normalize_verdicts, sort_verdicts
+from .verdicts import normalize_verdicts, sort_verdicts, summary_line
 
 __all__ = ["junit_xml", "write_junit"]
 
-_FAILURE = {"violation", "regression", "missing"}
+_FAILURE = {"violation", "regression", "changed", "missing"}
 _PASSING = {"pass", "improvement", "new"}
 
 
@@ -28,10 +28,8 @@ def _fmt(x: float) -> str:
 
 
 def _message(row) -> str:
-    detail = str(row["detail"])
-    head = detail.strip().splitlines()[-1] if detail.strip() else ""
-    msg = f"{row['verdict'] or '(blank verdict)'}: {head}" if head else (row["verdict"] or "(blank verdict)")
-    return msg[:500]
+    """``verdict: [check] value V, bound B: detail`` on one line (see ``summary_line``)."""
+    return f"{row['verdict'] or '(blank verdict)'}: {summary_line(row)}"[:500]
 
 
 def _body(row) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .verdicts import (VERDICTS, failing_verdicts, normalize_verdicts, overall_passed,
+from .verdicts import (VERDICTS, failing_verdicts, normalize_verdicts, overall_passed, summary_line,
                        verdict_counts)
 
 __all__ = ["terminal_summary", "overall_passed", "verdict_line"]
@@ -12,21 +12,15 @@ _MAX_DETAIL = 200
 
 
 def verdict_line(row) -> str:
-    """One failing verdict on one line: ``VERDICT suite/case method seed metric [check]: detail``."""
+    """One verdict on one line: ``VERDICT suite/case method seed=N metric [check] value V, bound B: detail``."""
     where = f"{row['suite']}/{row['case']}"
     parts = [f"{(row['verdict'] or '(blank)').upper():<10}", where]
     if row["method"]:
         parts.append(row["method"])
     if row["seed"] != "":
         parts.append(f"seed={row['seed']}")
-    parts.append(f"{row['metric']} [{row['check']}]" if row["check"] else row["metric"])
-    # one line: a traceback is represented by its last line (the exception)
-    lines = [ln.strip() for ln in str(row["detail"]).strip().splitlines() if ln.strip()]
-    detail = " ".join((lines[-1] if len(lines) > 1 else " ".join(lines)).split())
-    if len(detail) > _MAX_DETAIL:
-        detail = detail[: _MAX_DETAIL - 1] + "…"
-    line = " ".join(p for p in parts if p)
-    return f"{line}: {detail}" if detail else line
+    parts.append(row["metric"])
+    return " ".join(p for p in parts if p) + " " + summary_line(row, _MAX_DETAIL)
 
 
 def terminal_summary(verdicts: pd.DataFrame | None) -> str:

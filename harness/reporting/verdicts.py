@@ -3,7 +3,7 @@
 A verdict row (see ``harness.baselines``) has the columns
 ``harness.baselines.verdict.VERDICT_COLUMNS``.
 
-Failing verdicts are ``violation``, ``regression``, ``missing`` and ``error``.  The
+Failing verdicts are ``violation``, ``regression``, ``changed``, ``missing`` and ``error``.  The
 reporters *fail closed*: a verdict string they do not know (a typo, ``NaN``, an empty
 string) is counted as failing too, so a bug upstream can never turn into a green run.
 """
@@ -33,7 +33,7 @@ def normalize_verdict(v: Any) -> str:
 
 
 def is_failing(verdict: Any) -> bool:
-    """True for violation/regression/missing/error, and for anything unknown (fail closed)."""
+    """True for violation/regression/changed/missing/error, and for anything unknown (fail closed)."""
     return normalize_verdict(verdict) not in NON_FAILING
 
 
@@ -61,7 +61,7 @@ def normalize_verdicts(verdicts: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def sort_verdicts(df: pd.DataFrame) -> pd.DataFrame:
-    """Failing first (error, violation, regression, missing, unknown), then the rest;
+    """Failing first (error, violation, regression, changed, missing, unknown), then the rest;
     stable within a rank by suite, case, method, metric, check, seed."""
     if df.empty:
         return df
@@ -80,6 +80,55 @@ def verdict_counts(verdicts: pd.DataFrame | None) -> dict[str, int]:
     for v, n in df["verdict"].value_counts(sort=False).items():
         counts[v if v else "(blank)"] = counts.get(v if v else "(blank)", 0) + int(n)
     return counts
+
+
+def _number(x: Any) -> str:
+    return f"{float(x):.6g}"
+
+
+def measured(row) -> str:
+    """The numbers a verdict rests on, from its columns (never from the free-text detail):
+    ``value 1.22, bound 1.15`` for a check (its bound when the assertion has the form
+    ``value <op> EXPR``), ``value 0.0099 vs baseline 0.0071, threshold 2e-05`` for a
+    comparison, ``no value vs baseline 0.0071`` for a metric the run lacks; empty when there
+    is no number at all (a run error, a case that never ran)."""
+    value, reference, threshold = row["value"], row["reference"], row["threshold"]
+    if pd.isna(value):
+        return "" if pd.isna(reference) or row["kind"] != "comparison" else f"no value vs baseline {_number(reference)}"
+    parts = [f"value {_number(value)}"]
+    if row["kind"] in ("check", "sanity"):
+        if not pd.isna(reference):
+            parts.append(f"bound {_number(reference)}")
+        return ", ".join(parts)
+    if not pd.isna(reference):
+        parts[0] += f" vs baseline {_number(reference)}"
+    if not pd.isna(threshold):
+        parts.append(f"threshold {_number(threshold)}")
+    return ", ".join(parts)
+
+
+def one_line_detail(detail: Any, limit: int | None = None) -> str:
+    """A verdict's detail on one line: whitespace collapsed; a traceback by its last line (the
+    exception); cut at ``limit`` characters. (A detail's *last* line is only meaningful for a
+    traceback: a folded YAML citation ends in a line holding just ``)``.)"""
+    text = _text(detail).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if lines and lines[0].startswith("Traceback"):
+        text = lines[-1]
+    text = " ".join(text.split())
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+def summary_line(row, limit: int | None = None) -> str:
+    """``[check] value V, bound B: detail``: the check (or comparison rule), the measured value and
+    the threshold, then the detail on one line (terminal and JUnit message alike)."""
+    head = f"[{row['check']}]" if row["check"] else ""
+    numbers = measured(row)
+    head = f"{head} {numbers}".strip()
+    detail = one_line_detail(row["detail"], limit)
+    return f"{head}: {detail}" if head and detail else head or detail
 
 
 def failing_verdicts(verdicts: pd.DataFrame | None) -> pd.DataFrame:

@@ -1,8 +1,10 @@
 """Shared helpers of the ``training_time`` and ``sample_quality`` runners (private).
 
-* :func:`loss_for`: the GAN loss of a method, declared in the suite's settings as
-  ``loss: hinge`` (the default) plus a per-method mapping ``loss_for: {weight_clip: wasserstein,
-  grad_penalty: wasserstein}`` (keys are method labels or registry names; the label wins).
+* :func:`loss_for`: the GAN loss a method trains with, chosen by what the method is, never by
+  its label: the suite's method entry (``{name: sn_w, label: sn_w_hinge, loss: hinge}``), else
+  the method's own declaration (``Method.gan_loss``), else its claim
+  (``settings.loss_by_claim``, by default the Wasserstein loss for ``interpolate_gradient`` and
+  ``entries_within``), else ``settings.loss`` (default hinge).
 * :func:`threads`: run a block with ``torch.set_num_threads(n)`` and restore the old value
   (``None``: leave torch's default). One intra-op thread makes CPU timings robust on a shared
   machine and makes the reduction order, hence training, independent of the core count.
@@ -19,17 +21,43 @@ from typing import Any, Iterator, Mapping
 
 import torch
 
+from harness.methods.claims import QUANTITIES, judged_claim
+from harness.training.losses import ALIASES, LOSSES
+
 from .case import intra_op_threads
 from .spec import Setting
 
 DEFAULT_LOSS = "hinge"
+#: The objective a claim was designed with: WGAN's weight clipping (Arjovsky et al. 2017,
+#: Algorithm 1) and WGAN-GP's gradient penalty (Gulrajani et al. 2017, Algorithm 1) bound or
+#: pull the critic's Lipschitz constant because the Wasserstein loss needs a 1-Lipschitz
+#: critic (docs/references.md#arjovsky2017, #gulrajani2017); Miyato et al. 2018 §4 train them so.
+LOSS_BY_CLAIM = {"interpolate_gradient": "wasserstein", "entries_within": "wasserstein"}
+
+
+def loss_problem(name: Any) -> str | None:
+    """Why ``name`` is not a GAN loss (``None`` when it is one)."""
+    if str(name).lower() in LOSSES or str(name).lower() in ALIASES:
+        return None
+    return f"unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}"
+
+
+def _loss_by_claim_problem(mapping: Mapping[str, Any]) -> str | None:
+    for quantity, loss in mapping.items():
+        if quantity not in QUANTITIES:
+            return f"{quantity!r} is not a claim quantity; known: {', '.join(QUANTITIES)}"
+        if (problem := loss_problem(loss)) is not None:
+            return f"{quantity}: {problem}"
+    return None
 
 #: Settings every GAN-training runner reads through the helpers below.
 GAN_SETTINGS = {
     "adam": Setting((str, dict), "A", "Adam setting: a Miyato letter A-F or a name in adam_settings"),
     "adam_settings": Setting(dict, {}, "named Adam settings {name: {lr, beta1, beta2, n_dis}}"),
-    "loss": Setting(str, DEFAULT_LOSS, "GAN loss: hinge, nonsaturating or wasserstein"),
-    "loss_for": Setting(dict, {}, "per-method loss {method label or name: loss}"),
+    "loss": Setting(str, DEFAULT_LOSS, "GAN loss of methods whose entry, declaration and claim choose "
+                                       "none: hinge, nonsaturating or wasserstein", check=loss_problem),
+    "loss_by_claim": Setting(dict, LOSS_BY_CLAIM, "GAN loss per claim quantity {quantity: loss}, e.g. "
+                                                  "{interpolate_gradient: wasserstein}", check=_loss_by_claim_problem),
     "models": Setting(dict, {}, "model per data set {data: name or {name, <kwargs>}}"),
     "model_args": Setting(dict, {}, "factory keyword arguments per model name"),
     "data_args": Setting(dict, {}, "loader keyword arguments per data set"),
@@ -47,14 +75,23 @@ GAN_PARAMS = {
 }
 
 
-def loss_for(settings: Mapping[str, Any], label: str, name: str) -> str:
-    """The loss for a method: ``settings['loss_for'][label or name]``, else ``settings['loss']``."""
-    mapping = settings["loss_for"]
-    if label in mapping:
-        return str(mapping[label])
-    if name in mapping:
-        return str(mapping[name])
-    return str(settings["loss"])
+def loss_for(settings: Mapping[str, Any], method: Any, spec: Any = None) -> str:
+    """The GAN loss ``method`` (a built Method, or ``None`` for no constraint) trains with.
+
+    Chosen by what the method is, never by its label, most specific first: the suite's method
+    entry (``spec.loss``), the method's own declaration (``Method.gan_loss``, inherited by
+    subclasses), its claim (``settings['loss_by_claim']``; under ``lipbench check --as NAME``
+    NAME's claim, so the variant trains as NAME's baselines did), else ``settings['loss']``.
+    """
+    if spec is not None and getattr(spec, "loss", ""):
+        return str(spec.loss)
+    if method is None:
+        return str(settings["loss"])
+    declared = getattr(method, "gan_loss", None)
+    if declared:
+        return str(declared)
+    claim, _ = judged_claim(method, getattr(spec, "judged_as", "") if spec is not None else "")
+    return str(settings["loss_by_claim"].get(claim.quantity, settings["loss"]))
 
 
 #: ``torch.set_num_threads(n)`` inside the block (no change when ``n`` is falsy).

@@ -80,8 +80,7 @@ class LipschitzCertificateRunner(Runner):
         p, s = case.params, case.settings
         data = load_data(p["data"], **s["data_args"].get(p["data"], {}))
         G, D = build(p["model"], seed=case.seed, **s["model_args"].get(p["model"], {}))
-        label = case.method.label
-        result = train(G, D, ctx.method, loss=loss_for(s, label, case.method.name),
+        result = train(G, D, ctx.method, loss=loss_for(s, ctx.method, case.method),
                        settings=adam_setting(p, s), data=data, iterations=int(p["iterations"]),
                        batch_size=s["batch"], seed=case.seed, device=ctx.device)
         if result.diverged:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 KINDS = ("exact", "float32", "outcome", "timing", "identity", "info")
 
@@ -56,6 +56,10 @@ class Metric:
     #: exact metrics: the relative tolerance and where it comes from (default: float64 rounding)
     rtol: float | None = None
     tolerance_source: str = ""
+    #: correct implementations of the same claim give different values by design (norms at
+    #: initialisation, a power iteration's estimate): under ``lipbench check --as NAME`` another
+    #: implementation's value is reported against NAME's baseline, never failed
+    implementation_specific: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -71,6 +75,8 @@ class Setting:
     type: type | tuple[type, ...]
     default: Any = REQUIRED
     description: str = ""
+    #: what the type cannot say: ``check(value)`` returns why a value is wrong, or ``None``
+    check: Callable[[Any], str | None] | None = None
 
     @property
     def required(self) -> bool:
@@ -83,11 +89,10 @@ class Setting:
             return None
         if isinstance(value, bool) and bool not in expected:
             return f"expected {_names(expected)}, got the boolean {value!r}"
-        if isinstance(value, int) and float in expected and not isinstance(value, bool):
-            return None
-        if not isinstance(value, expected):
+        widened = isinstance(value, int) and float in expected and not isinstance(value, bool)
+        if not widened and not isinstance(value, expected):
             return f"expected {_names(expected)}, got {type(value).__name__} {value!r}"
-        return None
+        return self.check(value) if self.check is not None and value is not None else None
 
 
 def _names(types: tuple[type, ...]) -> str:

@@ -82,14 +82,16 @@ class SpectralAccuracyRunner(Runner):
                   "track_every": Setting(int, 10, "updates between two tracking measurements")},
         metrics={
             "rel_error": Metric("float32", "|sigma_estimate / sigma_exact - 1| after the iterations (and updates)",
-                                better="lower"),
+                                better="lower", implementation_specific=True),
             "sigma_estimate": Metric("info", "the method's power-iteration estimate"),
             "sigma_exact": Metric("info", "the exact norm it estimates (float64 of the float32 weight)"),
             "claim_error": Metric("float32", "the method's claim measured on the effective weight with exact "
-                                             "references: |claimed norm / target - 1|", better="lower"),
+                                             "references: |claimed norm / target - 1|", better="lower",
+                                 implementation_specific=True),
             "tracking_error_max": Metric("float32", "largest relative error of the estimate during the updates",
-                                         better="lower"),
-            "tracking_error_final": Metric("float32", "relative error after the last update", better="lower"),
+                                         better="lower", implementation_specific=True),
+            "tracking_error_final": Metric("float32", "relative error after the last update", better="lower",
+                                           implementation_specific=True),
         })
 
     def applies_to(self, method) -> bool:

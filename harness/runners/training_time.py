@@ -4,7 +4,8 @@ One case is one (model, batch, ...) combination and seed with *every* method of 
 (``groups_methods``); ``none`` is always added as the reference when it is not listed. For
 each method a fresh :class:`harness.training.Session` is prepared (the case's model built
 with the case's seed, so every method starts from the same initial weights; method applied
-to D; Adam with the suite's setting; the method's loss from ``loss``/``loss_for``).
+to D; Adam with the suite's setting; the loss its entry, declaration or claim chooses,
+:func:`._gan_common.loss_for`).
 
 Timing (``harness.metrics.timing.interleaved``): one timed call is one *iteration* of the
 training loop, ``n_dis`` discriminator updates then one generator update (Miyato et al. 2018,
@@ -192,7 +193,7 @@ class TrainingTimeRunner(Runner):
         G, D = build(name, seed=case.seed, **kwargs)
         channels, size = int(kwargs.get("channels", 3)), int(kwargs.get("size", 32))
         data = synthetic_images(s["data_batches"] * batch, channels, size, case.seed)
-        loss = loss_for(s, spec.label, spec.name)
+        loss = loss_for(s, method, spec)
         return prepare(G, D, method, loss, setting, data, batch, case.seed, device)
 
     @staticmethod

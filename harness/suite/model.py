@@ -17,9 +17,12 @@ from .matrix import case_id, expand
 #: Most cases one run may plan unless ``--max-cases`` raises it.
 DEFAULT_MAX_CASES = 10_000
 #: Names every check expression may use besides metrics and case parameters, with their types:
-#: the row's value, method label and seed, and the claim and tags of the method
-#: (``harness.methods.claims.profile``; ``claim == 'none'`` for rows without a method).
-ROW_NAMES = {"value": NUMBER, "method": STRING, "seed": NUMBER, **PROFILE_TYPES}
+#: the row's value, method label and seed, the claim and tags of the method
+#: (``harness.methods.claims.profile``; ``claim == 'none'`` for rows without a method), and
+#: ``judged_as``, the built-in the method is judged as (its own name, NAME under ``lipbench
+#: check --as NAME``, else ``''``: ``harness.baselines.identity``), for targets written for one
+#: implementation (a speed target of sn_w).
+ROW_NAMES = {"value": NUMBER, "method": STRING, "seed": NUMBER, "judged_as": STRING, **PROFILE_TYPES}
 
 
 class SuiteError(UserError):
@@ -52,6 +55,9 @@ class MethodSpec:
     label: str = ""
     #: ``lipbench check --as NAME``: judged by the built-in NAME's claim and baselines
     judged_as: str = ""
+    #: the GAN loss this entry trains with (GAN-training runners), chosen by the suite for this
+    #: entry; empty: the method's declaration or claim decides (``harness.runners._gan_common``)
+    loss: str = ""
 
     @classmethod
     def parse(cls, spec: str | dict) -> "MethodSpec":
@@ -59,7 +65,7 @@ class MethodSpec:
             return cls(name=spec, label=spec)
         params = tuple(sorted((spec.get("params") or {}).items()))
         label = spec.get("label") or _default_label(spec["name"], params)
-        return cls(name=spec["name"], params=params, label=label)
+        return cls(name=spec["name"], params=params, label=label, loss=spec.get("loss", ""))
 
     def build(self):
         """A fresh :class:`harness.methods.Method` instance."""

@@ -4,6 +4,8 @@ Metric names, units, kinds and comparison rules are not part of a suite file: th
 the suite's ``kind`` declares them (:mod:`harness.runners.spec`)."""
 from __future__ import annotations
 
+from harness.training.losses import LOSSES
+
 from .resources import RESOURCES_SCHEMA
 
 _SCALAR = {"type": ["string", "number", "integer", "boolean", "null"]}
@@ -17,7 +19,8 @@ _METHOD = {
         {"type": "object", "required": ["name"], "additionalProperties": False,
          "properties": {"name": {"type": "string", "minLength": 1},
                         "params": {"type": "object"},
-                        "label": {"type": "string", "minLength": 1}}},
+                        "label": {"type": "string", "minLength": 1},
+                        "loss": {"enum": sorted(LOSSES)}}},
     ]
 }
 
