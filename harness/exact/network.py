@@ -35,8 +35,8 @@ from .alpha import AlphaBound, alpha_bound
 from .conv_norm import OperatorNorm, conv_operator_norm, linear_operator_norm
 from .graph import Capture, UnsupportedOperationError, capture, describe, inplace_target
 from .reshaped import reshaped_norm
+from .allowlist import is_metadata, plan_node
 from .plans import Plan, Site, WeightOp, up
-from .rules import is_metadata, plan_node
 
 Progress = Callable[[int, int, "NodeRecord"], None]
 
@@ -191,6 +191,35 @@ def _tensor_leaves(value) -> bool:
     return False
 
 
+def _real_floating(value) -> bool:
+    """Every tensor in ``value`` holds real floating-point numbers (integer, bool and complex
+    values computed from the input come from discontinuous or unmodelled ops)."""
+    if isinstance(value, torch.Tensor):
+        return value.is_floating_point()
+    return all(_real_floating(v) for v in value)
+
+
+def _flat_tensors(value) -> list[torch.Tensor]:
+    return [value] if isinstance(value, torch.Tensor) else [t for v in value for t in _flat_tensors(v)]
+
+
+def _setitem(site: Site) -> Plan:
+    """``x[idx] = v``: disjoint parts, ``√(L_x² + (√m·L_v)²)`` (``m``: copies of ``v`` by broadcasting)."""
+    from .plans import broadcast_scale
+    x, idx, v = site.node.args[:3]
+    if site.is_dependent(idx):
+        raise site.unsupported("an index that depends on the input")
+    inputs, weights = [], []
+    if isinstance(x, fx.Node) and site.dependent(x):
+        inputs.append(x)
+        weights.append(1.0)
+    if isinstance(v, fx.Node) and site.dependent(v):
+        region = site.capture.values[x][site.value(idx)]
+        inputs.append(v)
+        weights.append(broadcast_scale(1.0, site.shape(v), tuple(region.shape)))
+    return Plan("setitem", 1.0, "root", tuple(weights), inputs=tuple(inputs))
+
+
 def _plan(cap: Capture) -> tuple[list[_Planned], dict[fx.Node, list[tuple[fx.Node, bool]]], list[fx.Node]]:
     """Rules for every input-dependent node, in order; raises before any expensive work."""
     dep: dict[fx.Node, bool] = {}
@@ -210,14 +239,22 @@ def _plan(cap: Capture) -> tuple[list[_Planned], dict[fx.Node, list[tuple[fx.Nod
         elif node.op == "output":
             fx.node.map_arg(node.args, lambda n: outputs.append(n) if dep.get(n) else None)
         else:
-            depends = any(dep.get(a, False) for a in node.all_input_nodes) and not is_metadata(node)
+            depends = any(dep.get(a, False) for a in node.all_input_nodes) and \
+                not is_metadata(node, lambda n: dep.get(n, False))
             if depends:
                 is_setitem = node.op == "call_function" and node.target is operator.setitem
-                if not is_setitem and not _tensor_leaves(cap.values[node]):
+                value = cap.values[node]
+                if not is_setitem and not _tensor_leaves(value):
                     raise UnsupportedOperationError(
-                        f"{describe(node)} turns the input into a {type(cap.values[node]).__name__}; "
+                        f"{describe(node)} turns the input into a {type(value).__name__}; "
                         "a Python value computed from the input cannot be followed")
-                planned.append(_Planned(node, names[node], plan_node(Site(node, cap, lambda n: dep.get(n, False)))))
+                if not is_setitem and not _real_floating(value):
+                    dtypes = sorted({str(t.dtype) for t in _flat_tensors(value)})
+                    raise UnsupportedOperationError(
+                        f"{describe(node)} turns the input into {', '.join(dtypes)} values: "
+                        "rounding, casts to integers or bool and comparisons are discontinuous")
+                site = Site(node, cap, lambda n: dep.get(n, False))
+                planned.append(_Planned(node, names[node], _setitem(site) if is_setitem else plan_node(site)))
             dep[node] = depends
         changed = cap.mutations.get(node, [])
         if changed:
