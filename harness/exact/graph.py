@@ -281,6 +281,10 @@ class _Recorder(fx.Interpreter):
                 f"input shape {self.shape} does not fit the model: {describe(n)} rejects its "
                 f"input{'s' if len(shapes) > 1 else ''} of shape "
                 f"{', '.join(map(str, shapes)) or '(none)'}: {first}") from None
+        if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in _tensors(out)):
+            raise UnfollowableModelError(
+                f"{describe(n)} computes non-finite values on a random input of shape {self.shape} "
+                "(overflow or NaN): the model's values exceed float64's range or are undefined")
         from .allowlist import runtime_check
         args, kwargs = self.fetch_args_kwargs_from_env(n)
         runtime_check(n, self.modules, args, kwargs, out)

@@ -36,7 +36,7 @@ from .conv_norm import OperatorNorm, conv_operator_norm, linear_operator_norm
 from .graph import Capture, UnsupportedOperationError, capture, describe, inplace_target
 from .reshaped import reshaped_norm
 from .allowlist import is_metadata, plan_node
-from .plans import Plan, Site, WeightOp, up
+from .plans import Plan, Site, WeightOp, scale_up, up
 
 Progress = Callable[[int, int, "NodeRecord"], None]
 
@@ -71,6 +71,7 @@ class _Step:
     weights: tuple[float, ...]
     mode: str
     updates: tuple[tuple[str, bool], ...]  # (node, exact replacement?) changed in place
+    name: str = ""  # as shown in the records
 
 
 @dataclass(frozen=True)
@@ -139,22 +140,33 @@ class NetworkBound:
 # ---------------------------------------------------------------------------------------
 
 def _combine(values: Sequence[float], mode: str) -> float:
+    """``Σ v_i`` or ``√Σ v_i²`` rounded up; the squares are taken after scaling by a power of two
+    (exact), so none under- or overflows."""
     if not values:
         return 0.0
     if mode == "sum" or len(values) == 1:
         return up(math.fsum(values), len(values))
-    return up(math.sqrt(up(math.fsum(v * v for v in values), 2 * len(values))), 1)
+    top = max(values)
+    if top == 0.0 or top == math.inf:
+        return top
+    e = math.frexp(top)[1]
+    squares = math.fsum(math.ldexp(v, -e) ** 2 for v in values) + len(values) * 2.0 ** -1070
+    return scale_up(up(math.sqrt(up(squares, 2 * len(values))), 1), e)
 
 
 def _propagate(steps: Sequence[_Step], output, factors: Mapping[str, float]) -> tuple[dict, float]:
     bound: dict[str, float] = {}  # nodes without a step are constants: 0
     for s in steps:
-        inner = _combine([w * bound.get(i, 0.0) for i, w in zip(s.inputs, s.weights)], s.mode) if s.inputs else 1.0
+        inner = _combine([up(w * bound.get(i, 0.0)) for i, w in zip(s.inputs, s.weights)], s.mode) \
+            if s.inputs else 1.0
         bound[s.key] = up(factors[s.key] * inner)
+        if bound[s.key] == math.inf:
+            raise ValueError(f"the Lipschitz bound at node {s.name or s.key!r} exceeds float64's range "
+                             f"(factor {factors[s.key]:.3g} on a bound of {inner:.3g})")
         for target, exact in s.updates:
             bound[target] = bound[s.key] if exact else _combine([bound.get(target, 0.0), bound[s.key]], "root")
     names, weights = output
-    return bound, _combine([w * bound.get(n, 0.0) for n, w in zip(names, weights)], "root")
+    return bound, _combine([up(w * bound.get(n, 0.0)) for n, w in zip(names, weights)], "root")
 
 
 # ---------------------------------------------------------------------------------------
@@ -374,7 +386,7 @@ def lipschitz_upper_bound(model: nn.Module, input_shape: Sequence[int], tol: flo
     keys = {node: node.name for node in cap.nodes}
     steps = tuple(_Step(keys[pl.node], tuple(keys[i] for i in (pl.plan.inputs if pl.plan else ())),
                         tuple(pl.plan.weights) if pl.plan else (), pl.plan.mode if pl.plan else "sum",
-                        tuple((keys[c], exact) for c, exact in updates.get(pl.node, [])))
+                        tuple((keys[c], exact) for c, exact in updates.get(pl.node, [])), pl.name)
                   for pl in planned)
     out_weights = tuple(1.0 for _ in outputs)
     factors = {keys[pl.node]: rec.factor for pl, rec in zip(planned, records)}
@@ -404,7 +416,10 @@ def _evaluate(cap: Capture, planned: list[_Planned], norm_kwargs: dict,
                str(op.padding), str(op.dilation), op.groups, op.padding_mode, str(op.output_padding))
         start = time.perf_counter()
         if key not in cache:
-            cache[key] = weight_references(op, pl.name, norm_kwargs)
+            try:
+                cache[key] = weight_references(op, pl.name, norm_kwargs)
+            except ValueError as exc:
+                raise ValueError(f"{describe(pl.node)}: {exc}") from None
         refs = cache[key]
         rec = _record(pl, cap, plan, refs[0].upper, 0.0, names, refs, time.perf_counter() - start)
         records.append(rec)
