@@ -60,6 +60,8 @@ class NodeRecord:
     operator_norm: OperatorNorm | None = None
     alpha: AlphaBound | None = None
     ratio: float | None = None  # ‖W̃‖ / ‖Ŵ‖ (value / reshaped norm)
+    alpha_guarantee: float | None = None  # α·‖R‖ ≥ ‖W̃‖, R the reshape the α lemma uses (Ŵ; dim 0 for
+    #                                        ConvTranspose2d, whose W̃ is the adjoint of that conv)
     note: str = ""
     seconds: float = 0.0
 
@@ -103,14 +105,18 @@ class NetworkBound:
     def propagate(self, factor: Callable[[NodeRecord], float] | Mapping[str, float]) -> float:
         """The same graph propagation with each record's factor replaced by ``factor(record)``.
 
-        E.g. ``bound.propagate(lambda r: r.alpha.alpha * r.reshaped_norm if r.alpha else r.factor)``
-        is what normalising the reshapes guarantees (every weight layer's ``‖W̃‖`` replaced by
-        its α bound).
+        E.g. ``bound.propagate(lambda r: r.reshaped_norm or r.factor)`` is the product SNw's
+        reshapes suggest; :meth:`alpha_guarantee` what they guarantee.
         """
         records = dict(zip(self._keys, self.layers))
         get = factor.get if isinstance(factor, Mapping) else None
         factors = {k: float(get(r.name, r.factor) if get else factor(r)) for k, r in records.items()}
         return _propagate(self._steps, self._output, factors)[1]
+
+    def alpha_guarantee(self) -> float:
+        """What normalising the reshapes guarantees: the propagation with every weight layer's
+        ``‖W̃‖`` replaced by its α bound :attr:`NodeRecord.alpha_guarantee` (Lin et al. 2021 §4)."""
+        return self.propagate(lambda r: r.factor if r.alpha_guarantee is None else r.alpha_guarantee)
 
     def to_frame(self):
         """A pandas DataFrame, one row per node (``attrs`` hold the mode and the upper bound)."""
@@ -126,7 +132,8 @@ class NetworkBound:
                 "operator_norm": op.value if op else None, "operator_lower": op.lower if op else None,
                 "operator_upper": op.upper if op else None, "bracket_width": op.rel_width if op else None,
                 "method": op.method if op else None,
-                "alpha": r.alpha.alpha if r.alpha else None, "ratio": r.ratio,
+                "alpha": r.alpha.alpha if r.alpha else None, "alpha_guarantee": r.alpha_guarantee,
+                "ratio": r.ratio,
                 "lower_lemma_holds": r.alpha.lower_holds_precondition if r.alpha else None,
                 "seconds": r.seconds, "note": r.note})
         frame = pd.DataFrame(rows)
@@ -290,24 +297,29 @@ def _two(v) -> tuple[int, int]:
     return (1, v[0]) if len(v) == 1 else v
 
 
-def weight_references(op: WeightOp, name: str, norm_kwargs: dict) -> tuple[OperatorNorm, float, AlphaBound | None]:
-    """Certified ``‖W̃‖`` at the real input size, ``‖Ŵ‖`` and the α bound of one weight map."""
+def weight_references(op: WeightOp, name: str, norm_kwargs: dict) -> tuple[OperatorNorm, float, AlphaBound | None, float]:
+    """Certified ``‖W̃‖`` at the real input size, ``‖Ŵ‖``, the α bound of one weight map and
+    ``α·‖R‖`` with ``R`` the reshape the α lemma bounds ``‖W̃‖`` by (docs/theory.md#alpha)."""
     w = as_float64(op.weight, f"{name}.weight")
     if op.kind == "linear":  # Ŵ = W: the reshaped norm is the operator norm (no second SVD)
         norm = linear_operator_norm(w)
-        return norm, norm.value, None
+        return norm, norm.value, None, norm.value
     norm = conv_operator_norm(w, op.spatial, stride=op.stride, padding=op.padding,
                               padding_mode=op.padding_mode, dilation=op.dilation, kind=op.kind,
                               groups=op.groups, output_padding=op.output_padding, **norm_kwargs)
     k = tuple(w.shape[2:])
     stride, dilation = _two(op.stride), _two(op.dilation)
-    if op.kind == "conv_transpose2d":  # the lemma is for the conv whose adjoint this is
+    hat = reshaped_norm(w, op.kind)
+    if op.kind == "conv_transpose2d":  # W̃ is the adjoint of the conv whose rows are weight dim 0
         alpha = AlphaBound(alpha_bound(_two(k), stride, dilation).alpha, False,
-                           "ConvTranspose2d: the lemma holds for the dim-0 reshape, not Ŵ")
+                           "ConvTranspose2d: the lemma bounds W̃ by the dim-0 reshape (the conv it "
+                           "is the adjoint of), not by SNw's dim-1 Ŵ")
+        lemma_norm = reshaped_norm(w, "conv2d")  # w.reshape(w.shape[0], -1)
     else:
         alpha = alpha_bound(_two(k), stride, dilation, _two(op.padding), _two(op.spatial),
                             op.padding_mode, op.groups)
-    return norm, reshaped_norm(w, op.kind), alpha
+        lemma_norm = hat
+    return norm, hat, alpha, up(alpha.alpha * lemma_norm, 4)
 
 
 class _eval_mode:
@@ -341,8 +353,8 @@ def _record(pl: _Planned, cap: Capture, plan: Plan, factor: float, bound: float,
     in_shape = shape_of(inputs[0]) if inputs else out_shape
     kw = {}
     if refs is not None:
-        norm, rn, alpha = refs
-        kw = dict(reshaped_norm=rn, operator_norm=norm, alpha=alpha,
+        norm, rn, alpha, guarantee = refs
+        kw = dict(reshaped_norm=rn, operator_norm=norm, alpha=alpha, alpha_guarantee=guarantee,
                   ratio=norm.value / rn if rn > 0 else math.nan)
     elif plan is not None and plan.bracket is not None:
         lo, hi = plan.bracket
