@@ -102,7 +102,8 @@ class DomainError(ValueError):
 
 CONSTANT_ONE = ("relu", "relu6", "hardtanh", "clamp", "abs", "tanh", "softsign", "tanhshrink",
                 "logsigmoid")
-FIXED = {"sigmoid": 0.25, "hardsigmoid": 1.0 / 6.0, "hardswish": 1.5, "softmax": 0.5}
+#: Hardsigmoid: 1/6 rounded up to float32, the constant torch's kernels use in some dtypes.
+FIXED = {"sigmoid": 0.25, "hardsigmoid": 0.16666667163372040, "hardswish": 1.5, "softmax": 0.5}
 
 
 def softplus_jump(beta: float, threshold: float) -> float:

@@ -49,7 +49,8 @@ def _mod(classes, attributes: str, rule, constant: str, source: str, call: str =
 def _label(target: Any) -> str:
     name = target_name(target)
     for long, short in (("torch.nn.functional.", "F."), ("torch._C._nn.", "F."), ("torch._C._VariableFunctions.", "torch."),
-                        ("torch.functional.", "torch."), ("_operator.", "operator.")):
+                        ("torch.functional.", "torch."), ("_operator.", "operator."),
+                        ("torch._C._linalg.linalg_", "torch.linalg.")):
         name = name.replace(long, short)
     if name.startswith("torch.nn.functional"):
         name = "F." + name.rsplit(".", 1)[-1]
@@ -105,7 +106,7 @@ _meth("norm", "input, p='fro', dim=None, keepdim=False, dtype=None", R.vector_no
 _ACT = f"{DOC}#activations"
 for _kind, _c, _fns, _sig, _meths, _msig in (
         ("relu", "1", (F.relu,), "input, inplace=False", "relu relu_", "input"),
-        ("relu", "1", (torch.relu, torch.relu_), "input", "", ""),
+        ("relu", "1", (torch.relu,), "input, *, out=None", "", ""), ("relu", "1", (torch.relu_,), "input", "", ""),
         ("relu6", "1", (F.relu6,), "input, inplace=False", "", ""),
         ("hardtanh", "1", (F.hardtanh,), "input, min_val=-1.0, max_val=1.0, inplace=False", "", ""),
         ("hardtanh", "1", (F.hardtanh_,), "input, min_val=-1.0, max_val=1.0", "", ""),
@@ -116,18 +117,19 @@ for _kind, _c, _fns, _sig, _meths, _msig in (
         ("abs", "1", (operator.abs,), "input", "", ""),
         ("tanh", "1", (torch.tanh,), "input, *, out=None", "tanh tanh_", "input"),
         ("tanh", "1", (F.tanh,), "input", "", ""), ("softsign", "1", (F.softsign,), "input", "", ""),
-        ("tanhshrink", "1", (F.tanhshrink,), "input", "", ""), ("logsigmoid", "1", (F.logsigmoid,), "input", "", ""),
+        ("tanhshrink", "1", (F.tanhshrink,), "input", "", ""), ("logsigmoid", "1", (F.logsigmoid,), "input, *, out=None", "", ""),
         ("celu", "1 (alpha > 0)", (F.celu,), "input, alpha=1.0, inplace=False", "", ""),
-        ("celu", "1 (alpha > 0)", (torch.celu, torch.celu_), "input, alpha=1.0", "", ""),
+        ("celu", "1 (alpha > 0)", (torch.celu,), "input, alpha=1.0, *, out=None", "", ""),
+        ("celu", "1 (alpha > 0)", (torch.celu_,), "input, alpha=1.0", "", ""),
         ("softplus", "1 (beta > 0, jump at the threshold below the dtype's resolution)", (F.softplus,),
-         "input, beta=1, threshold=20", "", ""),
-        ("softshrink", "1 (lambd ≥ 0)", (F.softshrink,), "input, lambd=0.5", "", ""),
+         "input, beta=1, threshold=20, *, out=None", "", ""),
+        ("softshrink", "1 (lambd ≥ 0)", (F.softshrink,), "input, lambd=0.5, *, out=None", "", ""),
         ("sigmoid", "1/4", (torch.sigmoid,), "input, *, out=None", "sigmoid sigmoid_", "input"),
         ("sigmoid", "1/4", (F.sigmoid,), "input", "", ""),
         ("hardsigmoid", "1/6", (F.hardsigmoid,), "input, inplace=False", "", ""),
         ("hardswish", "3/2", (F.hardswish,), "input, inplace=False", "", ""),
         ("softmax", "1/2 (explicit dim)", (F.softmax,), "input, dim=None, _stacklevel=3, dtype=None", "", ""),
-        ("softmax", "1/2 (explicit dim)", (torch.softmax,), "input, dim, dtype=None", "softmax",
+        ("softmax", "1/2 (explicit dim)", (torch.softmax,), "input, dim, dtype=None, *, out=None", "softmax",
          "input, dim, dtype=None"),
         ("leaky_relu", "max(1, |slope|)", (F.leaky_relu,), "input, negative_slope=0.01, inplace=False", "", ""),
         ("leaky_relu", "max(1, |slope|)", (F.leaky_relu_,), "input, negative_slope=0.01", "", ""),
@@ -136,7 +138,7 @@ for _kind, _c, _fns, _sig, _meths, _msig in (
          "input, alpha=1.0, scale=1.0, input_scale=1.0", "", ""),
         ("selu", "1.0507·1.6733", (F.selu,), "input, inplace=False", "", ""),
         ("selu", "1.0507·1.6733", (torch.selu, torch.selu_), "input", "", ""),
-        ("gelu", "1.1289 (tanh: 1.1293)", (F.gelu,), "input, *, approximate='none'", "", ""),
+        ("gelu", "1.1289 (tanh: 1.1293)", (F.gelu,), "input, *, approximate='none', out=None", "", ""),
         ("silu", "1.0998", (F.silu,), "input, inplace=False", "", ""),
         ("rrelu", "max(1, |(lower + upper)/2|) (training=False)", (F.rrelu,),
          "input, lower=0.125, upper=0.3333333333333333, training=False, inplace=False", "", ""),
@@ -158,26 +160,28 @@ for _fns, _sig in (((torch.flatten,), "input, start_dim=0, end_dim=-1"), ((torch
                    ((torch.movedim, torch.moveaxis), "input, source, destination"),
                    ((torch.squeeze,), "input, dim=None"), ((torch.unsqueeze,), "input, dim"),
                    ((torch.t, torch.fliplr, torch.flipud), "input"), ((torch.narrow,), "input, dim, start, length"),
-                   ((torch.select,), "input, dim, index"), ((torch.flip,), "input, dims"),
-                   ((torch.roll,), "input, shifts, dims=None"), ((torch.tile,), "input, dims"),
+                   ((torch.select,), "input, dim, index"), ((torch.flip,), "input, dims, *, out=None"),
+                   ((torch.roll,), "input, shifts, dims=None, *, out=None"), ((torch.tile,), "input, dims"),
                    ((torch.chunk,), "input, chunks, dim=0"), ((torch.unbind,), "input, dim=0"),
                    ((torch.tensor_split,), "input, indices_or_sections=None, dim=0, *, sections=None, indices=None, "
                                            "tensor_indices_or_sections=None"),
                    ((torch.broadcast_to,), "input, size"), ((torch.diagonal,), "input, offset=0, dim1=0, dim2=1"),
-                   ((torch.repeat_interleave,), "input, repeats=None, dim=None, *, output_size=None"),
-                   ((operator.getitem,), "input, index"), ((F.pixel_shuffle,), "input, upscale_factor"),
-                   ((F.pixel_unshuffle,), "input, downscale_factor"), ((F.channel_shuffle,), "input, groups"),
+                   ((torch.repeat_interleave,), "input, repeats=None, dim=None, *, output_size=None, out=None"),
+                   ((operator.getitem,), "input, index"), ((F.pixel_shuffle,), "input, upscale_factor, *, out=None"),
+                   ((F.pixel_unshuffle,), "input, downscale_factor, *, out=None"),
+                   ((F.channel_shuffle,), "input, groups, *, out=None"),
                    ((F.unfold,), "input, kernel_size, dilation=1, padding=0, stride=1")):
     _fn(_fns, _sig, R.movement(), *_MOVE)
 FUNCTIONS[torch.split] = op_rule("torch.split", "tensor, split_size_or_sections, dim=0",
                                  R.movement(input_name="tensor"), *_MOVE)
 for _names, _sig in (("flatten", "input, start_dim=0, end_dim=-1"), ("unflatten", "input, dim, sizes"),
-                     ("view reshape", "input, *shape"), ("permute", "input, *dims"),
+                     ("view", "input, *size, dtype=None"), ("reshape", "input, *shape"), ("permute", "input, *dims"),
                      ("transpose swapdims", "input, dim0, dim1"), ("swapaxes", "input, axis0, axis1"),
                      ("movedim moveaxis", "input, source, destination"), ("squeeze", "input, dim=None"),
                      ("unsqueeze", "input, dim"), ("t fliplr flipud", "input"), ("narrow", "input, dim, start, length"),
                      ("select", "input, dim, index"), ("flip", "input, *dims"), ("roll", "input, shifts, dims=None"),
-                     ("tile", "input, *dims"), ("repeat expand", "input, *sizes"), ("broadcast_to", "input, size"),
+                     ("tile", "input, *dims"), ("repeat", "input, *repeats"), ("expand", "input, *size, implicit=False"),
+                     ("broadcast_to", "input, *size"),
                      ("chunk", "input, chunks, dim=0"), ("split", "input, split_size, dim=0"),
                      ("tensor_split", "input, indices_or_sections=None, dim=0, *, sections=None, indices=None, "
                                       "tensor_indices_or_sections=None"),
@@ -191,7 +195,7 @@ _fn((F.pad,), "input, pad, mode='constant', value=None", R.pad,
 _fn((F.interpolate,), "input, size=None, scale_factor=None, mode='nearest', align_corners=None, "
     "recompute_scale_factor=None, antialias=False", R.interpolate, "copies (nearest, nearest-exact)", f"{DOC}#movement")
 _CAST = ("1 (floating dtypes only)", f"{DOC}#casts")
-_fn((torch.clone,), "input, *, memory_format=None", R.cast(), *_CAST)
+_fn((torch.clone,), "input, *, memory_format=None, out=None", R.cast(), *_CAST)
 _fn((torch.detach,), "input", R.cast(), *_CAST)
 _meth("contiguous float double half bfloat16 cpu", "input, memory_format=None", R.cast(), *_CAST)
 _meth("clone", "input, *, memory_format=None", R.cast(), *_CAST)
@@ -200,23 +204,24 @@ _meth("cuda", "input, device=None, non_blocking=False, memory_format=None", R.ca
 _meth("type", "input, dtype=None, non_blocking=False", R.cast(), *_CAST)
 _meth("requires_grad_", "input, requires_grad=True", R.cast(), *_CAST)
 _meth("to", "input, *args, dtype=None, device=None, non_blocking=False, copy=False, memory_format=None, "
-      "layout=None, pin_memory=None", R.cast(shape_only=("args", "other")), *_CAST)
+      "layout=None, pin_memory=None, other=None", R.cast(shape_only=("args", "other")), *_CAST)
 _meth("type_as", "input, other", R.cast(shape_only=("other",)), *_CAST)
 
 # --- weight layers, pooling, normalisation as functions -----------------------------------
 _W = ("certified upper end of ‖W̃‖₂ at the real input size", f"{DOC}#weights")
-_fn((F.linear,), "input, weight, bias=None", L.weight_function("linear"), *_W)
+_fn((F.linear,), "input, weight, bias=None, *, out=None", L.weight_function("linear"), *_W)
 _fn((F.conv1d,), "input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1", L.weight_function("conv1d"), *_W)
 _fn((F.conv2d,), "input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1", L.weight_function("conv2d"), *_W)
 _fn((F.conv_transpose2d,), "input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1",
     L.weight_function("conv_transpose2d"), *_W)
 _POOL = ("exact: product of per-axis norms (average), √(window multiplicity) (max)", f"{DOC}#pooling")
 _AVG = "input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True"
+_OUT = ", *, out=None"
 _MAXP = "input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False"
-for _f, _family, _dims, _sig in ((F.avg_pool1d, "avg_pool", 1, _AVG),
-                                 (F.avg_pool2d, "avg_pool", 2, _AVG + ", divisor_override=None"),
+for _f, _family, _dims, _sig in ((F.avg_pool1d, "avg_pool", 1, _AVG + _OUT),
+                                 (F.avg_pool2d, "avg_pool", 2, _AVG + ", divisor_override=None" + _OUT),
                                  (F.max_pool1d, "max_pool", 1, _MAXP), (F.max_pool2d, "max_pool", 2, _MAXP),
-                                 (F.adaptive_avg_pool1d, "adaptive_avg_pool", 1, "input, output_size"),
+                                 (F.adaptive_avg_pool1d, "adaptive_avg_pool", 1, "input, output_size" + _OUT),
                                  (F.adaptive_avg_pool2d, "adaptive_avg_pool", 2, "input, output_size"),
                                  (F.adaptive_max_pool1d, "adaptive_max_pool", 1, "input, output_size, return_indices=False"),
                                  (F.adaptive_max_pool2d, "adaptive_max_pool", 2, "input, output_size, return_indices=False")):
@@ -277,17 +282,17 @@ for _cls, _family, _dims, _attrs in (
         (nn.AdaptiveMaxPool2d, "adaptive_max_pool", 2, "output_size return_indices")):
     _mod((_cls,), _attrs, L.pool(_family, _dims), *_POOL)
 _mod((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d),
-     "num_features eps momentum affine track_running_stats", L.norm_module,
+     "num_features eps momentum affine bias track_running_stats", L.norm_module,
      "max|γ/√(running_var + ε)| with running statistics, else max|γ|/√ε", f"{DOC}#normalisation")
-_mod((nn.SyncBatchNorm,), "num_features eps momentum affine track_running_stats process_group", L.norm_module,
+_mod((nn.SyncBatchNorm,), "num_features eps momentum affine bias track_running_stats process_group", L.norm_module,
      *_BN)
 _mod((nn.LayerNorm,), "normalized_shape eps elementwise_affine bias", L.norm_module, *_LN)
-_mod((nn.GroupNorm,), "num_groups num_channels eps affine", L.norm_module, *_LN)
+_mod((nn.GroupNorm,), "num_groups num_channels eps affine bias", L.norm_module, *_LN)
 _mod((nn.RMSNorm,), "normalized_shape eps elementwise_affine", L.norm_module,
      "max|γ|/√ε (ε: the dtype's epsilon when None)", f"{DOC}#normalisation")
 
 #: Attributes of a tensor that are data movement (real tensors: ``.real`` is the identity).
-ATTRIBUTES = ("T", "mT", "H", "mH", "real")
+ATTRIBUTES = ("T", "mT", "H", "mH", "real", "data")
 _METADATA = ("size", "dim", "numel", "ndimension", "nelement", "is_contiguous", "get_device",
              "element_size", "stride", "is_floating_point", "is_complex")
 _METADATA_ATTRS = ("shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "layout", "is_sparse")

@@ -29,7 +29,8 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from harness.layers import WEIGHT_LAYERS, _string_padding, apply_operator, geometry, layer_kind
+from harness.layers import (WEIGHT_LAYERS, UnsupportedLayerError, _string_padding, apply_operator, geometry,
+                            layer_kind)
 
 from .declared import _deel_sort, declared_constant
 from .graph import DTYPE_TOL, UnsupportedOperationError, describe
@@ -90,7 +91,10 @@ def weight_module(site: Site, args: Args) -> Plan:
     x = only_input(site, args)
     args.any(*[n for n in args.raw if n != "input"])  # geometry() reads them all; shapes from weight
     kind = layer_kind(module, str(site.node.target))
-    geom = geometry(module, str(site.node.target))
+    try:
+        geom = geometry(module, str(site.node.target))
+    except UnsupportedLayerError as exc:
+        raise site.unsupported(str(exc)) from None
     if geom.padding_mode not in ("zeros", "circular"):
         raise site.unsupported(f"padding_mode={geom.padding_mode!r} (only zeros and circular)")
     dims = _conv_dims(kind)
@@ -121,7 +125,10 @@ def weight_function(kind: str) -> Callable[[Site, Args], Plan]:
         stride, dilation, groups = args.constant("stride"), args.constant("dilation"), args.constant("groups")
         pad = args.constant("padding")
         if isinstance(pad, str):
-            pad = _string_padding(pad, weight.shape[2:], _tuple(dilation, dims))
+            try:
+                pad = _string_padding(pad, weight.shape[2:], _tuple(dilation, dims))
+            except UnsupportedLayerError as exc:
+                raise site.unsupported(str(exc)) from None
         output_padding = 0
         if kind == "conv_transpose2d":
             args.any("output_padding")  # read back from the real output size
@@ -136,7 +143,10 @@ def weight_function(kind: str) -> Callable[[Site, Args], Plan]:
 def check_weight_layer(module: nn.Module, name: str, x: torch.Tensor, out: torch.Tensor) -> None:
     """``UnsupportedOperationError`` unless the module computed ``W̃x + b`` with ``layer.weight``
     on the probe (float tolerance of the dtype): the rule reads ``layer.weight`` and the geometry."""
-    geom = geometry(module, name)
+    try:
+        geom = geometry(module, name)
+    except UnsupportedLayerError:
+        return  # refused by the rule
     if geom.padding_mode not in ("zeros", "circular"):
         return  # refused by the rule with a clearer message
     with torch.no_grad():

@@ -308,8 +308,11 @@ def movement(shape_only: tuple[str, ...] = (), input_name: str = "input") -> Rul
     def rule(site: Site, args: Args) -> Plan:
         _standard(args)
         x = only_input(site, args, input_name, shape_only=shape_only)
-        for name in args.raw:
-            args.node(name)  # all of them go to the replay
+        for name in args.raw:  # all of them go to the replay
+            value = args.value(name)
+            if isinstance(value, torch.dtype) or isinstance(value, tuple) and \
+                    any(isinstance(v, torch.dtype) for v in value):
+                raise site.unsupported(f"{name}={value!r} reinterprets the bits: not Lipschitz")
         return Plan(kind_of(site), movement_factor(site, replay(site), x), inputs=(x,))
     return rule
 
