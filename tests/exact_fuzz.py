@@ -27,6 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 DTYPE = torch.float64
+#: Rounding allowed between the certified bound and the truth: float64 Jacobians and SVDs
+#: (about 1e-15 relative) and torch's backward kernels, some of which use float32 constants
+#: (hardsigmoid's 1/6: 3e-8 relative).
+RTOL = 1e-7
 #: Weight exponents: each weight layer is scaled by 2^e with the running sum kept in this range,
 #: so the model's own float64 values stay far from over- and underflow.
 SCALE_RANGE = 500
@@ -1008,3 +1012,66 @@ def truth(graph: Graph) -> float | None:
         if "requires_grad" in str(exc):
             return None
         raise
+
+
+@dataclass
+class Outcome:
+    graph: Graph
+    bound: float | None
+    truth: float | None
+    refusal: str | None
+    seconds: float
+
+
+def run_one(graph: Graph) -> Outcome:
+    """Bound one graph (refusals are outcomes: they must be one line) and compute its truth."""
+    from harness.exact import UnfollowableModelError, lipschitz_upper_bound
+    start = time.perf_counter()
+    try:
+        bound = lipschitz_upper_bound(graph.model, graph.shape, max_rel_width=0.5).upper
+    except (UnfollowableModelError, ValueError) as exc:
+        return Outcome(graph, None, None, str(exc), time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return Outcome(graph, bound, truth(graph), None, seconds)
+
+
+def main(graphs: int, seed: int) -> None:
+    """The fuzzer's figures: graphs tried, accepted, refused, ops covered, worst bound/truth."""
+    from harness.exact import allowlist
+    rng = random.Random(seed)
+    labels = sorted(e.op for e in allowlist.entries() if e.op not in UNTESTABLE)
+    covered: set[str] = set()
+    ratios, refusals, hooks, slowest, exponents = [], {}, 0, 0.0, []
+    start = time.perf_counter()
+    for i in range(graphs):
+        graph = random_graph(Rand(rng))
+        out = run_one(graph)
+        slowest = max(slowest, out.seconds)
+        hooks += graph.hooks > 0
+        exponents.append(graph.exponent)
+        if out.refusal is not None:
+            assert "\n" not in out.refusal, out.refusal
+            key = out.refusal.split(":")[-1].strip()[:60]
+            refusals[key] = refusals.get(key, 0) + 1
+            continue
+        covered |= set(graph.ops)
+        if out.truth:
+            ratios.append((out.bound / out.truth, graph.ops, graph.linear))
+            assert out.bound >= out.truth * (1 - RTOL), (graph.ops, out.bound, out.truth)
+    worst = min(ratios, key=lambda r: r[0]) if ratios else None
+    print(f"graphs tried {graphs} (seed {seed}), with hooks {hooks}, weight scales 2^{min(exponents)}.."
+          f"2^{max(exponents)}; accepted {graphs - sum(refusals.values())}, refused {sum(refusals.values())}")
+    print(f"ops covered by accepted graphs {len(covered & set(labels))} of {len(labels)} "
+          f"(missing: {', '.join(sorted(set(labels) - covered)) or 'none'})")
+    if worst:
+        linear = [r for r in ratios if r[2]]
+        print(f"worst bound/truth {worst[0]:.9f} ({' -> '.join(worst[1])}); linear graphs {len(linear)}, "
+              f"worst {min(r[0] for r in linear):.12f}" if linear else "")
+    print(f"slowest bound {slowest:.2f} s; total {time.perf_counter() - start:.0f} s; refusals by reason:")
+    for key, count in sorted(refusals.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"  {count:4d}  {key}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200, int(sys.argv[2]) if len(sys.argv) > 2 else 0)

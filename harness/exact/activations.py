@@ -126,13 +126,29 @@ def softplus(beta: float, threshold: float, dtype: torch.dtype) -> float:
     return 1.0
 
 
+def _magnitude(value: float, dtype: torch.dtype | None) -> float:
+    """``|value|`` as a kernel in ``dtype`` may hold it: the larger of it and its rounding."""
+    if dtype is None or not dtype.is_floating_point or dtype == torch.float64:
+        return abs(value)
+    return max(abs(value), abs(float(torch.tensor(value, dtype=torch.float64).to(dtype))))
+
+
+#: Relative allowance for kernels that hold their constants in float32 (hardswish's 1/6,
+#: SELU's scale and alpha) when the model computes in a lower precision than float64.
+KERNEL_ROUNDING = 2.0 ** -22
+
+
 def activation_constant(name: str, params: dict) -> float:
     """Exact (or, for softmax, bounding) constant of an elementwise activation (module docstring);
-    :class:`DomainError` when ``params`` leave the domain where it holds."""
+    :class:`DomainError` when ``params`` leave the domain where it holds. Parameters are taken
+    as the kernel holds them in the model's dtype (the larger magnitude of the value and its
+    rounding), and float32 kernel constants are covered (:data:`KERNEL_ROUNDING`)."""
+    dtype = params.get("dtype")
+    low = dtype is not None and dtype != torch.float64
     if name in CONSTANT_ONE:
         return 1.0
     if name in FIXED:
-        return FIXED[name]
+        return round_up(FIXED[name] * (1 + KERNEL_ROUNDING)) if low and name in ("hardswish",) else FIXED[name]
     if name == "softplus":
         return softplus(params["beta"], params["threshold"], params["dtype"])
     if name == "celu":
@@ -145,18 +161,20 @@ def activation_constant(name: str, params: dict) -> float:
             raise DomainError(f"Softshrink with lambd={params['lambd']:g} < 0 is not modelled")
         return 1.0
     if name == "leaky_relu":
-        return slope_max(params["negative_slope"])
+        return slope_max(_magnitude(params["negative_slope"], dtype))
     if name == "rrelu":
-        return slope_max((params["lower"] + params["upper"]) / 2)
+        return slope_max(_magnitude((params["lower"] + params["upper"]) / 2, dtype))
     if name == "prelu":
         return slope_max(float(torch.as_tensor(params["weight"]).detach().double().abs().max()))
     if name == "elu":  # s·x above 0, s·α(e^{qx} − 1) below: slopes s and sαq·e^{qx}, q ≥ 0
         scale, q = params.get("scale", 1.0), params.get("input_scale", 1.0)
         if q < 0:
             raise DomainError(f"ELU with input_scale={q:g} < 0 grows without bound")
-        return round_up(max(abs(scale), abs(scale * params["alpha"] * q)))
+        s, a, q = (_magnitude(v, dtype) for v in (scale, params["alpha"], q))
+        return round_up(max(s, s * a * q))
     if name == "selu":
-        return round_up(1.0507009873554804934193349852946 * 1.6732632423543772848170429916717)
+        selu = round_up(1.0507009873554804934193349852946 * 1.6732632423543772848170429916717)
+        return round_up(selu * (1 + KERNEL_ROUNDING)) if low else selu
     if name == "gelu":
         if params["approximate"] not in ("none", "tanh"):
             raise DomainError(f"GELU approximate={params['approximate']!r} is not modelled")

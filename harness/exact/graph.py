@@ -150,6 +150,7 @@ class Capture:
     values: dict[fx.Node, Any]
     mutations: dict[fx.Node, list[fx.Node]] = field(default_factory=dict)
     modules: dict[str, nn.Module] = field(default_factory=dict)
+    mismatch: str | None = None  # the graph does not reproduce the model (capture(defer_check=True))
 
     @property
     def nodes(self) -> list[fx.Node]:
@@ -311,10 +312,12 @@ class _Recorder(fx.Interpreter):
 
 
 def _probe(model: nn.Module, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """A seeded random input in the model's dtype (its first floating parameter or buffer's;
+    float64, where rounding hides the least, for a model without any)."""
     param = next(model.parameters(), None)
     buffer = next(model.buffers(), None)
     ref = param if param is not None else buffer
-    dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
+    dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float64
     device = ref.device if ref is not None else torch.device("cpu")
     gen = torch.Generator().manual_seed(seed)
     return torch.randn((1, *shape), generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
@@ -344,18 +347,29 @@ def _check_reproduces(model: nn.Module, gm_out: Any, x: torch.Tensor) -> None:
             "`out += x` where `out` is read elsewhere) or Python state torch.fx does not record")
 
 
-def capture(model: nn.Module, input_shape: Sequence[int], seed: int = 0) -> Capture:
-    """Trace ``model`` (already in eval mode) and run it once on a random input of ``input_shape``."""
+def capture(model: nn.Module, input_shape: Sequence[int], seed: int = 0, defer_check: bool = False) -> Capture:
+    """Trace ``model`` (already in eval mode) and run it once on a random input of ``input_shape``.
+
+    ``defer_check``: a graph that does not reproduce the model's output is recorded in
+    :attr:`Capture.mismatch` instead of raising, so that a rule refusing the op responsible
+    (e.g. dropout with ``training=True``) can name it first.
+    """
     shape = tuple(int(s) for s in input_shape)
     if not shape or any(s <= 0 for s in shape):
         raise InputShapeError(f"input shape must be positive integers, got {shape}")
     gm, hooked = trace(model)
     x = _probe(model, shape, seed)
     recorder = _Recorder(gm, shape, hooked)
+    mismatch = None
     with torch.no_grad():
         out = recorder.run(x)
-        _check_reproduces(model, out, x)
-    return Capture(model, gm, shape, x, recorder.env, recorder.mutations, recorder.modules)
+        try:
+            _check_reproduces(model, out, x)
+        except UnfollowableModelError as exc:
+            if not defer_check:
+                raise
+            mismatch = str(exc)
+    return Capture(model, gm, shape, x, recorder.env, recorder.mutations, recorder.modules, mismatch)
 
 
 def numel(shape: Sequence[int]) -> int:

@@ -33,7 +33,7 @@ from torch import nn
 from ._spec import as_float64
 from .alpha import AlphaBound, alpha_bound
 from .conv_norm import OperatorNorm, conv_operator_norm, linear_operator_norm
-from .graph import Capture, UnsupportedOperationError, capture, describe, inplace_target
+from .graph import Capture, UnfollowableModelError, UnsupportedOperationError, capture, describe, inplace_target
 from .reshaped import reshaped_norm
 from .allowlist import is_metadata, plan_node
 from .plans import Plan, Site, WeightOp, scale_up, up
@@ -392,8 +392,10 @@ def lipschitz_upper_bound(model: nn.Module, input_shape: Sequence[int], tol: flo
     norm_kwargs = dict(tol=tol, method=method, max_rel_width=max_rel_width, seed=seed)
     train_mode = tuple(name for name, m in model.named_modules() if m.training and _mode_dependent(m))
     with _eval_mode(model):
-        cap = capture(model, input_shape, seed=seed)
+        cap = capture(model, input_shape, seed=seed, defer_check=True)
         planned, updates, outputs = _plan(cap)
+        if cap.mismatch:
+            raise UnfollowableModelError(cap.mismatch)
         records = _evaluate(cap, planned, norm_kwargs, progress)
     keys = {node: node.name for node in cap.nodes}
     steps = tuple(_Step(keys[pl.node], tuple(keys[i] for i in (pl.plan.inputs if pl.plan else ())),

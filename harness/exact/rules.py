@@ -87,6 +87,8 @@ def add(site: Site, args: Args) -> Plan:
     _standard(args)
     a, b = args.node("input"), args.node("other")
     alpha = args.number("alpha") if "alpha" in args.raw else 1.0
+    if isinstance(site.out, torch.Tensor):
+        alpha = float(effective(alpha, site.out.dtype))
     va, vb = site.value(a), site.value(b)
     if isinstance(va, (tuple, list)) and isinstance(vb, (tuple, list)):
         return concatenation(site, [x for x in (a, b) if site.is_dependent(x)])
@@ -102,17 +104,35 @@ def add(site: Site, args: Args) -> Plan:
     return Plan(kind_of(site), 1.0, "sum", tuple(weights), inputs=tuple(inputs))
 
 
+def as_float64(c: Any) -> torch.Tensor:
+    """A Python number or tensor in float64, without a detour through float32."""
+    if isinstance(c, torch.Tensor):
+        return c.detach().to(torch.float64)
+    return torch.tensor(float(c), dtype=torch.float64)
+
+
+def effective(c: Any, dtype: torch.dtype) -> torch.Tensor:
+    """``|c|`` as the op may use it: the larger of ``|c|`` and ``|c|`` rounded to the computation's
+    dtype (torch casts a Python scalar or a 0-dim constant to the tensor's dtype)."""
+    exact = as_float64(c).abs()
+    return torch.maximum(exact, exact.to(dtype).to(torch.float64)) if dtype.is_floating_point else exact
+
+
 def _factor(site: Site, c: Any, divide: bool) -> torch.Tensor:
     if isinstance(c, torch.Tensor) and c.is_complex() or isinstance(c, complex):
         raise site.unsupported("a complex factor is not modelled")
     if not isinstance(c, (torch.Tensor, int, float, bool)):
         raise site.unsupported(f"a factor of type {type(c).__name__} is not modelled")
-    c = torch.as_tensor(c).detach().to(torch.float64)
+    dtype = site.out.dtype
     if divide:
+        c = as_float64(c)
         if bool((c == 0).any()):
             raise site.unsupported("division by a constant containing zeros")
-        c = 1.0 / c
-    return c
+        rounded = c.to(dtype).to(torch.float64) if dtype.is_floating_point else c
+        if bool((rounded == 0).any()):
+            raise site.unsupported(f"division by a constant that is 0 in {dtype}")
+        return torch.maximum(1.0 / c.abs(), 1.0 / rounded.abs())
+    return effective(c, dtype)
 
 
 def scale(divide: bool) -> Rule:
