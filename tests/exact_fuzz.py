@@ -837,8 +837,8 @@ def _makers() -> dict[str, Callable]:
 
 
 MAKERS = _makers()
-#: Ops no CPU-only test can call (``Tensor.cuda`` needs a GPU).
-UNTESTABLE = {"Tensor.cuda": "needs a CUDA device"}
+#: Ops no CPU-only test can call (none: ``Tensor.cuda`` is not allow-listed).
+UNTESTABLE: dict[str, str] = {}
 
 
 # ---------------------------------------------------------------------------------------
@@ -846,21 +846,26 @@ UNTESTABLE = {"Tensor.cuda": "needs a CUDA device"}
 # ---------------------------------------------------------------------------------------
 
 def add_hooks(r: Rand, module: nn.Module, x: torch.Tensor) -> int:
-    """Random forward hooks and pre-hooks on the module and its leaves; returns how many. A
-    residual hook (``out + args[0]/2``) goes only where the shapes agree (probed on ``x``)."""
-    same: dict[nn.Module, bool] = {}
-    probes = [m.register_forward_hook(lambda mod, args, out: same.__setitem__(
-        mod, isinstance(out, torch.Tensor) and bool(args) and isinstance(args[0], torch.Tensor)
-        and out.shape == args[0].shape)) for m in module.modules()]
+    """Random forward hooks and pre-hooks on the module and its leaves; returns how many. Output
+    hooks go on modules with a tensor output, a residual hook (``out + args[0]/2``) only where
+    the shapes agree (both probed on ``x``)."""
+    seen: dict[nn.Module, tuple[bool, bool]] = {}
+
+    def probe(mod, args, out):
+        tensor_in = bool(args) and isinstance(args[0], torch.Tensor)
+        tensor_out = isinstance(out, torch.Tensor)
+        seen[mod] = (tensor_in and tensor_out, tensor_in and tensor_out and out.shape == args[0].shape)
+
+    handles = [m.register_forward_hook(probe) for m in module.modules()]
     with torch.no_grad():
         module(x)
-    for handle in probes:
+    for handle in handles:
         handle.remove()
     count = 0
     for m in [module, *[c for c in module.modules() if not list(c.children())]]:
-        if r.int(0, 3) or m not in same:
+        if r.int(0, 3) or m not in seen or not seen[m][0]:
             continue
-        kind = r.int(0, 3 if same[m] else 2)
+        kind = r.int(0, 3 if seen[m][1] else 2)
         c = r.float(-4, 4)
         if kind == 0:
             m.register_forward_hook(lambda mod, args, out, c=c: out * c)

@@ -200,7 +200,6 @@ _fn((torch.detach,), "input", R.cast(), *_CAST)
 _meth("contiguous float double half bfloat16 cpu", "input, memory_format=None", R.cast(), *_CAST)
 _meth("clone", "input, *, memory_format=None", R.cast(), *_CAST)
 _meth("detach", "input", R.cast(), *_CAST)
-_meth("cuda", "input, device=None, non_blocking=False, memory_format=None", R.cast(), *_CAST)
 _meth("type", "input, dtype=None, non_blocking=False", R.cast(), *_CAST)
 _meth("requires_grad_", "input, requires_grad=True", R.cast(), *_CAST)
 _meth("to", "input, *args, dtype=None, device=None, non_blocking=False, copy=False, memory_format=None, "
