@@ -27,7 +27,7 @@ def check(graph: X.Graph) -> None:
         assert "\n" not in out.refusal, out.refusal
         return
     if out.truth is not None:
-        assert out.bound >= out.truth * (1 - X.RTOL), (graph.ops, graph.exponent, out.bound, out.truth)
+        assert out.bound >= out.truth * (1 - X.tolerance(graph.ops)), (graph.ops, graph.exponent, out.bound, out.truth)
 
 
 @settings(max_examples=EXAMPLES)

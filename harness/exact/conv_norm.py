@@ -50,6 +50,18 @@ Why ``upper`` is rigorous on the Lanczos path:
   ``lower² (1 + 2 tol)``. On small feature maps with a predictably loose periodic bound
   the certificate is tried first.
 
+Verifying the Lanczos value: where the smaller Gram side has at most ``VERIFY_LIMIT`` rows the
+certificate always runs at ``μ = lower²(1 + 2 tol)``. Success verifies ``value`` to ``tol``;
+failure proves a singular value above ``lower(1 + tol)`` (up to the certificate's rounding
+margin) that the run missed, e.g. the top of another group of a grouped convolution when the
+warm start lies in one group; a restart locked against the vector found (Golub & Van Loan
+§10.1) then looks for it, at most ``RESTARTS`` times. ``value`` always lies in the bracket.
+
+Scale: every path works on the weight scaled by a power of two to ``max|w|`` in ``[1/2, 1)``
+(exact, :func:`._spec.power_of_two_scaled`) and scales the bracket back with outward
+rounding; ``lower`` is recomputed from the vector with the rounding of ``W̃v`` subtracted
+(:func:`.certify.certified_lower`), so rounding never puts it above the truth.
+
 ``rel_width = (upper − lower) / lower`` is the bracket's relative width; ``detail`` says
 how the upper end was obtained.
 """

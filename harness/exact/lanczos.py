@@ -8,7 +8,8 @@ the tridiagonal matrix has residual ``ρ = β_k|y_k|``; the iteration stops when
 ``ρ ≤ tol·θ``, which bounds the distance from ``θ`` to *some* eigenvalue by ``tol·θ``
 (``tol/2`` on σ). The criterion ``ρ²/gap`` would stop about twice as early, but it
 misjudges near-degenerate tops (measured: a relative gap of 5e-5 on Miyato's CNN), so
-``value`` stays an estimate either way. The returned *vector* is what makes the lower bound rigorous: any ``v ≠ 0``
+``value`` stays an estimate either way (:mod:`.conv_norm` verifies it by a certificate and
+restarts with the found vector locked when that fails). The returned *vector* is what makes the lower bound rigorous: any ``v ≠ 0``
 gives ``‖Av‖/‖v‖ ≤ ‖A‖``, recomputed from the vector (see :func:`rayleigh_lower`).
 """
 from __future__ import annotations

@@ -11,8 +11,12 @@ upper end of their operator norm ``‖W̃‖₂`` at their real input size
 triangle inequality adds them, so the propagated ``L(output)`` is a rigorous upper bound;
 every float operation of the propagation rounds up.
 
-The whole graph is validated before any operator norm is computed: an op without a rule
-raises :class:`~.graph.UnsupportedOperationError` at once. The bound is that of the
+The whole graph is validated before any operator norm is computed: an op that is not on the
+allow-list (:mod:`.allowlist`), an argument its rule does not model, or an input-dependent
+value that is not a real floating-point tensor (rounding, casts to integers or bool,
+comparisons) raises :class:`~.graph.UnsupportedOperationError` at once, one line naming the
+node, the op and the module. Every bound is for exact arithmetic on the model's parameters as
+its dtype holds them (derivations: ``docs/certificates.md``). The bound is that of the
 model's **eval-mode** map (BatchNorm with running statistics, dropout as the identity, no
 power-iteration updates of spectral-norm parametrizations); modules were switched to eval
 for the computation and restored afterwards, and a model that was in training mode is
