@@ -914,7 +914,7 @@ def random_graph(r: Rand, ops: list[str] | None = None, hooks: bool | None = Non
         try:
             with torch.no_grad():
                 y = module(x)
-        except (RuntimeError, ValueError):  # a size this op cannot take: skip it
+        except (RuntimeError, ValueError, TypeError):  # arguments this op cannot take here: skip it
             continue
         if hooks if hooks is not None else r.int(0, 2) == 0:
             n_hooks += add_hooks(r, module, x)

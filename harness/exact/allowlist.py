@@ -300,13 +300,16 @@ _SHAPE_ONLY_FUNCTIONS = (torch.zeros_like, torch.ones_like, torch.full_like)
 _SHAPE_ONLY_METHODS = ("new_zeros", "new_ones", "new_full")
 
 
+def listed_class(module: nn.Module) -> type | None:
+    """The first allow-listed torch class in ``module``'s MRO."""
+    return next((cls for cls in type(module).__mro__ if cls in MODULES), None)
+
+
 def rule_class(module: nn.Module) -> type | None:
     """The allow-listed torch class whose rule applies to ``module``, if it computes what that
     class computes (:func:`.layer_rules.pristine`); ``None``: trace into it or refuse it."""
-    for cls in type(module).__mro__:
-        if cls in MODULES:
-            return cls if L.pristine(module, cls) else None
-    return None
+    cls = listed_class(module)
+    return cls if cls is not None and L.pristine(module, cls) else None
 
 
 def _hashable(target: Any) -> bool:
@@ -392,6 +395,9 @@ def _plan_of(site: Site) -> Plan:
     entry = lookup(site)
     if entry is None:
         raise site.unsupported(_no_rule(site))
+    if node.op == "call_module" and site.module.training:
+        raise site.unsupported(f"{type(site.module).__name__} is still in training mode after model.eval() "
+                               "(an overridden train()?): its eval-mode rule does not apply")
     args = site.bind(entry)
     plan = entry.rule(site, args)
     missing = args.unread()
@@ -405,12 +411,7 @@ def _plan_of(site: Site) -> Plan:
 def _no_rule(site: Site) -> str:
     node = site.node
     if node.op == "call_module":
-        module = site.module
-        base = next((c for c in type(module).__mro__ if c in MODULES), None)
-        if base is not None:
-            return (f"{type(module).__name__} overrides how {base.__name__} computes and is not "
-                    "traceable; declare its constant with harness.exact.register_lipschitz_constant")
-        return (f"{type(module).__name__} has no Lipschitz rule; declare one with "
+        return (f"{type(site.module).__name__} has no Lipschitz rule; declare one with "
                 "harness.exact.register_lipschitz_constant")
     if node.op == "call_method":
         return f"no Lipschitz rule for tensor method .{node.target}()"

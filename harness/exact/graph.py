@@ -95,9 +95,9 @@ class LipschitzTracer(fx.Tracer):
         self.hooked: dict[str, nn.Module] = {}
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        from .allowlist import rule_class
+        from .allowlist import listed_class
         from .layer_rules import is_leaf
-        return is_leaf(m, rule_class)
+        return is_leaf(m, listed_class)
 
     def call_module(self, m: nn.Module, forward, args, kwargs):
         pre, post = traced_hooks(m)
@@ -196,12 +196,12 @@ class _Whole(nn.Module):
 def trace(model: nn.Module) -> tuple[fx.GraphModule, dict[str, nn.Module]]:
     """``fx.GraphModule`` of ``model`` with :class:`LipschitzTracer` (call in eval mode), and the
     hooked leaves by path (the graph calls them through :class:`_ForwardOnly`)."""
-    from .allowlist import rule_class
+    from .allowlist import listed_class
     from .layer_rules import is_leaf
     check_no_global_hooks()
     tracer = LipschitzTracer()
     hooked_root = any(traced_hooks(model))
-    root = _Whole(model) if is_leaf(model, rule_class) or hooked_root else model
+    root = _Whole(model) if is_leaf(model, listed_class) or hooked_root else model
     try:
         graph = tracer.trace(root)
     except Exception as exc:  # fx raises TraceError, TypeError, ... with its own message

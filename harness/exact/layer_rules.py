@@ -45,7 +45,11 @@ BEHAVIOUR = ("forward", "_conv_forward", "_output_padding", "__call__", "_call_i
 
 
 def pristine(module: nn.Module, base: type) -> bool:
-    """Whether ``module`` computes exactly what ``base`` (a torch class in its MRO) computes."""
+    """Whether ``module`` computes exactly what ``base`` (a torch class in its MRO) computes: no
+    class between them and no attribute of the instance itself (a patched ``forward``) defines
+    how it computes."""
+    if any(name in vars(module) for name in BEHAVIOUR):
+        return False
     for cls in type(module).__mro__:
         if cls is base:
             return True
@@ -54,12 +58,14 @@ def pristine(module: nn.Module, base: type) -> bool:
     return False
 
 
-def is_leaf(module: nn.Module, rule_class: Callable[[nn.Module], type | None]) -> bool:
-    """Whether the tracer keeps ``module`` as one node (see :mod:`.graph`)."""
+def is_leaf(module: nn.Module, listed: Callable[[nn.Module], type | None]) -> bool:
+    """Whether the tracer keeps ``module`` as one node (see :mod:`.graph`); ``listed(module)`` is
+    the first allow-listed class in its MRO."""
     if declared_constant(module) is not None or _deel_sort(module):
         return True
-    if rule_class(module) is not None:
-        return True
+    base = listed(module)
+    if base is not None:
+        return pristine(module, base)  # else traced into: its own code is what gets bounded
     if isinstance(module, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
         return False
     # other torch.nn classes stay whole so that an unsupported one is named as a module
