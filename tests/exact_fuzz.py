@@ -141,13 +141,9 @@ def scaled(r: Rand, budget: list[int], t: torch.Tensor) -> tuple[torch.Tensor, i
 # Makers: (r, shape, budget) -> Op, shape = (1, C, H, W) of the input
 # ---------------------------------------------------------------------------------------
 
-def _kw(r: Rand, names_values: dict, builtin: bool) -> dict:
-    """Keyword arguments, each passed or left at its default at random; builtins get an alias."""
+def _kw(r: Rand, names_values: dict) -> dict:
+    """Keyword arguments, each passed or left at its default at random."""
     return {k: v for k, v in names_values.items() if r.bool()}
-
-
-def _clone_inplace(method: str, **kw) -> Callable:
-    return lambda x: getattr(x.clone(), method)(**kw)
 
 
 def _act_params(r: Rand, kind: str, inplace: bool = False) -> dict:
@@ -208,9 +204,9 @@ def _activation_function(label: str) -> Callable:
 
     def make(r: Rand, shape, budget) -> Op:
         if inplace and r.bool():
-            params = _kw(r, _act_params(r, kind, True), False)
+            params = _kw(r, _act_params(r, kind, True))
             return Op(Call(lambda x: fn(x.clone(), inplace=True, **params)), False)
-        params = _kw(r, _act_params(r, kind), False)
+        params = _kw(r, _act_params(r, kind))
         values = _act_params_in_order(kind, params)
         if params and values is not None and r.bool():  # positionally
             return Op(Call(lambda x: fn(x, *values)), False)
@@ -231,7 +227,7 @@ def _activation_inplace(label: str) -> Callable:
     fn, kind = ACT_INPLACE_FUNCTIONS[label]
 
     def make(r: Rand, shape, budget) -> Op:
-        params = _kw(r, _act_params(r, kind, True), True)
+        params = _kw(r, _act_params(r, kind, True))
         return Op(Call(lambda x: fn(x.clone(), **params)), False)
     return make
 
@@ -245,7 +241,7 @@ def _activation_module(cls: type) -> Callable:
 
     def make(r: Rand, shape, budget) -> Op:
         inplace = "inplace" in cls.__init__.__code__.co_varnames and r.bool()
-        kw = _kw(r, _act_params(r, kind, inplace), False)
+        kw = _kw(r, _act_params(r, kind, inplace))
         if inplace:
             kw["inplace"] = True
             return Op(nn.Sequential(Call(lambda x: x.clone()), cls(**kw)), False)

@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import exact_fuzz as X
-from harness.exact import (UnfollowableModelError, UnsupportedOperationError, conv_operator_norm,
-                           lipschitz_upper_bound, materialize_operator)
+from harness.exact import UnfollowableModelError, conv_operator_norm, lipschitz_upper_bound, materialize_operator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -22,7 +22,7 @@ from . import rules as R
 from .declared import _check_constant, _deel_sort, declared_constant
 from .graph import target_name
 from .plans import OpRule, Plan, Site, movement_factor, op_rule
-from .signatures import Args, BindError, bind
+from .signatures import BindError, bind
 
 FUNCTIONS: dict[Any, OpRule] = {}
 METHODS: dict[str, OpRule] = {}

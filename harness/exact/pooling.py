@@ -22,7 +22,6 @@ input, so a mismatch in semantics is an error, never a wrong number.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
