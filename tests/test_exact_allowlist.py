@@ -109,7 +109,6 @@ def test_each_op_is_bounded_with_every_argument_read(label):
         graph = X.random_graph(X.Rand(random.Random(seed)), ops=[label], hooks=False)
         assert graph.ops == [label]
         bound = lipschitz_upper_bound(graph.model, graph.shape, max_rel_width=0.5)
-        assert [r for r in bound.layers if label.split(".")[-1] in (r.op + r.kind)] or bound.layers
         truth = X.truth(graph)
         if truth is not None:
             assert bound.upper >= truth * (1 - X.tolerance([label])), (label, seed, bound.upper, truth)
