@@ -52,8 +52,6 @@ def _label(target: Any) -> str:
                         ("torch.functional.", "torch."), ("_operator.", "operator."),
                         ("torch._C._linalg.linalg_", "torch.linalg.")):
         name = name.replace(long, short)
-    if name.startswith("torch.nn.functional"):
-        name = "F." + name.rsplit(".", 1)[-1]
     return name if "." in name else f"torch.{name}"
 
 
