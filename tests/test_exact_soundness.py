@@ -268,3 +268,25 @@ def test_prop1_with_alpha_holds_on_random_conv_nets(c1, c2, stride, n, seed):
     for t, g in enumerate(grads):
         others = math.prod(norms[:t] + norms[t + 1:])
         assert float(g.norm()) <= alphas[t] * float(x.norm()) * others * (1 + 1e-9)
+
+
+def test_snw_reshape_does_not_bound_transposed_convolutions():
+    """docs/theory.md#alpha: over 300 random ConvTranspose2d layers (seed 0), α‖Ŵ₀‖ bounds every
+    operator norm, α‖Ŵ₁‖ (SNw's dim-1 reshape) does not."""
+    from harness.exact import alpha, reshaped_norm
+    rng = __import__("random").Random(0)
+    below = 0
+    for _ in range(300):
+        ci, co, k, s, p, n = (rng.randint(1, 4), rng.randint(1, 4), rng.randint(1, 4), rng.randint(1, 3),
+                              rng.randint(0, 1), rng.randint(2, 5))
+        w = torch.randn(ci, co, k, k, generator=torch.Generator().manual_seed(rng.randint(0, 2 ** 16)),
+                        dtype=torch.float64)
+        try:
+            truth = float(torch.linalg.matrix_norm(materialize_operator(w, n, stride=s, padding=p,
+                                                                        kind="conv_transpose2d"), 2))
+        except ValueError:
+            continue  # a size with no output
+        a = alpha(k, k, s)
+        assert a * reshaped_norm(w, "conv2d") >= truth * (1 - 1e-12)  # dim 0: the conv it is the adjoint of
+        below += a * reshaped_norm(w, "conv_transpose2d") < truth * (1 - 1e-9)
+    assert below > 0
