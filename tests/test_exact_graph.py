@@ -291,13 +291,18 @@ def test_wrong_input_shape_names_the_first_rejecting_layer():
         lipschitz_upper_bound(net, (5, 8, 8))
 
 
-def test_overridden_forward_of_a_weight_layer_is_refused():
+def test_overridden_forward_of_a_weight_layer_is_traced_into():
+    """A subclass whose forward is not the base class's is bounded by what its forward does."""
     class Scaled(nn.Linear):
         def forward(self, x):
             return 3 * super().forward(x)
 
-    with pytest.raises(UnsupportedOperationError, match="layer.weight"):
-        lipschitz_upper_bound(nn.Sequential(Scaled(3, 3)), (3,))
+    torch.manual_seed(0)
+    net = nn.Sequential(Scaled(3, 3)).double()
+    nb = lipschitz_upper_bound(net, (3,))
+    assert [r.kind for r in nb.layers] == ["input", "linear", "mul"]
+    assert nb.upper >= exact_linear_norm(net, (3,)) * (1 - RTOL)
+    assert nb.upper == pytest.approx(3 * float(torch.linalg.matrix_norm(net[0].weight.detach(), 2)), rel=1e-9)
 
 
 def test_table_and_propagation():
@@ -318,7 +323,7 @@ def test_table_and_propagation():
 # ---------------------------------------------------------------------------------------
 
 ACTIVATIONS = {"relu": nn.ReLU(), "leaky": nn.LeakyReLU(-1.5), "elu": nn.ELU(2.0), "tanh": nn.Tanh(),
-               "sigmoid": nn.Sigmoid(), "softplus": nn.Softplus(), "gelu": nn.GELU(), "silu": nn.SiLU()}
+               "sigmoid": nn.Sigmoid(), "softplus": nn.Softplus(2.0, 80.0), "gelu": nn.GELU(), "silu": nn.SiLU()}
 BLOCKS = ("conv", "act", "res_functional", "res_iadd", "res_add_", "cat", "avgpool", "maxpool", "bn",
           "scale", "flip", "upsample")
 

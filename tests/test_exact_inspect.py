@@ -38,6 +38,24 @@ def unsupported_model() -> nn.Module:
     return nn.Sequential(nn.Linear(4, 4), nn.Hardshrink())
 
 
+def softplus_model() -> nn.Module:
+    return nn.Sequential(nn.Linear(4, 4), nn.Softplus(threshold=0.0))
+
+
+def floor_model() -> nn.Module:
+    class Floor(nn.Module):
+        def forward(self, x):
+            return torch.div(x, 2, rounding_mode="floor")
+    return nn.Sequential(nn.Linear(4, 4), Floor())
+
+
+def hooked_model() -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    model[1].register_forward_hook(lambda module, args, out: out * 100)
+    return model
+
+
 def run(*args) -> int:
     return main([str(a) for a in args])
 
@@ -99,3 +117,18 @@ def test_unsupported_op_exits_2(capsys):
     assert run("inspect", "test_exact_inspect:unsupported_model", "--input-shape", "4") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("lipbench: module '1'") and "Hardshrink" in err[-1]
+
+
+@pytest.mark.parametrize("factory, names", [("softplus_model", ("module '1'", "Softplus", "threshold")),
+                                            ("floor_model", ("torch.div", "rounding_mode"))])
+def test_refusal_exits_2_with_one_line_naming_the_op(capsys, factory, names):
+    assert run("inspect", f"test_exact_inspect:{factory}", "--input-shape", "4") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and all(n in err[0] for n in names), err
+
+
+def test_hook_is_a_row_of_its_own(capsys):
+    assert run("inspect", "test_exact_inspect:hooked_model", "--input-shape", "4", "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [r["kind"] for r in data["layers"]] == ["input", "linear", "ReLU", "mul"]
+    assert data["layers"][-1]["factor"] == pytest.approx(100.0)

@@ -6,7 +6,8 @@
   :func:`materialize_operator` for tests;
 * :func:`alpha`, :func:`alpha_bound`: the lemma ``‖Ŵ‖ ≤ ‖W̃‖ ≤ α‖Ŵ‖`` and its precondition;
 * :func:`lipschitz_upper_bound`: a certified network bound over the real computation
-  graph (:class:`NetworkBound`, one :class:`NodeRecord` per node);
+  graph (:class:`NetworkBound`, one :class:`NodeRecord` per node), accepting exactly the ops
+  of :mod:`.allowlist` (every argument read, everything else refused);
   :func:`register_lipschitz_constant` for custom modules; :func:`lipschitz_lower_bound`.
 """
 from .alpha import AlphaBound, alpha, alpha_bound

@@ -48,6 +48,51 @@ def as_float64(weight, what: str = "weight") -> torch.Tensor:
     return w
 
 
+#: Smallest positive subnormal float64; every flushed or rounded scaled entry is within it.
+TINY = 2.0 ** -1074
+
+
+def power_of_two_scaled(w: torch.Tensor) -> tuple[torch.Tensor, int, bool]:
+    """``(w / 2^e, e, exact)`` with ``max|w / 2^e|`` in ``[1/2, 1)``.
+
+    Scaling by a power of two is exact unless an entry falls below the normal range; then it
+    is rounded, by at most ``2·2^-1075`` per entry after the two half-scalings (``exact`` is
+    ``False`` and callers add :func:`flush_margin`). Every later square, product and Gram entry
+    of the scaled weight is then far from under- and overflow.
+    """
+    top = float(w.abs().max()) if w.numel() else 0.0
+    if top == 0.0:
+        return w, 0, True
+    e = math.frexp(top)[1]
+    a = -e // 2
+    scaled = w * 2.0 ** a * 2.0 ** (-e - a)  # each factor representable; products exact or rounded
+    back = scaled * 2.0 ** (e + a) * 2.0 ** (-a)  # no overflow: |scaled·2^(e+a)| < 2^512
+    return scaled, e, bool(torch.equal(back, w))
+
+
+def flush_margin(per_entry: int, nonzeros: int) -> float:
+    """Bound on ``‖A_E‖₂ ≤ ‖A_E‖_F`` for the scaling error ``E`` (``|E_ij| ≤ 2^-1073``) of an operator
+    with at most ``nonzeros`` non-zero entries, each a sum of at most ``per_entry`` weight entries."""
+    return math.sqrt(float(nonzeros)) * float(per_entry) * 2.0 ** -1073
+
+
+def scale_bracket(lower: float, upper: float, e: int, margin: float) -> tuple[float, float]:
+    """``lower·2^e`` rounded down and ``upper·2^e`` rounded up, widened by ``margin`` (scaled units)
+    first; ``ValueError`` if the upper end exceeds float64's range."""
+    if margin:
+        lower = max(math.nextafter(lower - margin, -math.inf), 0.0)
+        upper = math.nextafter(upper + margin, math.inf)
+    lo = math.ldexp(lower, e)
+    if lo and math.ldexp(lo, -e) != lower:
+        lo = math.nextafter(lo, 0.0)
+    hi = math.ldexp(upper, e) if upper != math.inf else math.inf
+    if hi == math.inf and upper != math.inf:
+        raise ValueError(f"the operator norm, about {upper:.3g} x 2^{e}, exceeds float64's range")
+    if hi and hi != math.inf and math.ldexp(hi, -e) != upper:
+        hi = math.nextafter(hi, math.inf)
+    return lo, hi
+
+
 def _pair(value, name: str, dims: int) -> tuple[int, ...]:
     if isinstance(value, (int, np.integer)):
         out = (int(value),) * dims
@@ -175,6 +220,16 @@ class ConvSpec:
     @property
     def layer_out_shape(self) -> tuple[int, ...]:
         return self.x_shape if self.transposed else self.y_shape
+
+    @property
+    def frobenius_bound(self) -> float:
+        """``‖W̃‖_F ≤ √(outputs per channel)·‖W‖_F`` (each output reads each tap at most once)."""
+        return math.sqrt(math.prod(self.out_hw)) * float(torch.linalg.vector_norm(self.weight)) * (1 + 2.0 ** -50)
+
+    @property
+    def terms(self) -> int:
+        """Most products summed in one entry of ``W̃x`` or ``W̃ᵀy``."""
+        return max(self.weight.shape[0] // self.groups, self.weight.shape[1]) * math.prod(self.kernel)
 
     def split_groups(self) -> list["ConvSpec"]:
         """One single-group spec per group: the operator is block diagonal over groups."""

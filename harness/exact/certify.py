@@ -11,7 +11,8 @@
   on ``H`` factors ``H + E`` exactly with ``‖E‖₂ ≤ γ_{D+1}·tr(H)/(1−Dγ_{D+1})`` (Demmel 1989;
   Higham, *Accuracy and Stability of Numerical Algorithms*, Thm 10.5; Rump, BIT 2006,
   "Verification of positive definiteness"). Adding that term, the rounding error of
-  forming ``G`` (``γ_K ‖A‖_F²``) and of the diagonal shift to ``μ`` makes the returned
+  forming ``G`` (``γ_K ‖A‖_F²``), of the diagonal shift to ``μ`` and an absolute
+  allowance for subnormal results (:data:`UNDERFLOW` per operation) makes the returned
   bound rigorous in float64 arithmetic.
 """
 from __future__ import annotations
@@ -24,6 +25,11 @@ import torch
 from ._spec import ConvSpec
 
 U = 2.0 ** -53  # unit roundoff of float64
+#: Absolute error of one operation whose result is subnormal (half the smallest subnormal,
+#: doubled): the normwise bounds above assume no underflow, so each certificate adds this
+#: per operation it performs. Callers scale weights by powers of two first, so the terms it
+#: covers are far below the normwise ones.
+UNDERFLOW = 2.0 ** -1074
 
 
 def materialize(matvec, in_shape, batch: int = 512) -> torch.Tensor:
@@ -230,8 +236,8 @@ def cholesky_certificate(gram: BlockGram, mu: float, frob2: float, terms: int) -
         return None
     gam_d = 4 * d * U / (1 - 4 * d * U)
     gam_k = terms * U / (1 - terms * U)
-    margin = gam_d / (1 - d * gam_d) * max(trace, 0.0) + gam_k * frob2 + U * max_diag
-    return mu + margin
+    margin = gam_d / (1 - d * gam_d) * max(trace, 0.0) + gam_k * frob2 + U * max_diag + UNDERFLOW * d * (d + terms)
+    return math.nextafter(mu + margin, math.inf)
 
 
 def certified_gram_upper(gram: BlockGram, estimate: float, frob2: float, terms: int,
@@ -256,26 +262,53 @@ def _top_eigenpair(g: torch.Tensor) -> tuple[float, torch.Tensor]:
     return float(lam[-1]), torch.from_numpy(vec[:, -1].copy())
 
 
+def gamma(n: int) -> float:
+    """``γ_n = nu/(1 − nu)``: the relative error bound of ``n`` rounded float64 operations."""
+    return n * U / (1 - n * U)
+
+
+def certified_lower(av: torch.Tensor, v: torch.Tensor, frob: float, terms: int) -> float:
+    """A lower bound on ``‖A‖₂`` from ``av``, the computed ``Av`` (``v ≠ 0``), that rounding
+    cannot push above the truth: ``‖Av‖ ≥ ‖Âv‖ − γ_K‖A‖_F‖v‖`` (each entry of ``Âv`` is a
+    rounded sum of at most ``K = terms`` products, Higham §3.1), each norm within
+    ``γ_{n+2}`` of its computed value, and the quotient rounded down."""
+    nv = float(torch.linalg.vector_norm(v))
+    if nv == 0.0:
+        return 0.0
+    nav = float(torch.linalg.vector_norm(av))
+    g_av, g_v = gamma(av.numel() + 2), gamma(v.numel() + 2)
+    num = nav * (1 - g_av) - gamma(2 * terms) * frob * nv * (1 + g_v)
+    return max(0.0, num / (nv * (1 + g_v)) * (1 - 2 * U))
+
+
 def dense_matrix_norm(a: torch.Tensor) -> tuple[float, float]:
     """Rigorous ``(lower, upper)`` for ``σ₁`` of a dense float64 matrix.
 
-    ``lower = ‖Av‖/‖v‖`` for the computed top singular vector (rigorous for any ``v``);
-    ``upper`` by a Cholesky certificate of ``μI − G`` on the smaller Gram matrix ``G``
-    (:func:`cholesky_certificate`, rounding of forming ``G`` included).
+    The matrix is first scaled by a power of two (:func:`._spec.power_of_two_scaled`), so no
+    Gram entry under- or overflows. ``lower`` from the computed top singular vector
+    (:func:`certified_lower`); ``upper`` by a Cholesky certificate of ``μI − G`` on the smaller
+    Gram matrix ``G`` (:func:`cholesky_certificate`, rounding of forming ``G`` included).
     """
+    from ._spec import flush_margin, power_of_two_scaled, scale_bracket
     a = a.to(torch.float64)
     if a.numel() == 0 or not bool(a.any()):
         return 0.0, 0.0
+    scaled, e, exact = power_of_two_scaled(a)
+    lower, upper = _scaled_dense_norm(scaled)
+    margin = 0.0 if exact else flush_margin(1, a.numel())
+    return scale_bracket(lower, upper, e, margin)
+
+
+def _scaled_dense_norm(a: torch.Tensor) -> tuple[float, float]:
     m, n = a.shape
     on_input = n <= m
     g = a.T @ a if on_input else a @ a.T
     lam, vec = _top_eigenpair(g)
     v = vec if on_input else a.T @ vec
-    nv = float(torch.linalg.vector_norm(v))
-    lower = float(torch.linalg.vector_norm(a @ v)) / nv if nv > 0 else 0.0
-    frob2 = float((a * a).sum()) * (1 + 1e-12)
+    frob2 = float((a * a).sum()) * (1 + gamma(a.numel() + 1))
+    lower = certified_lower(a @ v, v, math.sqrt(frob2), n)
     gram = BlockGram({(0, 0): g}, g.shape[0], 1, 0)
-    bound = certified_gram_upper(gram, max(lam, lower * lower, 1e-300), frob2, max(m, n))
-    if bound is None:  # cannot happen for a PSD Gram; the Frobenius norm is always an upper bound
+    bound = certified_gram_upper(gram, max(lam, lower * lower, 2.0 ** -1000), frob2, max(m, n))
+    if bound is None:  # the Frobenius norm is always an upper bound
         return lower, math.nextafter(math.sqrt(frob2), math.inf)
     return lower, math.nextafter(math.sqrt(bound), math.inf)

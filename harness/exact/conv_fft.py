@@ -189,6 +189,7 @@ def circular_conv_norm(weight, grid, stride=1, dilation=1, groups: int = 1, rtol
     within ``rtol`` of the exact value (Gram iteration, :func:`.gram.circular_bound`).
     ``weight``: ``(c_out, c_in/groups, k_h, k_w)``."""
     from .gram import circular_bound
+    from ._spec import power_of_two_scaled, scale_bracket
     w = as_float64(weight)
     stride = (stride, stride) if isinstance(stride, int) else tuple(stride)
     dilation = (dilation, dilation) if isinstance(dilation, int) else tuple(dilation)
@@ -196,4 +197,7 @@ def circular_conv_norm(weight, grid, stride=1, dilation=1, groups: int = 1, rtol
         raise ValueError(f"circular_conv_norm needs a conv2d kernel (4 dims), got {tuple(w.shape)}")
     if w.shape[0] % groups:
         raise ValueError(f"out channels {w.shape[0]} not divisible by groups={groups}")
-    return circular_bound(w, tuple(grid), stride, dilation, groups, rtol).upper
+    scaled, e, exact = power_of_two_scaled(w)
+    upper = circular_bound(scaled, tuple(grid), stride, dilation, groups, rtol).upper
+    margin = 0.0 if exact else math.sqrt(w.numel() * math.prod(grid)) * w.shape[-1] * w.shape[-2] * 2.0 ** -1073
+    return scale_bracket(0.0, upper, e, margin)[1]

@@ -50,13 +50,25 @@ Why ``upper`` is rigorous on the Lanczos path:
   ``lower² (1 + 2 tol)``. On small feature maps with a predictably loose periodic bound
   the certificate is tried first.
 
+Verifying the Lanczos value: where the smaller Gram side has at most ``VERIFY_LIMIT`` rows the
+certificate always runs at ``μ = lower²(1 + 2 tol)``. Success verifies ``value`` to ``tol``;
+failure proves a singular value above ``lower(1 + tol)`` (up to the certificate's rounding
+margin) that the run missed, e.g. the top of another group of a grouped convolution when the
+warm start lies in one group; a restart locked against the vector found (Golub & Van Loan
+§10.1) then looks for it, at most ``RESTARTS`` times. ``value`` always lies in the bracket.
+
+Scale: every path works on the weight scaled by a power of two to ``max|w|`` in ``[1/2, 1)``
+(exact, :func:`._spec.power_of_two_scaled`) and scales the bracket back with outward
+rounding; ``lower`` is recomputed from the vector with the rounding of ``W̃v`` subtracted
+(:func:`.certify.certified_lower`), so rounding never puts it above the truth.
+
 ``rel_width = (upper − lower) / lower`` is the bracket's relative width; ``detail`` says
 how the upper end was obtained.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -65,7 +77,7 @@ from torch import nn
 
 from harness.layers import geometry
 
-from ._spec import ConvSpec, as_float64, make_spec
+from ._spec import ConvSpec, as_float64, flush_margin, make_spec, power_of_two_scaled, scale_bracket
 from .certify import cholesky_certificate, conv_gram_blocks, dense_matrix_norm, materialize
 from .conv_fft import plane_wave
 from .gram import CircularBound, circular_bound
@@ -79,6 +91,11 @@ CERTIFY_LIMIT = 8192
 #: Largest per-frequency Gram side for the width-periodic certificate (:mod:`.semi`).
 SEMI_LIMIT = 2048
 METHODS = ("auto", "fft", "gram", "dense", "lanczos")
+#: Gram sides up to which the Lanczos value is always verified by a Cholesky certificate at
+#: ``lower²(1 + 2 tol)`` (cheap there; it also detects a run that missed the top).
+VERIFY_LIMIT = 512
+#: Deflated Lanczos restarts after a failed verification (each locks the vector found).
+RESTARTS = 3
 
 
 @dataclass(frozen=True)
@@ -116,7 +133,8 @@ class OperatorNorm:
 
 
 def linear_operator_norm(weight) -> OperatorNorm:
-    """``‖W‖₂`` of a dense weight ``(out, in)``: certified bracket (:func:`.certify.dense_matrix_norm`)."""
+    """``‖W‖₂`` of a dense weight ``(out, in)``: certified bracket (:func:`.certify.dense_matrix_norm`,
+    scaled by a power of two first)."""
     w = as_float64(weight)
     if w.dim() != 2:
         raise ValueError(f"linear weight must be 2-D (out, in), got shape {tuple(w.shape)}")
@@ -208,26 +226,44 @@ def _certificate_first(spec: ConvSpec, certify_limit: int) -> bool:
     return any(g > 1.15 * n for g, n in zip(grid, spec.in_hw))
 
 
-def _certify(spec: ConvSpec, lower: float, upper: float, tol: float,
-             certify_limit: int) -> tuple[float, str] | None:
+def _gram_certifier(spec: ConvSpec, certify_limit: int):
+    """``(certify, detail)``: ``certify(μ)`` is a certified ``λ_max(W̃ᵀW̃) ≤`` bound or ``None`` (a
+    Cholesky certificate of ``μI − G`` per group, the Gram blocks assembled once); ``None`` when
+    the smaller Gram side exceeds ``certify_limit``."""
     groups = spec.split_groups()
     g0 = groups[0]
     side = "input" if g0.x_dim <= g0.y_dim else "output"
     dim = min(g0.x_dim, g0.y_dim)
-    if dim > certify_limit or lower <= 0:
+    if dim > certify_limit:
         return None
     co, ci = g0.weight.shape[:2]
     terms = (co if side == "input" else ci) * math.prod(g0.kernel) ** 2
     frob2 = math.prod(g0.out_hw) * float((g0.weight ** 2).sum()) * (1 + 1e-12)
     grams = [conv_gram_blocks(g, side) for g in groups]
-    delta = max(2 * tol, 1e-12)
-    while lower ** 2 * (1 + delta) < min(upper ** 2, lower ** 2 * 1.25):
-        mu = lower ** 2 * (1 + delta)
+
+    def certify(mu: float) -> float | None:
         bounds = [cholesky_certificate(g, mu, frob2, terms) for g in grams]
-        if all(b is not None for b in bounds):
-            return math.sqrt(max(bounds)), f"Cholesky certificate of μI - Gram ({side} side, {dim} rows)"
-        delta *= 30
-    return None
+        return None if any(b is None for b in bounds) else max(bounds)
+    return certify, f"Cholesky certificate of μI - Gram ({side} side, {dim} rows)"
+
+
+def _certify(certify, lower: float, upper: float, tol: float) -> tuple[float | None, bool]:
+    """The first certified ``‖W̃‖ ≤`` bound among ``μ = lower²(1 + δ)``, ``δ = 2 tol · 30^j``, below
+    ``min(upper², 1.25 lower²)``, and whether the tightest ``μ`` held (or ``upper`` is already that
+    tight): then ``value`` is verified to ``tol``. Its failure proves an eigenvalue above
+    ``lower²(1 + 2 tol)`` (up to the certificate's rounding margin): the estimate missed it."""
+    delta = max(2 * tol, 1e-12)
+    if lower <= 0:
+        return None, False
+    if lower ** 2 * (1 + delta) >= upper ** 2:
+        return None, True
+    first = True
+    while lower ** 2 * (1 + delta) < min(upper ** 2, lower ** 2 * 1.25):
+        bound = certify(lower ** 2 * (1 + delta))
+        if bound is not None:
+            return math.nextafter(math.sqrt(bound), math.inf), first
+        first, delta = False, delta * 30
+    return None, False
 
 
 def _semi_certify(spec: ConvSpec, lower: float, max_rel_width: float) -> tuple[float, str] | None:
@@ -296,9 +332,26 @@ def spec_operator_norm(spec: ConvSpec, *, tol: float = 1e-6, method: str = "auto
                        max_rel_width: float = 0.01, seed: int = 0,
                        dense_limit: int = DENSE_LIMIT,
                        certify_limit: int = CERTIFY_LIMIT) -> OperatorNorm:
-    """:func:`conv_operator_norm` on an already validated :class:`~._spec.ConvSpec`."""
+    """:func:`conv_operator_norm` on an already validated :class:`~._spec.ConvSpec`.
+
+    The weight is scaled by a power of two to ``max|w|`` in ``[1/2, 1)`` first
+    (:func:`._spec.power_of_two_scaled`), so no square, Gram entry or iterate under- or
+    overflows whatever the weights' scale; the bracket is scaled back with outward rounding.
+    """
     if not bool(spec.weight.any()):
         return OperatorNorm(0.0, 0.0, 0.0, "zero", detail="all-zero weight")
+    scaled, e, exact = power_of_two_scaled(spec.weight)
+    r = _scaled_operator_norm(replace(spec, weight=scaled), tol, method, max_rel_width, seed,
+                              dense_limit, certify_limit)
+    taps = math.prod(spec.kernel)
+    margin = 0.0 if exact else flush_margin(taps, spec.y_dim * spec.weight.shape[1] * taps)
+    lower, upper = scale_bracket(r.lower, r.upper, e, margin)
+    value = min(max(math.ldexp(r.value, e), lower), upper)
+    return OperatorNorm(value, lower, upper, r.method, detail=r.detail, vector=r.vector)
+
+
+def _scaled_operator_norm(spec: ConvSpec, tol: float, method: str, max_rel_width: float, seed: int,
+                          dense_limit: int, certify_limit: int) -> OperatorNorm:
     periodic = is_exactly_periodic(spec)
     if method == "fft" and not periodic:
         raise ValueError("method='fft' is exact only for circular padding with stride dividing the "
@@ -323,7 +376,8 @@ def spec_operator_norm(spec: ConvSpec, *, tol: float = 1e-6, method: str = "auto
 
 def _periodic(spec: ConvSpec, tol: float, circ: str) -> OperatorNorm:
     bound = periodic_bound(spec, 1e-12, circ)
-    lower = min(rayleigh_lower(spec.layer_matvec, bound.start, spec.layer_in_shape), bound.upper)
+    lower = min(rayleigh_lower(spec.layer_matvec, bound.start, spec.layer_in_shape, spec.frobenius_bound,
+                               spec.terms), bound.upper)
     return OperatorNorm(lower, lower, bound.upper, "fft" if circ == "cholesky" else "gram",
                         detail=bound.detail, vector=bound.start.numpy().reshape(spec.layer_in_shape))
 
@@ -358,16 +412,30 @@ def _lanczos(spec: ConvSpec, tol: float, max_rel_width: float, seed: int,
     bound = None
     if not _certificate_first(spec, certify_limit):
         bound = periodic_bound(spec, min(tol, max_rel_width / 50), circ)
-    sigma, v = top_singular_pair(spec.layer_matvec, spec.layer_rmatvec, spec.layer_in_shape,
-                                 spec.layer_out_shape, tol=tol, seed=seed,
-                                 start=bound.start if bound is not None else None)
-    lower = rayleigh_lower(spec.layer_matvec, v, spec.layer_in_shape)
+    pair = dict(matvec=spec.layer_matvec, rmatvec=spec.layer_rmatvec, in_shape=spec.layer_in_shape,
+                out_shape=spec.layer_out_shape, tol=tol)
+    sigma, v = top_singular_pair(**pair, seed=seed, start=bound.start if bound is not None else None)
+    lower = rayleigh_lower(spec.layer_matvec, v, spec.layer_in_shape, spec.frobenius_bound, spec.terms)
     upper, detail = (max(bound.upper, lower), bound.detail) if bound is not None else (math.inf, "")
-    if (upper - lower) > max_rel_width * lower:
+    small = _gram_side(spec) <= VERIFY_LIMIT
+    if (upper - lower) > max_rel_width * lower or small:
         cert = None
-        if upper <= lower * (1 + 2.5 * max_rel_width):  # measured: the semi bound is 34-44% as wide
+        if not small and upper <= lower * (1 + 2.5 * max_rel_width):  # measured: 34-44% as wide
             cert = _semi_certify(spec, lower, max_rel_width)
-        cert = cert or _certify(spec, lower, upper, tol, certify_limit)
+        certifier = None if cert is not None else _gram_certifier(spec, certify_limit)
+        if certifier is not None:
+            certify, cert_detail = certifier
+            for restart in range(RESTARTS + 1):
+                cert_upper, tight = _certify(certify, lower, upper, tol)
+                if tight or restart == RESTARTS:
+                    break
+                # the tight μ failed: a larger singular value exists; look for it off the one found
+                s2, v2 = top_singular_pair(**pair, seed=seed + 1 + restart, deflate=v)
+                l2 = rayleigh_lower(spec.layer_matvec, v2, spec.layer_in_shape, spec.frobenius_bound, spec.terms)
+                if not l2 > lower:
+                    break
+                sigma, v, lower, upper = s2, v2, l2, max(upper, l2)
+            cert = (cert_upper, cert_detail) if cert_upper is not None else None
         if cert is not None and cert[0] < upper:
             upper, detail = cert
     if upper == math.inf:
@@ -376,6 +444,11 @@ def _lanczos(spec: ConvSpec, tol: float, max_rel_width: float, seed: int,
     value = min(max(sigma, lower), upper)
     return OperatorNorm(value, lower, upper, "lanczos", detail=detail,
                         vector=np.asarray(v).reshape(spec.layer_in_shape))
+
+
+def _gram_side(spec: ConvSpec) -> int:
+    g0 = spec.split_groups()[0]
+    return min(g0.x_dim, g0.y_dim)
 
 
 def materialize_operator(weight, input_hw, stride=1, padding=0, padding_mode: str = "zeros",

@@ -28,9 +28,12 @@ from dataclasses import dataclass
 
 import torch
 
+from .certify import UNDERFLOW
 from .conv_fft import frequency_grams, frequency_index, frequency_matrix
 
 U = 2.0 ** -53
+#: Certificate attempts before :func:`certified_top` falls back to the trace bound.
+MAX_ATTEMPTS = 40
 
 
 def gamma(n: int) -> float:
@@ -73,7 +76,7 @@ def gram_iteration(g0: torch.Tensor, err: torch.Tensor, rtol: float = 1e-6, max_
     while True:
         b = frobs[-1]  # ‖H_t‖₂ ≤ ‖H_t‖_F, unwound back to ‖H_0‖₂
         for s in range(len(exps) - 1, -1, -1):
-            b = _up(torch.sqrt(_up(torch.pow(2.0, exps[s]) * b + e_mul * frobs[s] ** 2)))
+            b = _up(torch.sqrt(_up(torch.pow(2.0, exps[s]) * b + e_mul * frobs[s] ** 2 + UNDERFLOW * c * c)))
         bound = _up(torch.sqrt(_up(torch.pow(2.0, k0[active]) * b + e_form[active])))
         upper[active] = torch.minimum(upper[active], bound)
         estimate[active] = torch.maximum(estimate[active], _rayleigh(g0[active], cur))
@@ -120,7 +123,7 @@ def batched_certificate(g: torch.Tensor, mu: float, err: torch.Tensor) -> torch.
     trace = (mu - diag).sum(-1).clamp_min(0)
     max_diag = (mu - diag).abs().max(-1).values
     gd = 4 * d * u / (1 - 4 * d * u)
-    margin = gd / (1 - d * gd) * trace + err + u * max_diag
+    margin = gd / (1 - d * gd) * trace + err + u * max_diag + UNDERFLOW * d * d
     bound = _up(mu + margin)
     return torch.where(info == 0, bound, torch.full_like(bound, math.inf))
 
@@ -144,8 +147,8 @@ def certified_top(g: torch.Tensor, err: torch.Tensor, rtol: float = 1e-6, candid
     order = torch.argsort(rough, descending=True)[:candidates]
     exact[order] = torch.linalg.eigvalsh(g[order])[..., -1]
     delta = rtol
-    while True:
-        mu = max(float(exact.max()), 0.0) * (1 + delta) + 1e-300
+    for _ in range(MAX_ATTEMPTS):  # bounded: μ grows 16-fold in δ per failed attempt
+        mu = max(float(exact.max()), 0.0) * (1 + delta) + 2.0 ** -1000
         bound = batched_certificate(g, mu, err)
         failed = torch.nonzero(torch.isinf(bound)).view(-1)
         if failed.numel() == 0:
@@ -155,6 +158,9 @@ def certified_top(g: torch.Tensor, err: torch.Tensor, rtol: float = 1e-6, candid
             exact[fresh] = torch.linalg.eigvalsh(g[fresh])[..., -1]
         else:  # μ within rounding of the top eigenvalue: widen
             delta = max(delta * 16, 1e-14)
+    else:  # never certified: λ_max(G) ≤ tr(G) for the exact PSD G (Frobenius bound)
+        trace = g.diagonal(dim1=-2, dim2=-1).real.sum(-1).clamp_min(0)
+        bound = _up(trace * (1 + gamma(g.shape[-1] + 1)) + g.shape[-1] * err)
     upper = _up(torch.sqrt(bound.max())).expand(f).clone()
     return GramResult(upper, torch.sqrt(exact.clamp_min(0)), 0)
 

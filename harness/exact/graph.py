@@ -22,11 +22,21 @@ see is covered by checks on a real forward pass instead:
   bound (:attr:`Capture.mutations`), and a mutation by an op that is not a known in-place
   op on its first argument is refused.
 
-Leaves (never traced into): the weight layers (``Linear``, ``Conv1d``, ``Conv2d``,
-``ConvTranspose2d`` and subclasses), modules with a declared Lipschitz constant
-(:func:`.rules.register_lipschitz_constant` or a ``lipschitz_constant`` attribute), and
-every ``torch.nn`` module except containers; torch.nn subclasses that override
-``forward`` are traced into.
+Leaves (never traced into): the allow-listed ``torch.nn`` classes (:mod:`.allowlist`) and
+subclasses that do not override how they compute (``forward``, ``_conv_forward``,
+``__call__``, ...; a subclass that does is traced into), modules with a declared Lipschitz
+constant (:func:`.declared.register_lipschitz_constant` or a ``lipschitz_constant``
+attribute), and every other ``torch.nn`` module except containers (so that an unsupported
+one is refused by name).
+
+Hooks: a module's forward pre-hooks and hooks change what it computes, so they are never
+ignored. On a module that is traced into, fx traces them with its ``__call__``. On a leaf,
+:class:`LipschitzTracer` traces them around the module's node, and the graph calls the
+module's ``forward`` alone (:class:`_ForwardOnly`), so each hook becomes ordinary graph
+nodes with rules of their own. Only the weight-computing pre-hooks of the old
+``torch.nn.utils.spectral_norm`` and ``weight_norm`` are kept as they are: they set
+``module.weight`` from parameters and never touch the input. Global module hooks
+(``register_module_forward_hook``) are refused.
 """
 from __future__ import annotations
 
@@ -53,12 +63,75 @@ class InputShapeError(ValueError):
     """The input shape does not fit the model; names the shape and the first node rejecting it."""
 
 
+def _weight_hook(hook: Any) -> bool:
+    """The pre-hooks of ``torch.nn.utils.spectral_norm`` / ``weight_norm``: they set ``weight``."""
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+    return isinstance(hook, (SpectralNorm, WeightNorm))
+
+
+def traced_hooks(module: nn.Module) -> tuple[list, list]:
+    """``(pre_hooks, hooks)`` of ``module`` that change its computation, as ``(hook, with_kwargs)``."""
+    pre = [(h, k in module._forward_pre_hooks_with_kwargs) for k, h in module._forward_pre_hooks.items()
+           if not _weight_hook(h)]
+    post = [(h, k in module._forward_hooks_with_kwargs) for k, h in module._forward_hooks.items()]
+    return pre, post
+
+
+def check_no_global_hooks() -> None:
+    from torch.nn.modules import module as M
+    if M._global_forward_hooks or M._global_forward_pre_hooks:
+        raise UnfollowableModelError("global module forward hooks are registered "
+                                     "(torch.nn.modules.module.register_module_forward_hook); "
+                                     "the bound cannot follow them")
+
+
 class LipschitzTracer(fx.Tracer):
-    """fx tracer whose leaves are the modules the rules bound as a whole (module docstring)."""
+    """fx tracer whose leaves are the modules the rules bound as a whole, with their hooks
+    traced around them (module docstring). ``hooked`` maps their paths to the modules."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hooked: dict[str, nn.Module] = {}
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        from .allowlist import listed_class
         from .layer_rules import is_leaf
-        return is_leaf(m)
+        return is_leaf(m, listed_class)
+
+    def call_module(self, m: nn.Module, forward, args, kwargs):
+        pre, post = traced_hooks(m)
+        path = self.path_of_module(m)
+        if not (pre or post) or not self.is_leaf_module(m, path):
+            return super().call_module(m, forward, args, kwargs)
+        self.hooked[path] = m
+        for hook, with_kwargs in pre:  # as Module._call_impl does
+            result = hook(m, args, kwargs) if with_kwargs else hook(m, args)
+            if result is not None:
+                if with_kwargs:
+                    args, kwargs = result
+                else:
+                    args = result if isinstance(result, tuple) else (result,)
+        out = super().call_module(m, forward, args, kwargs)
+        for hook, with_kwargs in post:
+            result = hook(m, args, kwargs, out) if with_kwargs else hook(m, args, out)
+            if result is not None:
+                out = result
+        return out
+
+
+class _ForwardOnly(nn.Module):
+    """Runs a hooked leaf's ``forward`` without its (traced) hooks; weight pre-hooks still run."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *args, **kwargs):
+        for hook in self.inner._forward_pre_hooks.values():
+            if _weight_hook(hook):
+                hook(self.inner, args)
+        return self.inner.forward(*args, **kwargs)
 
 
 @dataclass
@@ -77,6 +150,7 @@ class Capture:
     values: dict[fx.Node, Any]
     mutations: dict[fx.Node, list[fx.Node]] = field(default_factory=dict)
     modules: dict[str, nn.Module] = field(default_factory=dict)
+    mismatch: str | None = None  # the graph does not reproduce the model (capture(defer_check=True))
 
     @property
     def nodes(self) -> list[fx.Node]:
@@ -119,19 +193,40 @@ class _Whole(nn.Module):
         return self.model(x)
 
 
-def trace(model: nn.Module) -> fx.GraphModule:
-    """``fx.GraphModule`` of ``model`` with :class:`LipschitzTracer` (call in eval mode)."""
+def trace(model: nn.Module) -> tuple[fx.GraphModule, dict[str, nn.Module]]:
+    """``fx.GraphModule`` of ``model`` with :class:`LipschitzTracer` (call in eval mode), and the
+    hooked leaves by path (the graph calls them through :class:`_ForwardOnly`)."""
+    from .allowlist import listed_class
     from .layer_rules import is_leaf
+    check_no_global_hooks()
     tracer = LipschitzTracer()
-    root = _Whole(model) if is_leaf(model) else model
+    hooked_root = any(traced_hooks(model))
+    root = _Whole(model) if is_leaf(model, listed_class) or hooked_root else model
     try:
         graph = tracer.trace(root)
     except Exception as exc:  # fx raises TraceError, TypeError, ... with its own message
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = f" (in module {tracer.scope.module_path!r})" if getattr(tracer, "scope", None) and \
+            tracer.scope.module_path else ""
         raise UnfollowableModelError(
-            f"torch.fx cannot trace {type(model).__name__}: {type(exc).__name__}: {first} "
+            f"torch.fx cannot trace {type(model).__name__}{where}: {type(exc).__name__}: {first} "
             "(data-dependent Python control flow cannot be followed)") from None
-    return fx.GraphModule(tracer.root, graph, type(model).__name__)
+    _inline_default_tensors(graph)
+    gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
+    for path, module in tracer.hooked.items():
+        parent, _, name = path.rpartition(".")
+        setattr(gm.get_submodule(parent) if parent else gm, name, _ForwardOnly(module))
+    return gm, dict(tracer.hooked)
+
+
+def _inline_default_tensors(graph: fx.Graph) -> None:
+    """A further forward argument with a tensor default is a constant: read it directly (fx would
+    emit code that cannot name the tensor)."""
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    for node in placeholders[1:]:
+        if node.args and isinstance(node.args[0], fx.Node):
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
@@ -166,11 +261,11 @@ def inplace_target(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | No
 class _Recorder(fx.Interpreter):
     """Runs the graph on the probe input, keeping values and recording in-place mutations."""
 
-    def __init__(self, gm: fx.GraphModule, shape: tuple[int, ...]) -> None:
+    def __init__(self, gm: fx.GraphModule, shape: tuple[int, ...], hooked: dict[str, nn.Module]) -> None:
         super().__init__(gm, garbage_collect_values=False)
         self.extra_traceback = False  # our errors already name the node
         self.shape = shape
-        self.modules = dict(gm.named_modules())
+        self.modules = {**dict(gm.named_modules()), **hooked}  # rules see the modules themselves
         self.mutations: dict[fx.Node, list[fx.Node]] = {}
         self.produced: list[tuple[fx.Node, torch.Tensor]] = []
         self.seen_input = False
@@ -187,7 +282,11 @@ class _Recorder(fx.Interpreter):
                 f"input shape {self.shape} does not fit the model: {describe(n)} rejects its "
                 f"input{'s' if len(shapes) > 1 else ''} of shape "
                 f"{', '.join(map(str, shapes)) or '(none)'}: {first}") from None
-        from .layer_rules import runtime_check
+        if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in _tensors(out)):
+            raise UnfollowableModelError(
+                f"{describe(n)} computes non-finite values on a random input of shape {self.shape} "
+                "(overflow or NaN): the model's values exceed float64's range or are undefined")
+        from .allowlist import runtime_check
         args, kwargs = self.fetch_args_kwargs_from_env(n)
         runtime_check(n, self.modules, args, kwargs, out)
         changed = [node for (node, t), v in zip(self.produced, before) if t._version != v]
@@ -213,10 +312,12 @@ class _Recorder(fx.Interpreter):
 
 
 def _probe(model: nn.Module, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """A seeded random input in the model's dtype (its first floating parameter or buffer's;
+    float64, where rounding hides the least, for a model without any)."""
     param = next(model.parameters(), None)
     buffer = next(model.buffers(), None)
     ref = param if param is not None else buffer
-    dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
+    dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float64
     device = ref.device if ref is not None else torch.device("cpu")
     gen = torch.Generator().manual_seed(seed)
     return torch.randn((1, *shape), generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
@@ -246,18 +347,29 @@ def _check_reproduces(model: nn.Module, gm_out: Any, x: torch.Tensor) -> None:
             "`out += x` where `out` is read elsewhere) or Python state torch.fx does not record")
 
 
-def capture(model: nn.Module, input_shape: Sequence[int], seed: int = 0) -> Capture:
-    """Trace ``model`` (already in eval mode) and run it once on a random input of ``input_shape``."""
+def capture(model: nn.Module, input_shape: Sequence[int], seed: int = 0, defer_check: bool = False) -> Capture:
+    """Trace ``model`` (already in eval mode) and run it once on a random input of ``input_shape``.
+
+    ``defer_check``: a graph that does not reproduce the model's output is recorded in
+    :attr:`Capture.mismatch` instead of raising, so that a rule refusing the op responsible
+    (e.g. dropout with ``training=True``) can name it first.
+    """
     shape = tuple(int(s) for s in input_shape)
     if not shape or any(s <= 0 for s in shape):
         raise InputShapeError(f"input shape must be positive integers, got {shape}")
-    gm = trace(model)
+    gm, hooked = trace(model)
     x = _probe(model, shape, seed)
-    recorder = _Recorder(gm, shape)
+    recorder = _Recorder(gm, shape, hooked)
+    mismatch = None
     with torch.no_grad():
         out = recorder.run(x)
-        _check_reproduces(model, out, x)
-    return Capture(model, gm, shape, x, recorder.env, recorder.mutations, recorder.modules)
+        try:
+            _check_reproduces(model, out, x)
+        except UnfollowableModelError as exc:
+            if not defer_check:
+                raise
+            mismatch = str(exc)
+    return Capture(model, gm, shape, x, recorder.env, recorder.mutations, recorder.modules, mismatch)
 
 
 def numel(shape: Sequence[int]) -> int:

@@ -11,8 +11,12 @@ upper end of their operator norm ``‖W̃‖₂`` at their real input size
 triangle inequality adds them, so the propagated ``L(output)`` is a rigorous upper bound;
 every float operation of the propagation rounds up.
 
-The whole graph is validated before any operator norm is computed: an op without a rule
-raises :class:`~.graph.UnsupportedOperationError` at once. The bound is that of the
+The whole graph is validated before any operator norm is computed: an op that is not on the
+allow-list (:mod:`.allowlist`), an argument its rule does not model, or an input-dependent
+value that is not a real floating-point tensor (rounding, casts to integers or bool,
+comparisons) raises :class:`~.graph.UnsupportedOperationError` at once, one line naming the
+node, the op and the module. Every bound is for exact arithmetic on the model's parameters as
+its dtype holds them (derivations: ``docs/certificates.md``). The bound is that of the
 model's **eval-mode** map (BatchNorm with running statistics, dropout as the identity, no
 power-iteration updates of spectral-norm parametrizations); modules were switched to eval
 for the computation and restored afterwards, and a model that was in training mode is
@@ -33,10 +37,10 @@ from torch import nn
 from ._spec import as_float64
 from .alpha import AlphaBound, alpha_bound
 from .conv_norm import OperatorNorm, conv_operator_norm, linear_operator_norm
-from .graph import Capture, UnsupportedOperationError, capture, describe, inplace_target
+from .graph import Capture, UnfollowableModelError, UnsupportedOperationError, capture, describe, inplace_target
 from .reshaped import reshaped_norm
-from .plans import Plan, Site, WeightOp, up
-from .rules import is_metadata, plan_node
+from .allowlist import is_metadata, plan_node
+from .plans import Plan, Site, WeightOp, scale_up, up
 
 Progress = Callable[[int, int, "NodeRecord"], None]
 
@@ -60,6 +64,8 @@ class NodeRecord:
     operator_norm: OperatorNorm | None = None
     alpha: AlphaBound | None = None
     ratio: float | None = None  # ‖W̃‖ / ‖Ŵ‖ (value / reshaped norm)
+    alpha_guarantee: float | None = None  # α·‖R‖ ≥ ‖W̃‖, R the reshape the α lemma uses (Ŵ; dim 0 for
+    #                                        ConvTranspose2d, whose W̃ is the adjoint of that conv)
     note: str = ""
     seconds: float = 0.0
 
@@ -71,6 +77,7 @@ class _Step:
     weights: tuple[float, ...]
     mode: str
     updates: tuple[tuple[str, bool], ...]  # (node, exact replacement?) changed in place
+    name: str = ""  # as shown in the records
 
 
 @dataclass(frozen=True)
@@ -102,14 +109,18 @@ class NetworkBound:
     def propagate(self, factor: Callable[[NodeRecord], float] | Mapping[str, float]) -> float:
         """The same graph propagation with each record's factor replaced by ``factor(record)``.
 
-        E.g. ``bound.propagate(lambda r: r.alpha.alpha * r.reshaped_norm if r.alpha else r.factor)``
-        is what normalising the reshapes guarantees (every weight layer's ``‖W̃‖`` replaced by
-        its α bound).
+        E.g. ``bound.propagate(lambda r: r.reshaped_norm or r.factor)`` is the product SNw's
+        reshapes suggest; :meth:`alpha_guarantee` what they guarantee.
         """
         records = dict(zip(self._keys, self.layers))
         get = factor.get if isinstance(factor, Mapping) else None
         factors = {k: float(get(r.name, r.factor) if get else factor(r)) for k, r in records.items()}
         return _propagate(self._steps, self._output, factors)[1]
+
+    def alpha_guarantee(self) -> float:
+        """What normalising the reshapes guarantees: the propagation with every weight layer's
+        ``‖W̃‖`` replaced by its α bound :attr:`NodeRecord.alpha_guarantee` (Lin et al. 2021 §4)."""
+        return self.propagate(lambda r: r.factor if r.alpha_guarantee is None else r.alpha_guarantee)
 
     def to_frame(self):
         """A pandas DataFrame, one row per node (``attrs`` hold the mode and the upper bound)."""
@@ -125,7 +136,8 @@ class NetworkBound:
                 "operator_norm": op.value if op else None, "operator_lower": op.lower if op else None,
                 "operator_upper": op.upper if op else None, "bracket_width": op.rel_width if op else None,
                 "method": op.method if op else None,
-                "alpha": r.alpha.alpha if r.alpha else None, "ratio": r.ratio,
+                "alpha": r.alpha.alpha if r.alpha else None, "alpha_guarantee": r.alpha_guarantee,
+                "ratio": r.ratio,
                 "lower_lemma_holds": r.alpha.lower_holds_precondition if r.alpha else None,
                 "seconds": r.seconds, "note": r.note})
         frame = pd.DataFrame(rows)
@@ -139,22 +151,33 @@ class NetworkBound:
 # ---------------------------------------------------------------------------------------
 
 def _combine(values: Sequence[float], mode: str) -> float:
+    """``Σ v_i`` or ``√Σ v_i²`` rounded up; the squares are taken after scaling by a power of two
+    (exact), so none under- or overflows."""
     if not values:
         return 0.0
     if mode == "sum" or len(values) == 1:
         return up(math.fsum(values), len(values))
-    return up(math.sqrt(up(math.fsum(v * v for v in values), 2 * len(values))), 1)
+    top = max(values)
+    if top == 0.0 or top == math.inf:
+        return top
+    e = math.frexp(top)[1]
+    squares = math.fsum(math.ldexp(v, -e) ** 2 for v in values) + len(values) * 2.0 ** -1070
+    return scale_up(up(math.sqrt(up(squares, 2 * len(values))), 1), e)
 
 
 def _propagate(steps: Sequence[_Step], output, factors: Mapping[str, float]) -> tuple[dict, float]:
     bound: dict[str, float] = {}  # nodes without a step are constants: 0
     for s in steps:
-        inner = _combine([w * bound.get(i, 0.0) for i, w in zip(s.inputs, s.weights)], s.mode) if s.inputs else 1.0
+        inner = _combine([up(w * bound.get(i, 0.0)) for i, w in zip(s.inputs, s.weights)], s.mode) \
+            if s.inputs else 1.0
         bound[s.key] = up(factors[s.key] * inner)
+        if bound[s.key] == math.inf:
+            raise ValueError(f"the Lipschitz bound at node {s.name or s.key!r} exceeds float64's range "
+                             f"(factor {factors[s.key]:.3g} on a bound of {inner:.3g})")
         for target, exact in s.updates:
             bound[target] = bound[s.key] if exact else _combine([bound.get(target, 0.0), bound[s.key]], "root")
     names, weights = output
-    return bound, _combine([w * bound.get(n, 0.0) for n, w in zip(names, weights)], "root")
+    return bound, _combine([up(w * bound.get(n, 0.0)) for n, w in zip(names, weights)], "root")
 
 
 # ---------------------------------------------------------------------------------------
@@ -191,6 +214,35 @@ def _tensor_leaves(value) -> bool:
     return False
 
 
+def _real_floating(value) -> bool:
+    """Every tensor in ``value`` holds real floating-point numbers (integer, bool and complex
+    values computed from the input come from discontinuous or unmodelled ops)."""
+    if isinstance(value, torch.Tensor):
+        return value.is_floating_point()
+    return all(_real_floating(v) for v in value)
+
+
+def _flat_tensors(value) -> list[torch.Tensor]:
+    return [value] if isinstance(value, torch.Tensor) else [t for v in value for t in _flat_tensors(v)]
+
+
+def _setitem(site: Site) -> Plan:
+    """``x[idx] = v``: disjoint parts, ``√(L_x² + (√m·L_v)²)`` (``m``: copies of ``v`` by broadcasting)."""
+    from .plans import broadcast_scale
+    x, idx, v = site.node.args[:3]
+    if site.is_dependent(idx):
+        raise site.unsupported("an index that depends on the input")
+    inputs, weights = [], []
+    if isinstance(x, fx.Node) and site.dependent(x):
+        inputs.append(x)
+        weights.append(1.0)
+    if isinstance(v, fx.Node) and site.dependent(v):
+        region = site.capture.values[x][site.value(idx)]
+        inputs.append(v)
+        weights.append(broadcast_scale(1.0, site.shape(v), tuple(region.shape)))
+    return Plan("setitem", 1.0, "root", tuple(weights), inputs=tuple(inputs))
+
+
 def _plan(cap: Capture) -> tuple[list[_Planned], dict[fx.Node, list[tuple[fx.Node, bool]]], list[fx.Node]]:
     """Rules for every input-dependent node, in order; raises before any expensive work."""
     dep: dict[fx.Node, bool] = {}
@@ -210,14 +262,22 @@ def _plan(cap: Capture) -> tuple[list[_Planned], dict[fx.Node, list[tuple[fx.Nod
         elif node.op == "output":
             fx.node.map_arg(node.args, lambda n: outputs.append(n) if dep.get(n) else None)
         else:
-            depends = any(dep.get(a, False) for a in node.all_input_nodes) and not is_metadata(node)
+            depends = any(dep.get(a, False) for a in node.all_input_nodes) and \
+                not is_metadata(node, lambda n: dep.get(n, False))
             if depends:
                 is_setitem = node.op == "call_function" and node.target is operator.setitem
-                if not is_setitem and not _tensor_leaves(cap.values[node]):
+                value = cap.values[node]
+                if not is_setitem and not _tensor_leaves(value):
                     raise UnsupportedOperationError(
-                        f"{describe(node)} turns the input into a {type(cap.values[node]).__name__}; "
+                        f"{describe(node)} turns the input into a {type(value).__name__}; "
                         "a Python value computed from the input cannot be followed")
-                planned.append(_Planned(node, names[node], plan_node(Site(node, cap, lambda n: dep.get(n, False)))))
+                if not is_setitem and not _real_floating(value):
+                    dtypes = sorted({str(t.dtype) for t in _flat_tensors(value)})
+                    raise UnsupportedOperationError(
+                        f"{describe(node)} turns the input into {', '.join(dtypes)} values: "
+                        "rounding, casts to integers or bool and comparisons are discontinuous")
+                site = Site(node, cap, lambda n: dep.get(n, False))
+                planned.append(_Planned(node, names[node], _setitem(site) if is_setitem else plan_node(site)))
             dep[node] = depends
         changed = cap.mutations.get(node, [])
         if changed:
@@ -241,24 +301,29 @@ def _two(v) -> tuple[int, int]:
     return (1, v[0]) if len(v) == 1 else v
 
 
-def weight_references(op: WeightOp, name: str, norm_kwargs: dict) -> tuple[OperatorNorm, float, AlphaBound | None]:
-    """Certified ``‖W̃‖`` at the real input size, ``‖Ŵ‖`` and the α bound of one weight map."""
+def weight_references(op: WeightOp, name: str, norm_kwargs: dict) -> tuple[OperatorNorm, float, AlphaBound | None, float]:
+    """Certified ``‖W̃‖`` at the real input size, ``‖Ŵ‖``, the α bound of one weight map and
+    ``α·‖R‖`` with ``R`` the reshape the α lemma bounds ``‖W̃‖`` by (docs/theory.md#alpha)."""
     w = as_float64(op.weight, f"{name}.weight")
     if op.kind == "linear":  # Ŵ = W: the reshaped norm is the operator norm (no second SVD)
         norm = linear_operator_norm(w)
-        return norm, norm.value, None
+        return norm, norm.value, None, norm.value
     norm = conv_operator_norm(w, op.spatial, stride=op.stride, padding=op.padding,
                               padding_mode=op.padding_mode, dilation=op.dilation, kind=op.kind,
                               groups=op.groups, output_padding=op.output_padding, **norm_kwargs)
     k = tuple(w.shape[2:])
     stride, dilation = _two(op.stride), _two(op.dilation)
-    if op.kind == "conv_transpose2d":  # the lemma is for the conv whose adjoint this is
+    hat = reshaped_norm(w, op.kind)
+    if op.kind == "conv_transpose2d":  # W̃ is the adjoint of the conv whose rows are weight dim 0
         alpha = AlphaBound(alpha_bound(_two(k), stride, dilation).alpha, False,
-                           "ConvTranspose2d: the lemma holds for the dim-0 reshape, not Ŵ")
+                           "ConvTranspose2d: the lemma bounds W̃ by the dim-0 reshape (the conv it "
+                           "is the adjoint of), not by SNw's dim-1 Ŵ")
+        lemma_norm = reshaped_norm(w, "conv2d")  # w.reshape(w.shape[0], -1)
     else:
         alpha = alpha_bound(_two(k), stride, dilation, _two(op.padding), _two(op.spatial),
                             op.padding_mode, op.groups)
-    return norm, reshaped_norm(w, op.kind), alpha
+        lemma_norm = hat
+    return norm, hat, alpha, up(alpha.alpha * lemma_norm, 4)
 
 
 class _eval_mode:
@@ -292,8 +357,8 @@ def _record(pl: _Planned, cap: Capture, plan: Plan, factor: float, bound: float,
     in_shape = shape_of(inputs[0]) if inputs else out_shape
     kw = {}
     if refs is not None:
-        norm, rn, alpha = refs
-        kw = dict(reshaped_norm=rn, operator_norm=norm, alpha=alpha,
+        norm, rn, alpha, guarantee = refs
+        kw = dict(reshaped_norm=rn, operator_norm=norm, alpha=alpha, alpha_guarantee=guarantee,
                   ratio=norm.value / rn if rn > 0 else math.nan)
     elif plan is not None and plan.bracket is not None:
         lo, hi = plan.bracket
@@ -331,13 +396,15 @@ def lipschitz_upper_bound(model: nn.Module, input_shape: Sequence[int], tol: flo
     norm_kwargs = dict(tol=tol, method=method, max_rel_width=max_rel_width, seed=seed)
     train_mode = tuple(name for name, m in model.named_modules() if m.training and _mode_dependent(m))
     with _eval_mode(model):
-        cap = capture(model, input_shape, seed=seed)
+        cap = capture(model, input_shape, seed=seed, defer_check=True)
         planned, updates, outputs = _plan(cap)
+        if cap.mismatch:
+            raise UnfollowableModelError(cap.mismatch)
         records = _evaluate(cap, planned, norm_kwargs, progress)
     keys = {node: node.name for node in cap.nodes}
     steps = tuple(_Step(keys[pl.node], tuple(keys[i] for i in (pl.plan.inputs if pl.plan else ())),
                         tuple(pl.plan.weights) if pl.plan else (), pl.plan.mode if pl.plan else "sum",
-                        tuple((keys[c], exact) for c, exact in updates.get(pl.node, [])))
+                        tuple((keys[c], exact) for c, exact in updates.get(pl.node, [])), pl.name)
                   for pl in planned)
     out_weights = tuple(1.0 for _ in outputs)
     factors = {keys[pl.node]: rec.factor for pl, rec in zip(planned, records)}
@@ -367,7 +434,10 @@ def _evaluate(cap: Capture, planned: list[_Planned], norm_kwargs: dict,
                str(op.padding), str(op.dilation), op.groups, op.padding_mode, str(op.output_padding))
         start = time.perf_counter()
         if key not in cache:
-            cache[key] = weight_references(op, pl.name, norm_kwargs)
+            try:
+                cache[key] = weight_references(op, pl.name, norm_kwargs)
+            except ValueError as exc:
+                raise ValueError(f"{describe(pl.node)}: {exc}") from None
         refs = cache[key]
         rec = _record(pl, cap, plan, refs[0].upper, 0.0, names, refs, time.perf_counter() - start)
         records.append(rec)

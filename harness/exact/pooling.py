@@ -22,7 +22,6 @@ input, so a mismatch in semantics is an error, never a wrong number.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -30,6 +29,7 @@ import torch
 
 from ._spec import as_float64
 from .certify import dense_matrix_norm
+from .plans import U, sqrt_down, sqrt_up, up
 
 
 @dataclass(frozen=True)
@@ -145,12 +145,14 @@ def pool_constant(spec: PoolSpec, spatial: Sequence[int]) -> tuple[float, float,
                 for i in w:
                     counts[i] += 1
             r *= max(counts, default=0)
-        return math.sqrt(r), math.sqrt(r), f"max pooling: sqrt(largest window multiplicity {r})"
+        return sqrt_down(r), sqrt_up(r), f"max pooling: sqrt(largest window multiplicity {r})"
+    # the matrices hold 1/divisor rounded (relative error ≤ u per entry, all entries ≥ 0, so the
+    # exact norm is within a factor 1 ± u of the computed one); every product rounds once more
     lower = upper = abs(spec.scale)
     for axis, div, n in zip(spec.windows, spec.divisors, spatial):
-        lo, up = dense_matrix_norm(axis_matrix(axis, div, n))
-        lower, upper = lower * lo, upper * up
-    return lower, math.nextafter(upper, math.inf), "average pooling: product of per-axis norms (SVD)"
+        lo, hi = dense_matrix_norm(axis_matrix(axis, div, n))
+        lower, upper = lower * lo * (1 - 4 * U), up(upper * hi, 3)
+    return lower, up(upper, 2), "average pooling: product of per-axis norms (certified)"
 
 
 def predict(spec: PoolSpec, x: torch.Tensor) -> torch.Tensor:

@@ -3,16 +3,19 @@
 ``Ŵ`` is the weight reshaped to ``(c_out, c_in/groups · prod(kernel))``
 (:func:`harness.layers.reshape_matrix`; Miyato et al., ICLR 2018, §2.1: the matrix SNw
 normalises, with ``ConvTranspose2d`` output channels in dim 1). ``‖Ŵ‖₂ = σ₁(Ŵ)`` is computed by LAPACK SVD
-(``torch.linalg.matrix_norm(ord=2)``) in float64 on the CPU: exact up to a backward error
-of a few ulps times ``‖Ŵ‖``, whatever the weight's dtype or device.
+(``torch.linalg.matrix_norm(ord=2)``) in float64 on the CPU, after scaling the weight by a
+power of two (no under- or overflow): exact up to a backward error of a few ulps times
+``‖Ŵ‖``, whatever the weight's dtype, device or scale.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
 from harness.layers import reshape_matrix
 
-from ._spec import as_float64
+from ._spec import as_float64, power_of_two_scaled
 
 #: Number of weight dims per layer kind.
 WEIGHT_DIMS = {"linear": 2, "conv1d": 3, "conv2d": 4, "conv_transpose2d": 4}
@@ -29,7 +32,8 @@ def reshaped_norm(weight, kind: str = "conv2d") -> float:
     w = as_float64(weight)
     if w.dim() != WEIGHT_DIMS[kind]:
         raise ValueError(f"a {kind} weight has {WEIGHT_DIMS[kind]} dims, got shape {tuple(w.shape)}")
-    return float(torch.linalg.matrix_norm(reshape_matrix(w, kind), ord=2))
+    scaled, e, _ = power_of_two_scaled(w)  # no under- or overflow inside the SVD
+    return math.ldexp(float(torch.linalg.matrix_norm(reshape_matrix(scaled, kind), ord=2)), e)
 
 
 def reshaped_norms(weights) -> torch.Tensor:

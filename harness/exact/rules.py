@@ -1,352 +1,402 @@
-"""Lipschitz rules for the nodes of a captured graph (:mod:`.graph`).
+"""Lipschitz rules for the functions and tensor methods of the allow-list (:mod:`.allowlist`).
 
 ``L(node)`` is a certified Lipschitz bound of the map *model input → node value*. A node
 that does not depend on the input has ``L = 0``. Every input-dependent node gets a
-:class:`Plan`: ``L = factor · combine(w_i · L(input_i))`` where ``combine`` is the sum
+:class:`~.plans.Plan`: ``L = factor · combine(w_i · L(input_i))`` where ``combine`` is the sum
 (``mode="sum"``: addition, the triangle inequality) or the root of the sum of squares
 (``mode="root"``: concatenation, stacking, tuples, multi-input modules:
-``‖(f(x) − f(y), g(x) − g(y))‖ ≤ √(L_f² + L_g²)‖x − y‖``). The rules:
+``‖(f(x) − f(y), g(x) − g(y))‖ ≤ √(L_f² + L_g²)‖x − y‖``). Each rule receives every argument
+of its call by name (:class:`~.signatures.Args`) and refuses the values it does not model:
 
-* weight layers (``Linear``, ``Conv1d``, ``Conv2d``, ``ConvTranspose2d``, their subclasses,
-  and ``F.linear`` / ``F.conv*`` / ``@`` with a constant weight): the certified upper end
-  of ``‖W̃‖₂`` at the real input size (bias and constants are translations); computed
-  later (:class:`WeightOp`), after the whole graph is validated;
-* add / sub (functional, operators, in place): ``Σ w_i L_i`` with ``w_i = |α|·√m_i`` where
-  ``m_i`` is how many times broadcasting repeats operand ``i`` (a constant operand gives 0);
-* multiplication or division by a constant ``c`` (scalar or broadcast tensor): the exact
-  norm of ``x ↦ c ⊙ broadcast(x)``, ``√max_i Σ_{copies of x_i} c²``; a product of two
-  input-dependent tensors is refused (not globally Lipschitz);
+* add / sub: ``Σ w_i L_i`` with ``w_i = |α|·√m_i`` where ``m_i`` is how many times
+  broadcasting repeats operand ``i`` (``alpha`` scales ``other``; a constant operand is a
+  translation); ``tuple + tuple`` is a concatenation;
+* multiplication or true division by a constant ``c`` (scalar or broadcast tensor): the
+  exact norm of ``x ↦ c ⊙ broadcast(x)``, ``√max_i Σ_{copies of x_i} c²``; a product of two
+  input-dependent tensors, division by one, and ``rounding_mode`` (floor, trunc: a
+  staircase) are refused; ``x @ W`` / ``W @ x`` with a constant 1-D or 2-D ``W``: ``‖W‖₂``;
 * data movement (view, reshape, flatten, permute, transpose, squeeze, expand, repeat,
-  slicing and indexing, chunk/split, flip, roll, nearest upsampling, pixel shuffle,
-  replicate/reflect/circular padding, ...): the exact norm ``√(largest number of copies of
-  one input entry)``, found by running the op on the entry indices; constant padding: 1;
-* reductions: ``sum`` over ``N`` entries ``√N``, ``mean`` ``1/√N``, ``amax``/``amin``/2-norm 1;
-* activations: :mod:`.activations`; pooling: :mod:`.pooling` (exact, at the real size);
-  dropout (eval mode): identity;
-* BatchNorm and InstanceNorm with running statistics in eval mode: ``max|γ/√(var + ε)|``
-  (a diagonal scaling, exact); LayerNorm, GroupNorm, InstanceNorm without running
-  statistics and RMSNorm: ``max|γ|/√ε``. For ``y = (x − μ)/σ`` with ``σ = √(var + ε)``,
-  ``J = (P − uuᵀ)/σ`` with ``P`` the centring projection and ``‖u‖ < 1`` in its range, so
-  ``‖J‖ ≤ 1/σ ≤ 1/√ε``, attained at constant inputs: sound, and exact up to the centring
-  (but large: 316 for ε = 1e-5);
-* modules with a declared constant (:func:`register_lipschitz_constant` or a
-  ``lipschitz_constant`` attribute), and deel-torchlip's GroupSort / MaxMin / FullSort
-  (sorting is 1-Lipschitz) times their ``k_coef_lip``.
+  slicing and indexing with constant indices, chunk/split, flip, roll, nearest upsampling,
+  pixel shuffle, replicate/reflect/circular padding, ...): the exact norm
+  ``√(largest number of copies of one input entry)``, found by running the op with all its
+  arguments on the entry indices; constant padding: 1;
+* reductions over ``N`` entries (``dim``/``axis``, ``keepdim``/``keepdims``, ``dtype``):
+  ``sum`` ``√N``, ``mean`` ``1/√N``, ``amax``/``amin`` 1, the ``p``-norm ``max(1, N^{1/p − 1/2})``
+  for ``1 ≤ p ≤ ∞`` (1 for ``p ≥ 2``; other ``p`` refused);
+* casts and copies between floating dtypes (``to``, ``float``, ``type_as``, ``clone``, ...):
+  the identity; a cast to an integer or bool dtype is discontinuous and refused (so is any
+  input-dependent node whose value is not a floating-point tensor, :mod:`.network`);
+* activations: :mod:`.activations` (each parameter checked against the domain where the
+  constant holds); dropout with ``training=False``: the identity.
 
-Anything else that depends on the input raises :class:`UnsupportedOperationError`
-naming the node, the op and the module path.
+Anything else that depends on the input raises :class:`UnsupportedOperationError` naming
+the node, the op and the module path.
 """
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any, Callable
 
 import torch
 import torch.fx as fx
-import torch.nn.functional as F
 
-from . import activations as act
-from .activations import activation_constant
-from .graph import target_name
-from .layer_rules import (FUNCTIONAL_POOLS, _functional_pool, _functional_weight_op, _module_plan)
-from .plans import Plan, Site, WeightOp, broadcast_scale, movement_factor, replay, up
+from .activations import DomainError, activation_constant
+from .plans import Plan, Site, WeightOp, broadcast_scale, movement_factor, replay, sqrt_up, up
+from .signatures import Args
 
-
-def _movement(kind: str) -> Callable[[Site], Plan]:
-    def rule(site: Site) -> Plan:
-        return Plan(kind, movement_factor(site, replay(site)))
-    return rule
+Rule = Callable[[Site, Args], Plan]
 
 
-def _identity(kind: str, note: str = "") -> Callable[[Site], Plan]:
-    return lambda site: Plan(kind, 1.0, note=note)
+def kind_of(site: Site) -> str:
+    t = site.node.target
+    return t if isinstance(t, str) else getattr(t, "__name__", str(t))
+
+
+def only_input(site: Site, args: Args, name: str = "input", shape_only: tuple[str, ...] = ()) -> fx.Node:
+    """The op's argument ``name``, which must be its only input-dependent argument (arguments in
+    ``shape_only`` are used for their shape or dtype alone and may depend on the input)."""
+    x = args.node(name)
+    others = [n for n in args.raw if n != name and n not in shape_only]
+    if not (isinstance(x, fx.Node) and site.dependent(x)):
+        raise site.unsupported(f"argument {name!r} does not depend on the input, another one does")
+    for other in others:
+        if args.is_dependent(other):
+            raise site.unsupported(f"argument {other!r} depends on the input (only {name!r} may)")
+    for other in shape_only:
+        args.node(other)
+    return x
+
+
+def _optional(args: Args, *names: str) -> list[str]:
+    return [n for n in names if n in args.raw]
+
+
+def _standard(args: Args) -> None:
+    """``out=`` (writes elsewhere) must be ``None``; ``inplace`` is followed by version counters."""
+    for name in _optional(args, "out"):
+        args.none(name)
+    for name in _optional(args, "inplace"):
+        args.any(name)
 
 
 # ---------------------------------------------------------------------------------------
 # Arithmetic
 # ---------------------------------------------------------------------------------------
 
-def _operands(site: Site) -> tuple[Any, Any]:
-    return site.node.args[0], site.node.args[1] if len(site.node.args) > 1 else site.node.kwargs.get("other")
-
-
-def _add(site: Site) -> Plan:
-    a, b = _operands(site)
-    alpha = abs(float(site.arg(2, "alpha", 1.0)))
-    out_shape = tuple(site.out.shape)
+def add(site: Site, args: Args) -> Plan:
+    _standard(args)
+    a, b = args.node("input"), args.node("other")
+    alpha = args.number("alpha") if "alpha" in args.raw else 1.0
+    if isinstance(site.out, torch.Tensor):
+        alpha = float(effective(alpha, site.out.dtype))
+    va, vb = site.value(a), site.value(b)
+    if isinstance(va, (tuple, list)) and isinstance(vb, (tuple, list)):
+        return concatenation(site, [x for x in (a, b) if site.is_dependent(x)])
+    if not isinstance(site.out, torch.Tensor):
+        raise site.unsupported(f"adding a {type(va).__name__} and a {type(vb).__name__}")
     inputs, weights = [], []
-    for operand, scale in ((a, 1.0), (b, alpha)):
-        if isinstance(operand, fx.Node) and site.dependent(operand):
+    for operand, scale in ((a, 1.0), (b, abs(alpha))):
+        if site.is_dependent(operand):
+            if not isinstance(operand, fx.Node):
+                raise site.unsupported("an input-dependent operand inside a container")
             inputs.append(operand)
-            weights.append(scale * broadcast_scale(1.0, site.shape(operand), out_shape))
-    return Plan(_kind(site), 1.0, "sum", tuple(weights), inputs=tuple(inputs))
+            weights.append(broadcast_scale(scale, site.shape(operand), tuple(site.out.shape)))
+    return Plan(kind_of(site), 1.0, "sum", tuple(weights), inputs=tuple(inputs))
 
 
-def _scale_by_constant(site: Site, divide: bool) -> Plan:
-    a, b = _operands(site)
-    dep = [o for o in (a, b) if isinstance(o, fx.Node) and site.dependent(o)]
-    if len(dep) != 1:
-        raise site.unsupported("a product of two input-dependent tensors is not globally Lipschitz")
-    x = dep[0]
-    if divide and x is not a:
-        raise site.unsupported("division by an input-dependent tensor is not globally Lipschitz")
-    c = site.value(b if x is a else a)
-    if isinstance(c, torch.Tensor) and (c.is_complex() or not c.is_floating_point() and c.dtype == torch.bool):
-        c = c.to(torch.float64)
-    c = torch.as_tensor(c, dtype=torch.float64)
+def as_float64(c: Any) -> torch.Tensor:
+    """A Python number or tensor in float64, without a detour through float32."""
+    if isinstance(c, torch.Tensor):
+        return c.detach().to(torch.float64)
+    return torch.tensor(float(c), dtype=torch.float64)
+
+
+def effective(c: Any, dtype: torch.dtype) -> torch.Tensor:
+    """``|c|`` as the op may use it: the larger of ``|c|`` and ``|c|`` rounded to the computation's
+    dtype (torch casts a Python scalar or a 0-dim constant to the tensor's dtype)."""
+    exact = as_float64(c).abs()
+    return torch.maximum(exact, exact.to(dtype).to(torch.float64)) if dtype.is_floating_point else exact
+
+
+def _factor(site: Site, c: Any, divide: bool) -> torch.Tensor:
+    if isinstance(c, torch.Tensor) and c.is_complex() or isinstance(c, complex):
+        raise site.unsupported("a complex factor is not modelled")
+    if not isinstance(c, (torch.Tensor, int, float, bool)):
+        raise site.unsupported(f"a factor of type {type(c).__name__} is not modelled")
+    dtype = site.out.dtype
     if divide:
+        c = as_float64(c)
         if bool((c == 0).any()):
             raise site.unsupported("division by a constant containing zeros")
-        c = 1.0 / c
-    try:
-        factor = broadcast_scale(c, site.shape(x), tuple(site.out.shape))
-    except ValueError as exc:
-        raise site.unsupported(str(exc)) from None
-    return Plan(_kind(site), factor, inputs=(x,))
+        rounded = c.to(dtype).to(torch.float64) if dtype.is_floating_point else c
+        if bool((rounded == 0).any()):
+            raise site.unsupported(f"division by a constant that is 0 in {dtype}")
+        return torch.maximum(1.0 / c.abs(), 1.0 / rounded.abs())
+    return effective(c, dtype)
 
 
-def _kind(site: Site) -> str:
-    t = site.node.target
-    return t if isinstance(t, str) else getattr(t, "__name__", str(t))
+def scale(divide: bool) -> Rule:
+    """``x·c``, ``c·x`` or ``x/c`` with ``c`` constant (``rounding_mode`` must be ``None``)."""
+    def rule(site: Site, args: Args) -> Plan:
+        _standard(args)
+        if "rounding_mode" in args.raw and args.constant("rounding_mode") is not None:
+            raise site.unsupported(f"rounding_mode={args.value('rounding_mode')!r} rounds the "
+                                   "quotient: discontinuous, no Lipschitz constant")
+        a, b = args.node("input"), args.node("other")
+        dep = [o for o in (a, b) if site.is_dependent(o)]
+        if len(dep) != 1 or not isinstance(dep[0], fx.Node):
+            raise site.unsupported("a product of two input-dependent tensors is not globally Lipschitz")
+        x = dep[0]
+        if divide and x is not a:
+            raise site.unsupported("division by an input-dependent tensor is not globally Lipschitz")
+        c = _factor(site, site.value(b if x is a else a), divide)
+        try:
+            factor = broadcast_scale(c, site.shape(x), tuple(site.out.shape))
+        except ValueError as exc:
+            raise site.unsupported(str(exc)) from None
+        return Plan(kind_of(site), factor, inputs=(x,))
+    return rule
 
 
-def _neg(site: Site) -> Plan:
-    return Plan(_kind(site), 1.0)
+def negate(site: Site, args: Args) -> Plan:
+    _standard(args)
+    return Plan(kind_of(site), 1.0, inputs=(only_input(site, args),))
 
 
-def _cat(site: Site) -> Plan:
-    deps = site.dep_inputs()
-    return Plan(_kind(site), 1.0, "root", tuple(1.0 for _ in deps), inputs=tuple(deps))
-
-
-def _setitem(site: Site) -> Plan:
-    """``x[idx] = v``: disjoint parts, ``√(L_x² + (√m·L_v)²)`` (``m``: copies of ``v`` by broadcasting)."""
-    x, idx, v = site.node.args[:3]
-    inputs, weights = [], []
-    if isinstance(x, fx.Node) and site.dependent(x):
-        inputs.append(x)
-        weights.append(1.0)
-    if isinstance(v, fx.Node) and site.dependent(v):
-        region = site.capture.values[x][site.value(idx)]
-        inputs.append(v)
-        weights.append(broadcast_scale(1.0, site.shape(v), tuple(region.shape)))
-    return Plan("setitem", 1.0, "root", tuple(weights), inputs=tuple(inputs))
-
-
-def _matmul(site: Site) -> Plan:
-    a, b = _operands(site)
-    dep = [o for o in (a, b) if isinstance(o, fx.Node) and site.dependent(o)]
+def matmul(site: Site, args: Args) -> Plan:
+    """``x @ W`` (``Wᵀ`` on the last dim) or ``W @ x`` (``W`` on the second-to-last): ``‖W‖₂``."""
+    _standard(args)
+    for name in _optional(args, "out_dtype"):
+        args.float_dtype(name)
+    other = "mat2" if "mat2" in args.raw else "other"
+    a, b = args.node("input"), args.node(other)
+    dep = [o for o in (a, b) if site.is_dependent(o)]
     if len(dep) != 1:
         raise site.unsupported("a product of two input-dependent tensors is not globally Lipschitz")
     w = site.value(b if dep[0] is a else a)
-    if not isinstance(w, torch.Tensor) or w.dim() != 2:
-        raise site.unsupported("matrix products are supported with a constant 2-D matrix only")
-    weight = w.detach().T if dep[0] is a else w.detach()  # x @ W acts as Wᵀ on rows
+    if not isinstance(w, torch.Tensor) or w.dim() not in (1, 2) or w.is_complex():
+        raise site.unsupported("matrix products are modelled with a constant real 1-D or 2-D matrix only")
+    w = w.detach()
+    if dep[0] is a:  # x @ W acts on the last dim as Wᵀ (a vector v as vᵀ)
+        weight = (w.reshape(-1, 1) if w.dim() == 1 else w).T
+    else:  # W @ x acts on the second-to-last dim as W (a vector v as vᵀ)
+        weight = w.reshape(1, -1) if w.dim() == 1 else w
     return Plan("matmul", None, weight_op=WeightOp(weight, "linear", ()), inputs=(dep[0],))
 
 
-_ACT_ARGS = {"leaky_relu": ("negative_slope",), "elu": ("alpha",), "gelu": (), "prelu": ("weight",),
-             "rrelu": ("lower", "upper")}
+def concatenation(site: Site, parts: list) -> Plan:
+    return Plan(kind_of(site), 1.0, "root", tuple(1.0 for _ in parts), inputs=tuple(parts))
 
 
-def _activation(name: str) -> Callable[[Site], Plan]:
-    def rule(site: Site) -> Plan:
-        params = {}
-        for i, key in enumerate(_ACT_ARGS.get(name, ()), start=1):
-            v = site.arg(i, key, None)
-            if v is not None:
-                params[key] = v
-        if name == "gelu":
-            params["approximate"] = site.arg(1, "approximate", "none")
-        if name == "rrelu" and bool(site.arg(3, "training", False)):
-            raise site.unsupported("rrelu with training=True is random")
-        if name == "softmax" and site.arg(1, "dim", None) is None:
-            raise site.unsupported("softmax without an explicit dim")
-        deps = site.dep_inputs()
-        if len(deps) != 1:
-            raise site.unsupported(f"{name} with {len(deps)} input-dependent arguments")
-        return Plan(name, activation_constant(name, params), inputs=(deps[0],))
-    return rule
+def cat(site: Site, args: Args) -> Plan:
+    """Disjoint blocks: ``√Σ L_i²`` (any ``dim``)."""
+    _standard(args)
+    for name in _optional(args, "dim"):
+        args.any(name)
+    tensors = args.node("tensors")
+    parts: list[fx.Node] = []
+    fx.node.map_arg(tensors, lambda n: parts.append(n) if site.dependent(n) else None)
+    return concatenation(site, parts)
 
 
-def _dropout(site: Site) -> Plan:
-    if bool(site.arg(2, "training", True)):
-        raise site.unsupported("functional dropout with training=True is random; pass "
-                               "training=self.training")
-    return Plan("dropout", 1.0, note="eval: identity")
+# ---------------------------------------------------------------------------------------
+# Reductions
+# ---------------------------------------------------------------------------------------
+
+def _reduced(site: Site, args: Args, x: fx.Node, name: str = "dim") -> int:
+    """How many entries each output reduces (``dim``: an int, a sequence, ``None`` or empty: all)."""
+    shape = site.shape(x)
+    dims = args.constant(name)
+    if isinstance(dims, int):
+        dims = (dims,)
+    elif dims is None or (isinstance(dims, (tuple, list, torch.Size)) and len(dims) == 0):
+        dims = tuple(range(len(shape)))
+    elif not (isinstance(dims, (tuple, list, torch.Size)) and all(isinstance(d, int) for d in dims)):
+        raise site.unsupported(f"{name}={dims!r} is not modelled (integer dims only)")
+    return math.prod(shape[d] for d in {d % max(len(shape), 1) for d in dims}) if shape else 1
 
 
-def _reduction(kind: str) -> Callable[[Site], Plan]:
-    def rule(site: Site) -> Plan:
-        deps = site.dep_inputs()
-        if len(deps) != 1 or deps[0] is not site.node.args[0]:
-            raise site.unsupported(f"{kind} of more than one input-dependent tensor")
-        shape = site.shape(deps[0])
-        dims = site.arg(1, "dim", None)
-        dims = (dims,) if isinstance(dims, int) else tuple(dims or ())
-        if not dims:  # no dim (or an empty one) reduces every dim
-            dims = tuple(range(len(shape)))
-        count = math.prod(shape[d] for d in dims)
+def reduction(kind: str) -> Rule:
+    def rule(site: Site, args: Args) -> Plan:
+        _standard(args)
+        x = only_input(site, args)
+        for name in _optional(args, "dtype"):
+            args.float_dtype(name)
+        args.any("keepdim")
+        count = _reduced(site, args, x)
         if kind == "sum":
-            return Plan("sum", up(math.sqrt(count)), note=f"sum of {count} entries")
+            return Plan("sum", sqrt_up(count), note=f"sum of {count} entries", inputs=(x,))
         if kind == "mean":
-            return Plan("mean", up(1 / math.sqrt(count), 2), note=f"mean of {count} entries")
-        if kind == "vector_norm":
-            p = site.arg(1, "ord", 2) if site.node.target is torch.linalg.vector_norm else site.arg(1, "p", 2)
-            if p not in (2, 2.0, "fro", None):
-                raise site.unsupported(f"{kind} with p={p!r} (only the 2-norm is supported)")
-            return Plan("norm", 1.0, note="each output is the 2-norm of a disjoint group")
-        return Plan(kind, 1.0, note="max/min over disjoint groups")
+            return Plan("mean", up(1 / math.sqrt(count), 2), note=f"mean of {count} entries", inputs=(x,))
+        return Plan(kind, 1.0, note="max/min over disjoint groups", inputs=(x,))
     return rule
 
 
-def _pad(site: Site) -> Plan:
-    mode = site.arg(2, "mode", "constant")
-    if mode == "constant":
-        return Plan("pad", 1.0, note="constant padding: an isometric embedding plus a constant")
-    return Plan(f"pad ({mode})", movement_factor(site, replay(site)))
+def _norm_constant(site: Site, p: Any, count: int) -> float:
+    if p is None or p == "fro":
+        p = 2.0
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or math.isnan(p):
+        raise site.unsupported(f"norm with p={p!r} is not modelled")
+    if p == -math.inf or p >= 2:
+        return 1.0  # |‖a‖_p − ‖b‖_p| ≤ ‖a − b‖_p ≤ ‖a − b‖₂ (min|·| for −∞)
+    if p < 1:
+        raise site.unsupported(f"norm with p={p!r} < 1 is not Lipschitz")
+    return max(1.0, up(count ** (1 / p - 0.5), 4))  # ‖·‖_p ≤ N^{1/p−1/2}‖·‖₂, attained
 
 
-def _interpolate(site: Site) -> Plan:
-    mode = site.arg(3, "mode", "nearest")
-    if mode not in ("nearest", "nearest-exact"):
-        raise site.unsupported(f"interpolation mode {mode!r} (only nearest is supported)")
-    return Plan(f"interpolate ({mode})", movement_factor(site, replay(site)))
+def vector_norm(input_name: str, p_name: str) -> Rule:
+    """``‖·‖_p`` over disjoint groups of ``N`` entries (see the module docstring)."""
+    def rule(site: Site, args: Args) -> Plan:
+        _standard(args)
+        x = only_input(site, args, input_name)
+        for name in _optional(args, "dtype"):
+            args.float_dtype(name)
+        args.any("keepdim")
+        count = _reduced(site, args, x)
+        factor = _norm_constant(site, args.constant(p_name), count)
+        return Plan("norm", factor, note=f"p-norm over groups of {count} entries", inputs=(x,))
+    return rule
 
 
 # ---------------------------------------------------------------------------------------
-# Function and method tables
+# Activations, dropout
 # ---------------------------------------------------------------------------------------
 
-_MOVEMENT_NAMES = ("view", "view_as", "reshape", "reshape_as", "flatten", "unflatten", "permute",
-                   "transpose", "t", "swapaxes", "swapdims", "movedim", "moveaxis", "squeeze",
-                   "unsqueeze", "expand", "expand_as", "broadcast_to", "repeat", "tile", "flip",
-                   "fliplr", "flipud", "roll", "narrow", "select", "chunk", "split", "tensor_split",
-                   "unbind", "unfold", "repeat_interleave", "getitem", "pixel_shuffle",
-                   "pixel_unshuffle", "channel_shuffle", "diagonal")
-_IDENTITY_NAMES = ("contiguous", "clone", "detach", "to", "float", "double", "half", "bfloat16",
-                   "type_as", "cpu", "cuda", "requires_grad_", "identity")
-_METADATA = ("size", "dim", "numel", "ndimension", "nelement", "is_contiguous", "get_device",
-             "element_size", "stride", "is_floating_point", "is_complex")
-_METADATA_ATTRS = ("shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "layout", "is_sparse")
+_NUMBERS = ("negative_slope", "alpha", "beta", "threshold", "lower", "upper", "lambd", "scale",
+            "input_scale")
 
 
-def _method_rule(name: str) -> Callable[[Site], Plan] | None:
-    base = name[:-1] if name.endswith("_") and not name.startswith("_") else name
-    if base in ("add", "sub", "subtract", "__add__", "__sub__", "__radd__", "__iadd__", "__isub__"):
-        return _add
-    if base in ("mul", "multiply", "__mul__", "__rmul__", "__imul__"):
-        return lambda s: _scale_by_constant(s, False)
-    if base in ("div", "divide", "true_divide", "__truediv__", "__itruediv__"):
-        return lambda s: _scale_by_constant(s, True)
-    if base in ("neg", "negative", "__neg__", "positive", "__pos__"):
-        return _neg
-    if base in ("matmul", "mm", "__matmul__"):
-        return _matmul
-    if base in ("sum", "mean", "amax", "amin"):
-        return _reduction(base)
-    if base == "norm":
-        return _reduction("vector_norm")
-    if base in act.CONSTANT_ONE or base in act.FIXED or base in ("leaky_relu", "elu", "selu", "gelu", "silu",
-                                                                 "rrelu", "prelu"):
-        return _activation(base)
-    if base in _MOVEMENT_NAMES or base == "__getitem__":
-        return _movement(base)
-    if base in _IDENTITY_NAMES:
-        return _identity(base)
-    return None
-
-
-_FUNCTIONS: dict[Any, Callable[[Site], Plan]] = {
-    operator.add: _add, operator.iadd: _add, torch.add: _add, operator.sub: _add, operator.isub: _add,
-    torch.sub: _add, torch.subtract: _add,
-    operator.mul: lambda s: _scale_by_constant(s, False), operator.imul: lambda s: _scale_by_constant(s, False),
-    torch.mul: lambda s: _scale_by_constant(s, False), torch.multiply: lambda s: _scale_by_constant(s, False),
-    operator.truediv: lambda s: _scale_by_constant(s, True),
-    operator.itruediv: lambda s: _scale_by_constant(s, True),
-    torch.div: lambda s: _scale_by_constant(s, True), torch.true_divide: lambda s: _scale_by_constant(s, True),
-    operator.neg: _neg, operator.pos: _neg, torch.neg: _neg,
-    operator.matmul: _matmul, torch.matmul: _matmul, torch.mm: _matmul,
-    torch.cat: _cat, torch.concat: _cat, torch.concatenate: _cat, torch.stack: _cat,
-    torch.hstack: _cat, torch.vstack: _cat,
-    operator.setitem: _setitem,
-    torch.sum: _reduction("sum"), torch.mean: _reduction("mean"), torch.amax: _reduction("amax"),
-    torch.amin: _reduction("amin"), torch.linalg.vector_norm: _reduction("vector_norm"),
-    torch.norm: _reduction("vector_norm"),
-    F.dropout: _dropout, F.dropout1d: _dropout, F.dropout2d: _dropout, F.alpha_dropout: _dropout,
-    F.pad: _pad, F.interpolate: _interpolate,
-    F.linear: _functional_weight_op, F.conv1d: _functional_weight_op, F.conv2d: _functional_weight_op,
-    F.conv_transpose2d: _functional_weight_op,
-}
-for _f, (_family, _dims) in FUNCTIONAL_POOLS.items():
-    _FUNCTIONS[_f] = _functional_pool(_family, _dims)
-for _name, _fn in (("relu", (F.relu, torch.relu, F.relu_, torch.relu_)), ("relu6", (F.relu6,)),
-                   ("hardtanh", (F.hardtanh, F.hardtanh_)), ("clamp", (torch.clamp, torch.clip, torch.clamp_)),
-                   ("abs", (torch.abs, torch.absolute, operator.abs)), ("tanh", (torch.tanh, F.tanh)),
-                   ("softsign", (F.softsign,)), ("tanhshrink", (F.tanhshrink,)),
-                   ("logsigmoid", (F.logsigmoid,)), ("celu", (F.celu,)), ("softplus", (F.softplus,)),
-                   ("sigmoid", (torch.sigmoid, F.sigmoid)), ("hardsigmoid", (F.hardsigmoid,)),
-                   ("hardswish", (F.hardswish,)), ("softmax", (F.softmax, torch.softmax)),
-                   ("leaky_relu", (F.leaky_relu, F.leaky_relu_)), ("elu", (F.elu, F.elu_)),
-                   ("selu", (F.selu, torch.selu)), ("gelu", (F.gelu,)), ("silu", (F.silu,)),
-                   ("rrelu", (F.rrelu,)), ("prelu", (F.prelu,))):
-    for _f in _fn:
-        _FUNCTIONS[_f] = _activation(_name)
-for _f in (torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.swapaxes, torch.movedim,
-           torch.squeeze, torch.unsqueeze, torch.t, torch.narrow, torch.select, torch.flip, torch.roll,
-           torch.tile, torch.chunk, torch.split, torch.tensor_split, torch.unbind, torch.broadcast_to,
-           torch.repeat_interleave, operator.getitem, F.pixel_shuffle, F.pixel_unshuffle, F.unfold,
-           torch.diagonal):
-    _FUNCTIONS[_f] = _movement(getattr(_f, "__name__", "movement"))
-for _f in (torch.clone, torch.detach):
-    _FUNCTIONS[_f] = _identity(_f.__name__)
-
-
-def function_rule(target: Any) -> Callable[[Site], Plan] | None:
-    try:
-        return _FUNCTIONS.get(target)
-    except TypeError:  # unhashable target
-        return None
-
-
-def is_metadata(node: fx.Node) -> bool:
-    """Nodes that read only sizes/dtypes of a tensor: constant for a fixed input shape."""
-    import builtins
-    if node.op == "call_method":
-        return node.target in _METADATA
-    if node.op == "call_function":
-        if node.target is builtins.getattr:
-            return len(node.args) > 1 and node.args[1] in _METADATA_ATTRS
-        return node.target in (builtins.len, torch.numel)
-    return False
-
-
-def plan_node(site: Site) -> Plan:
-    """The :class:`Plan` of one input-dependent node; ``UnsupportedOperationError`` if none applies."""
-    node = site.node
-    import builtins
-    if node.op == "call_module":
-        plan = _module_plan(site)
-    elif node.op == "call_method":
-        rule = _method_rule(str(node.target))
-        if rule is None:
-            raise site.unsupported(f"no Lipschitz rule for tensor method .{node.target}()")
-        plan = rule(site)
-    elif node.op == "call_function":
-        if node.target is operator.getitem and not isinstance(site.capture.values[node.args[0]], torch.Tensor):
-            plan = Plan("getitem", 1.0, note="element of a bounded tuple")
-        elif node.target is builtins.getattr and node.args[1] in ("T", "mT", "real"):
-            plan = Plan(f".{node.args[1]}", movement_factor(site, lambda ids: getattr(ids, node.args[1])))
+def activation_params(site: Site, args: Args, names) -> dict:
+    """Read every parameter of an activation call or module by name (each has one meaning)."""
+    params: dict[str, Any] = {"dtype": site.out.dtype if isinstance(site.out, torch.Tensor) else None}
+    for name in names:
+        if name in _NUMBERS:
+            params[name] = args.number(name)
+        elif name in ("min", "max", "min_val", "max_val"):  # clamps: 1 for any constant bounds
+            args.constant(name)
+        elif name in ("inplace", "_stacklevel", "generator", "num_parameters", "init", "min_value",
+                      "max_value"):
+            args.any(name)
+        elif name == "out":
+            args.none(name)
+        elif name == "training":
+            if args.constant(name):
+                raise site.unsupported("training=True draws random slopes: no fixed map")
+        elif name == "weight":
+            params[name] = args.constant(name)
+            if not isinstance(params[name], torch.Tensor) or not bool(torch.isfinite(params[name]).all()):
+                raise site.unsupported("PReLU weight must be a finite constant tensor")
+        elif name == "approximate":
+            params[name] = args.constant(name)
+        elif name == "dim":
+            if args.constant(name) is None:
+                raise site.unsupported("softmax without an explicit dim")
+        elif name == "dtype":
+            args.float_dtype(name)
         else:
-            rule = function_rule(node.target)
-            if rule is None:
-                raise site.unsupported(f"no Lipschitz rule for function {target_name(node.target)}")
-            plan = rule(site)
-    else:
-        raise site.unsupported(f"unexpected {node.op} node")
-    if not plan.inputs:
-        plan.inputs = tuple(site.dep_inputs())
-    if plan.weights is None:
-        plan.weights = tuple(1.0 for _ in plan.inputs)
-    return plan
+            raise site.unsupported(f"argument {name!r} is not modelled")
+    return params
+
+
+def activation(kind: str, input_name: str = "input") -> Rule:
+    def rule(site: Site, args: Args) -> Plan:
+        x = only_input(site, args, input_name)
+        params = activation_params(site, args, [n for n in args.raw if n != input_name])
+        try:
+            return Plan(kind, activation_constant(kind, params), inputs=(x,))
+        except DomainError as exc:
+            raise site.unsupported(str(exc)) from None
+    return rule
+
+
+def dropout(site: Site, args: Args) -> Plan:
+    _standard(args)
+    x = only_input(site, args)
+    args.any("p")
+    if args.constant("training"):
+        raise site.unsupported("dropout with training=True is random; pass training=self.training")
+    return Plan("dropout", 1.0, note="training=False: identity", inputs=(x,))
+
+
+# ---------------------------------------------------------------------------------------
+# Data movement, padding, casts
+# ---------------------------------------------------------------------------------------
+
+def movement(shape_only: tuple[str, ...] = (), input_name: str = "input") -> Rule:
+    """A pure rearrangement: every argument (modules: every attribute, read by their own
+    ``forward``) goes to the replay on entry indices."""
+    def rule(site: Site, args: Args) -> Plan:
+        _standard(args)
+        x = only_input(site, args, input_name, shape_only=shape_only)
+        for name in args.raw:  # all of them go to the replay
+            value = args.value(name)
+            if isinstance(value, torch.dtype) or isinstance(value, tuple) and \
+                    any(isinstance(v, torch.dtype) for v in value):
+                raise site.unsupported(f"{name}={value!r} reinterprets the bits: not Lipschitz")
+        return Plan(kind_of(site), movement_factor(site, replay(site), x), inputs=(x,))
+    return rule
+
+
+def module_identity(site: Site, args: Args) -> Plan:
+    """``nn.Identity`` and dropout modules (in eval mode, where the bound is computed)."""
+    x = only_input(site, args)
+    args.any(*[n for n in args.raw if n != "input"])
+    if site.module.training:
+        raise site.unsupported("a dropout module in training mode is random")
+    return Plan(type(site.module).__name__, 1.0, note="identity (eval mode)", inputs=(x,))
+
+
+def constant_pad_module(site: Site, args: Args) -> Plan:
+    x = only_input(site, args)
+    args.any("padding")
+    if "value" in args.raw and not math.isfinite(args.number("value")):
+        raise site.unsupported("padding value is not finite")
+    return Plan(type(site.module).__name__, 1.0, note="constant padding: an isometric embedding plus a constant",
+                inputs=(x,))
+
+
+def upsample_module(site: Site, args: Args) -> Plan:
+    x = only_input(site, args)
+    args.equal("mode", "nearest", "nearest-exact")
+    args.any("size", "scale_factor", "align_corners", "recompute_scale_factor")
+    return Plan(f"Upsample ({args.value('mode')})", movement_factor(site, replay(site), x), inputs=(x,))
+
+
+def pad(site: Site, args: Args) -> Plan:
+    x = only_input(site, args)
+    args.any("pad")
+    mode = args.constant("mode")
+    if mode == "constant":
+        value = args.constant("value")
+        if value is not None and not math.isfinite(float(value)):
+            raise site.unsupported(f"padding value {value!r} is not finite")
+        return Plan("pad", 1.0, note="constant padding: an isometric embedding plus a constant", inputs=(x,))
+    args.none("value")
+    return Plan(f"pad ({mode})", movement_factor(site, replay(site), x), inputs=(x,))
+
+
+def interpolate(site: Site, args: Args) -> Plan:
+    x = only_input(site, args)
+    args.equal("mode", "nearest", "nearest-exact")
+    args.equal("antialias", False)
+    args.any("size", "scale_factor", "align_corners", "recompute_scale_factor")
+    return Plan(f"interpolate ({args.value('mode')})", movement_factor(site, replay(site), x), inputs=(x,))
+
+
+def cast(shape_only: tuple[str, ...] = ()) -> Rule:
+    """Copies and casts between floating dtypes: the identity (``to``, ``float``, ``clone``, ...)."""
+    def rule(site: Site, args: Args) -> Plan:
+        _standard(args)
+        x = only_input(site, args, shape_only=shape_only)
+        for name in args.raw:
+            value = args.value(name)
+            if isinstance(value, (tuple, list)):
+                value = next((v for v in value if isinstance(v, (torch.dtype, torch.Tensor))), None)
+            dtype = value.dtype if isinstance(value, torch.Tensor) else value
+            if isinstance(dtype, torch.dtype) and not dtype.is_floating_point and name != "input":
+                raise site.unsupported(f"a cast to {dtype} is discontinuous: no Lipschitz constant")
+        out = site.out
+        if not (isinstance(out, torch.Tensor) and out.is_floating_point()):
+            raise site.unsupported("a cast to a non-floating type is discontinuous: no Lipschitz constant")
+        return Plan(kind_of(site), 1.0, note="floating copy or cast: identity", inputs=(x,))
+    return rule

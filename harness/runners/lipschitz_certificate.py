@@ -38,12 +38,7 @@ def certificate(D, input_shape, samples, settings) -> list[Measurement]:
     lower = lipschitz_lower_bound(D, samples, n_random=settings["lower_random_starts"],
                                   steps=settings["lower_steps"], seed=0).value
 
-    def alpha_times_reshaped(record):
-        if record.reshaped_norm is None:
-            return record.factor
-        return (record.alpha.alpha if record.alpha is not None else 1.0) * record.reshaped_norm
-
-    guarantee = bound.propagate(alpha_times_reshaped)
+    guarantee = bound.alpha_guarantee()  # α·‖dim-0 reshape‖ for ConvTranspose2d (docs/theory.md#alpha)
     suggested = bound.propagate(lambda r: r.factor if r.reshaped_norm is None else r.reshaped_norm)
     layers = bound.weight_layers()
     return [Measurement("lipschitz_upper", bound.upper), Measurement("lipschitz_lower", lower),
