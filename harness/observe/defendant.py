@@ -65,6 +65,7 @@ def in_defendant(fn: Callable[..., Any], *args: Any, threads: int | None = None)
     data (:func:`.plain.check_plain`). ``threads``: torch intra-op threads in the child.
     Raises :class:`DefendantError` when the child raised or died.
     """
+    _preload()
     with tempfile.TemporaryDirectory(prefix="lipbench-defendant-") as tmp:
         path = os.path.join(tmp, "observations.pt")
         sys.stdout.flush()
@@ -98,6 +99,13 @@ def in_defendant(fn: Callable[..., Any], *args: Any, threads: int | None = None)
     if "error" in report:
         raise DefendantError(str(report["error"]))
     return report["ok"]
+
+
+def _preload() -> None:
+    """Import here, once, what every defendant would otherwise import on its own: torch's first
+    optimizer step imports ``torch._dynamo`` (hundreds of modules, seconds); forked children
+    share the parent's imports."""
+    import torch._dynamo  # noqa: F401
 
 
 def _death(code: int | None) -> str:

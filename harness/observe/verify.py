@@ -34,7 +34,8 @@ from harness.methods.claims import Claim
 from harness.methods.forward_map import DENSE_LIMIT, ClaimMeasurementError, DenseMap
 from harness.methods.measure import ClaimMeasurement, measure_layer
 
-from .effective import MODES, TRAINING_MODE, relative_change, steps_changes
+from .effective import (MODES, SETTLE_OUTPUT_RTOL, SETTLE_RTOL, SETTLE_WINDOW, TRAINING_MODE, relative_change,
+                        settle_changes)
 
 #: A layer's (and the model's) reported outputs against the judge's float64 recomputation
 #: from the reported weights: the defendant computes in float32 (unit roundoff 6e-8; a
@@ -282,14 +283,16 @@ def mode_differences(plain: nn.Module, plan: dict[str, Any],
     return found
 
 
-def settled(report: dict[str, Any], rtol: float) -> tuple[bool, float, int]:
-    """``(settled, largest relative change over the last chunk, steps)`` of a
-    :func:`harness.observe.effective.settle` report, recomputed here."""
-    before, after = report["before"], report["after"]
-    changes = [relative_change(after[k], before[k]) if k in before else math.inf for k in after]
-    changes += list(steps_changes(list(report["outputs"])))
-    change = max(changes or [0.0])
-    return bool(change < rtol), change, int(report["steps"])
+def settled(report: dict[str, Any]) -> tuple[bool, float, int]:
+    """``(at rest, largest relative change of its weights over the window and between steps,
+    steps)`` of a :func:`harness.observe.effective.settle` report, recomputed here: at rest
+    when, after a whole window, weights and outputs moved less than the settling tolerances,
+    or when nothing moved at all."""
+    weights, outputs = settle_changes(report)
+    steps = int(report["steps"])
+    still = weights == 0 and outputs == 0
+    rest = steps >= SETTLE_WINDOW and weights < SETTLE_RTOL and outputs < SETTLE_OUTPUT_RTOL
+    return bool(still or rest), max(weights, outputs * SETTLE_RTOL / SETTLE_OUTPUT_RTOL), steps
 
 
 def worst(values: Iterable[float]) -> float:

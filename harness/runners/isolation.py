@@ -28,8 +28,9 @@ from harness.suite import Case
 from .base import Runner
 from .case import CaseOutcome, error_outcome, run_case
 
-#: Modules the server imports once, so each forked worker starts with them loaded.
-PRELOAD = ["torch", "harness.runners.builtin", "harness.methods"]
+#: Modules the server imports once, so each forked worker starts with them loaded
+#: (``torch._dynamo``: torch's first optimizer step imports it, seconds per worker otherwise).
+PRELOAD = ["torch", "torch._dynamo", "harness.runners.builtin", "harness.methods"]
 #: How often the harness looks at a running worker's memory (seconds).
 POLL_S = 0.1
 _INTERRUPTED = "interrupted"

@@ -22,10 +22,11 @@ Tolerances and where they come from:
   the built-ins measure 1e-8 to 1.4e-7) and the power iteration's residual once settled.
   Bounds that hold after every step (projections) are exact up to the bound's own rounding
   to float32 (``BOUND_RTOL = 2⁻²⁴`` relative); a clamp is exact.
-* Settling (``SETTLE_RTOL = 1e-6`` over ``SETTLE_CHUNK = 25`` zero-learning-rate training
-  steps, at most ``SETTLE_BUDGET = 3000``): what any implementation does in training
-  (forward, backward, an update, ``after_step``) with weights that do not move; power
-  iteration settles geometrically, the built-ins in 25-100 steps.
+* Settling (:func:`harness.observe.effective.settle`, at most ``SETTLE_BUDGET = 3000``
+  zero-learning-rate training steps): what any implementation does in training (a
+  training-mode forward with autograd, an update, ``after_step``) with weights that do not
+  move, until the effective weights change by less than 1e-6 over 200 steps and between
+  steps; power iteration settles geometrically.
 * ``MODES_RTOL = 1e-4`` and ``CONSISTENCY_RTOL = 1e-4`` (:mod:`harness.observe.verify`): the
   four modes once settled (one more power-iteration step moves the weights by less than the
   settling tolerance), and a layer's or the model's reported outputs against the judge's
@@ -57,8 +58,7 @@ from typing import Any, Callable, Mapping
 from harness.observe import DefendantError, in_defendant
 
 from ..claims import Claim, claim_of
-from .base import (INPUT_SHAPE, SETTLE_BUDGET, SETTLE_CHUNK, SETTLE_RTOL, UNKNOWN_MODELS, Factory,
-                   InvariantResult, NotApplicable, Violation, contract_model, make_request, params_for_contract)
+from .base import (INPUT_SHAPE, SETTLE_BUDGET, UNKNOWN_MODELS, Factory, InvariantResult, NotApplicable, Violation, contract_model, make_request, params_for_contract)
 from .claim_invariants import (BOUND_RTOL, CLAIM_RTOL, PULL_MARGIN, apply_returns_model, claim_follows_parameter,
                                claim_on_fixed_weights, penalty_pulls_towards_claim, penalty_side,
                                penalty_vanishes_only_at_claim, projection_after_step, settles)
@@ -163,5 +163,5 @@ def violations(results: list[InvariantResult]) -> list[InvariantResult]:
 
 
 __all__ = ["BOUND_RTOL", "CLAIM_RTOL", "INPUT_SHAPE", "INVARIANTS", "InvariantResult", "NotApplicable", "PULL_MARGIN",
-           "SETTLE_BUDGET", "SETTLE_CHUNK", "SETTLE_RTOL", "UNKNOWN_MODELS", "Violation", "contract_model", "judge",
+           "SETTLE_BUDGET", "UNKNOWN_MODELS", "Violation", "contract_model", "judge",
            "make_request", "needed", "observe", "run_contract", "run_invariant", "violations"]

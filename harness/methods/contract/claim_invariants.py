@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import torch
 
-from harness.observe.effective import MODES, TRAINING_MODE
+from harness.observe.effective import MODES, SETTLE_RTOL, SETTLE_WINDOW, TRAINING_MODE
 from harness.observe.verify import settled
 
-from .base import SETTLE_CHUNK, SETTLE_RTOL, NotApplicable, Violation
+from .base import NotApplicable, Violation
 from .judged import Judged, failures
 from .observe import OTHER_TARGET_FACTOR, PULL_STEPS
 
@@ -37,18 +37,18 @@ def apply_returns_model(j: Judged) -> str:
 
 
 def _settle_text(report) -> tuple[bool, str]:
-    ok, change, steps = settled(report, SETTLE_RTOL)
+    ok, change, steps = settled(report)
     if ok:
-        return True, f"settled after {steps} zero-learning-rate training steps (last change {change:.2g})"
-    return False, (f"never settled: after {steps} zero-learning-rate training steps (the budget) its outputs and "
-                   f"effective weights still change by {change:.3g} (relative) over {SETTLE_CHUNK} steps "
-                   f"(tolerance {SETTLE_RTOL:g})")
+        return True, f"settled after {steps} zero-learning-rate training steps (largest change {change:.2g})"
+    return False, (f"never settled: after {steps} zero-learning-rate training steps (the budget) its effective weights "
+                   f"still change by {change:.3g} (relative; tolerance {SETTLE_RTOL:g} over {SETTLE_WINDOW} steps "
+                   "and between steps)")
 
 
 def settles(j: Judged) -> str:
     """On fixed weights, training steps with a zero learning rate (what training does, without
-    the update) bring the method to rest: its outputs and effective weights stop changing to
-    :data:`~.base.SETTLE_RTOL` within :data:`~.base.SETTLE_BUDGET` steps."""
+    the update) bring the method to rest (:func:`harness.observe.effective.settle`) within
+    :data:`~.base.SETTLE_BUDGET` steps."""
     ok, text = _settle_text(j.scenario("settled")["settle"])
     if not ok:
         raise Violation(text)

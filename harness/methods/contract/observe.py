@@ -21,8 +21,7 @@ from harness.observe.effective import MODES, mode_named, observe_modes, observe_
 from ..base import Method
 from ..claims import INTERPOLATE, description
 from ..measure import evaluating, interpolate_gradient_norms
-from .base import (INPUT_SHAPE, SETTLE_BUDGET, SETTLE_CHUNK, SETTLE_RTOL, Factory, contract_model, cotangent,
-                   direction, unknown_model)
+from .base import SETTLE_BUDGET, Factory, contract_model, cotangent, direction, unknown_model
 
 #: Second target tried for a claim whose target is a parameter (``s``, ``c``): value × this.
 OTHER_TARGET_FACTOR = 1.5
@@ -78,8 +77,7 @@ def observe_apply(d: Defendant) -> dict[str, Any]:
 
 
 def _settled(d: Defendant, method: Method, model: nn.Module, plan: dict[str, Any]) -> dict[str, Any]:
-    report = settle(model, method, plan["inputs"][:2], plan, rtol=SETTLE_RTOL, chunk=SETTLE_CHUNK,
-                    budget=SETTLE_BUDGET)
+    report = settle(model, method, plan["inputs"][:2], plan, budget=SETTLE_BUDGET)
     return {"settle": report, "modes": observe_modes(model, plan)}
 
 
@@ -382,8 +380,7 @@ def observe_unknown(d: Defendant) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - any error type, the judge reads its text
             out[path] = {"raised": f"{type(exc).__name__}: {exc}"}
             continue
-        report = settle(model, method, plan["inputs"][:2], plan, rtol=SETTLE_RTOL, chunk=SETTLE_CHUNK,
-                        budget=SETTLE_BUDGET)
+        report = settle(model, method, plan["inputs"][:2], plan, budget=SETTLE_BUDGET)
         out[path] = {"settle": report, "eval": _eval(model, plan)}
     return out
 

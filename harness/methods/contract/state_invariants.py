@@ -13,7 +13,7 @@ from harness.observe.effective import MODES
 from harness.observe.verify import CONSISTENCY_RTOL, layer_differences, mode_differences, model_difference
 
 from ..claims import MODEL_LEVEL
-from .base import SETTLE_RTOL, UNKNOWN_MODELS, NotApplicable, Violation, cotangent, direction
+from .base import UNKNOWN_MODELS, NotApplicable, Violation, cotangent, direction
 from .claim_invariants import CLAIM_RTOL, _settle_text
 from .judged import Judged, failures
 from .observe import FD_STEP
@@ -213,6 +213,6 @@ def unknown_layers(j: Judged) -> str:
     return "; ".join(notes)
 
 
-__all__ = ["GRAD_ATOL", "GRAD_RTOL", "SETTLE_RTOL", "computes_what_it_reports", "deepcopy_keeps_weights",
+__all__ = ["GRAD_ATOL", "GRAD_RTOL", "computes_what_it_reports", "deepcopy_keeps_weights",
            "eval_leaves_state_unchanged", "gradients_flow", "modes_agree", "record_differences", "state_changes",
            "state_dict_round_trip", "unknown_layers"]
