@@ -148,31 +148,34 @@ def mode_named(name: str):
     return next(m for m in MODES if m[0] == name)
 
 
-def zero_lr_step(model: nn.Module, method: Any, x: torch.Tensor) -> torch.Tensor:
+def zero_lr_step(model: nn.Module, method: Any, x: torch.Tensor,
+                 plan: dict[str, Any] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """A training step that changes no weight: a training-mode forward with autograd (as
     training runs it; its graph is dropped: lipbench's methods and torch's keep no state in
     the backward), an in-place multiplication of every parameter by 1 (exact; it counts as
     an update for anything keyed to one, such as a parametrization's memo of the weight
-    version), then ``method.after_step``. Returns the forward's output."""
+    version), then ``method.after_step``. Returns the forward's output and, with a ``plan``,
+    the effective weights of its standard layers as that forward used them (read inside
+    ``parametrize.cached()`` around it)."""
     model.train()
-    with torch.enable_grad():
+    with torch.enable_grad(), parametrize.cached():
         out = model(_on(model, x)).detach()
+        weights = _weights(model, plan) if plan is not None else {}
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(1.0)
     method.after_step(model)
-    return out
+    return out, weights
 
 
 def _weights(model: nn.Module, plan: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The standard layers' effective weights as training reads them (train mode, autograd)."""
+    """The standard layers' effective weights in the current mode (inside the caller's
+    ``parametrize.cached()``: the values the forward just used)."""
     out = {}
-    model.train()
-    with torch.enable_grad(), parametrize.cached():
-        for path in plan["paths"]:
-            module = _module(model, path)
-            if module is not None and standard_forward(module):
-                out[path] = module.weight.detach().clone()
+    for path in plan["paths"]:
+        module = _module(model, path)
+        if module is not None and standard_forward(module):
+            out[path] = module.weight.detach().clone()
     return out
 
 
@@ -207,21 +210,24 @@ def settle(model: nn.Module, method: Any, x: torch.Tensor, plan: dict[str, Any],
            output_rtol: float = SETTLE_OUTPUT_RTOL) -> dict[str, Any]:
     """:func:`zero_lr_step` until the method is at rest on these fixed weights, or ``budget`` steps.
 
-    At rest: the effective weights (read after every step as training reads them) changed by
+    At rest: the effective weights (as every step's forward used them) changed by
     less than ``rtol`` (relative) over the last ``window`` steps and between any two
     consecutive steps of the last ``chunk``, and the outputs between consecutive steps by less
     than ``output_rtol`` (these alone see layers read through their map); or nothing changed
     at all over a chunk (a method without state). Reports the steps taken, the weights at
     the start of the window and after every step of the last chunk, and that chunk's outputs:
     the judge decides (:func:`harness.observe.verify.settled`)."""
-    ends = [_weights(model, plan)]  # the weights at every chunk's end, the last window's worth
+    ends: list[dict[str, torch.Tensor]] = []  # the weights at every chunk's end, the last window's worth
     steps = 0
     while True:
         outputs, trace = [], []
         for _ in range(chunk):
-            outputs.append(zero_lr_step(model, method, x))
-            trace.append(_weights(model, plan))
+            out, weights = zero_lr_step(model, method, x, plan)
+            outputs.append(out)
+            trace.append(weights)
         steps += chunk
+        if not ends:
+            ends.append(trace[0])
         report = {"steps": steps, "outputs": outputs, "trace": trace}
         still = bool(trace) and all(weights_change(t, ends[-1]) == 0 for t in trace) and \
             all(torch.equal(o, outputs[0]) for o in outputs)

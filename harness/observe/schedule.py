@@ -29,6 +29,15 @@ def random_steps(seed: int, case: str, first: int, last: int, n: int) -> list[in
     return sorted(chosen)
 
 
+def consecutive_pair(steps: list[int]) -> list[int]:
+    """The first two consecutive updates of ``steps`` (for every period ``k ≥ 2`` one of them
+    is not a multiple of ``k``); the last update alone when there are none."""
+    for a, b in zip(steps, steps[1:]):
+        if b == a + 1:
+            return [a, b]
+    return steps[-1:]
+
+
 def grid_steps(first: int, last: int, points: int) -> list[int]:
     """``points`` evenly spaced updates after ``first`` up to ``last`` (every ``(last − first) //
     points``-th)."""
@@ -36,4 +45,4 @@ def grid_steps(first: int, last: int, points: int) -> list[int]:
     return [step for step in range(first + 1, last + 1) if (step - first) % every == 0]
 
 
-__all__ = ["grid_steps", "random_steps"]
+__all__ = ["consecutive_pair", "grid_steps", "random_steps"]

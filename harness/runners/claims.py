@@ -19,10 +19,11 @@ or declared scale:
   iterations and at ``random_points`` seeded random updates (bounds that hold after every
   step: after every iteration); the largest error over layers and time (Miyato et al. 2018,
   App. C.1, Fig. 9: spectral norms within ±0.05 of 1 with one power iteration per update);
-* ``claim_error_settled``: at each random update, the method settled on that update's fixed
-  weights (a copy of the model and the method) and measured in every mode: a method exact
-  only every ``k`` updates and wrong in between is caught here (``settled_training``: the
-  share of those updates where it settled);
+* ``claim_error_settled``: at two consecutive random updates, the method settled on that
+  update's fixed weights (a copy of the model and the method) and measured in every mode: a
+  method exact only every ``k ≥ 2`` updates and wrong in between is caught here, whether it
+  counts forwards, steps or updates (``settled_training``: the share of those updates where
+  it settled);
 * ``interpolate_grad_mean``: gradient claims (gradient penalty): the mean ``‖∇ₓD(x̂)‖`` at
   interpolates of real and generated samples after training (Gulrajani et al. 2017,
   Algorithm 1), on lipbench's discriminator and generator rebuilt from the observed weights;
@@ -44,7 +45,7 @@ import torch
 from harness.methods.claims import INTERPOLATE
 from harness.methods.measure import evaluating, interpolate_gradient_norms, interpolate_measurement
 from harness.observe.effective import observe_modes, observe_now, settle
-from harness.observe.schedule import grid_steps, random_steps
+from harness.observe.schedule import consecutive_pair, grid_steps, random_steps
 from harness.observe.verify import (Unobservable, layer_differences, make_plan, measure_layers, model_difference,
                                     rebuild, settled, worst)
 from harness.results import Measurement
@@ -83,8 +84,8 @@ class ClaimsRunner(Runner):
                   "iterations_for": Setting(dict, {}, "generator updates per data set"),
                   "warmup": Setting(int, 0, "iterations before equality claims are traced"),
                   "trace_points": Setting(int, 10, "grid points after the warm-up"),
-                  "random_points": Setting(int, 6, "updates observed at random (seeded per case, two of them "
-                                                   "consecutive), each also settled on its fixed weights"),
+                  "random_points": Setting(int, 6, "updates observed at random (seeded per case), two of them "
+                                                   "consecutive and also settled on their fixed weights"),
                   "settle_budget": Setting(int, 3000, "most zero-learning-rate training steps to settle on "
                                                       "fixed weights"),
                   "interpolate_samples": Setting(int, 256, "real and generated samples for the gradient "
@@ -125,6 +126,7 @@ class ClaimsRunner(Runner):
         n = s["interpolate_samples"]
         return {"plan": make_plan(D, shape, case.seed, inputs=real[:PROBE_SAMPLES]),
                 "grid": grid_steps(first, iterations, s["trace_points"]), "random": chosen,
+                "settle_at": consecutive_pair(chosen),
                 "interpolate_real": source.sample(n, seed=case.seed + 1),
                 "interpolate_z": sample_z(G, n, torch.Generator().manual_seed(10_000 + case.seed), "cpu")}
 
@@ -150,7 +152,7 @@ class ClaimsRunner(Runner):
                 out["fixed"] = settled_copy(ctx.method.apply(copy.deepcopy(D)), ctx.method)
         every_step = claim.every_step
         raw = set(request["grid"]) | set(request["random"])
-        chosen = set(request["random"])
+        chosen = set(request["settle_at"])
 
         def watch(info):
             """A callback (not a trace collector: the tracer's hooks would make every layer look
