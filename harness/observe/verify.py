@@ -197,11 +197,16 @@ def measure_layers(claim: Claim, target: float, plain: nn.Module, plan: dict[str
 # --- the whole model -----------------------------------------------------------------------------
 
 class _DenseAffine(nn.Module):
-    """``x ↦ M x + f(0)``: an observed layer's affine map in the judge's rebuilt model."""
+    """``x ↦ M x + f(0)``: an observed layer's affine map in the judge's rebuilt model (one node
+    of Lipschitz constant ``‖M‖₂`` for :mod:`harness.exact`'s network bounds)."""
 
     def __init__(self, dense: DenseMap) -> None:
         super().__init__()
         self.dense = dense
+
+    @property
+    def lipschitz_constant(self) -> float:
+        return self.dense.operator_norm()[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         zero = self.dense.zero
