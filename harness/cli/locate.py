@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from harness.methods import available
-from harness.methods.registry import check as check_method
+from harness.observe.describe import check_method
 from harness.runners import kinds, runner_for
 from harness.suite import Suite, SuiteError, load_suites
 

@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from harness.observe import in_defendant
 from harness.results import ResultsDir
 from harness.suite import Case
 from harness.training import build, get_settings, prepare, sample_z
@@ -99,8 +100,8 @@ class TrainingCosts:
         if key not in self._steps:
             if self.on_measure:
                 self.on_measure(f"measuring {name} {label} ({loss} loss, batch {batch}) on {self.device}")
-            with threads(s.get("threads")):
-                self._steps[key] = self._time_steps(case, name, kwargs, loss, batch)
+            with threads(s.get("threads")):  # the method's code runs in a defendant process
+                self._steps[key] = tuple(in_defendant(self._time_steps, case, name, kwargs, loss, batch))
         return self._steps[key]
 
     def _time_steps(self, case: Case, name: str, kwargs: dict, loss: str, batch: int) -> tuple[float, float]:
