@@ -107,14 +107,15 @@ def params_for_contract(params: dict[str, Any] | None) -> dict[str, Any]:
 def make_request(seed: int) -> dict[str, Any]:
     """Everything the judge chooses, as plain data: the inputs of the model and of each of its
     layers (one plan per model: the contract model, and each model of :data:`UNKNOWN_MODELS`),
-    real and fake batches for penalties, and the seeds of gradient directions."""
+    real and fake batches for penalties (the global torch RNG state is left as it was)."""
     gen = torch.Generator().manual_seed(seed)
-    return {"seed": int(seed),
-            "plan": make_plan(contract_model(seed), INPUT_SHAPE, seed + 1),
-            "unknown": {path: make_plan(unknown_model(path, seed), shape, seed + 2)
-                        for path, (_, shape) in UNKNOWN_MODELS.items()},
-            "real": torch.randn((16, *INPUT_SHAPE), generator=gen),
-            "fake": torch.randn((16, *INPUT_SHAPE), generator=gen) + 1.0}
+    with torch.random.fork_rng(devices=[]):
+        return {"seed": int(seed),
+                "plan": make_plan(contract_model(seed), INPUT_SHAPE, seed + 1),
+                "unknown": {path: make_plan(unknown_model(path, seed), shape, seed + 2)
+                            for path, (_, shape) in UNKNOWN_MODELS.items()},
+                "real": torch.randn((16, *INPUT_SHAPE), generator=gen),
+                "fake": torch.randn((16, *INPUT_SHAPE), generator=gen) + 1.0}
 
 
 def direction(shape, seed: int, name: str, k: int) -> torch.Tensor:

@@ -41,7 +41,8 @@ class Judged:
 
     def plain(self, path: str = "") -> nn.Module:
         """lipbench's model of the run (``path``: the unknown-layer model holding it)."""
-        return unknown_model(path, self.seed) if path else contract_model(self.seed)
+        with torch.random.fork_rng(devices=[]):
+            return unknown_model(path, self.seed) if path else contract_model(self.seed)
 
     def scenario(self, name: str) -> dict[str, Any]:
         """A scenario's observations; a violation when the method raised in it or it is missing."""

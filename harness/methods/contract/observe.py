@@ -55,11 +55,10 @@ class Defendant:
             raise TypeError(f"the factory returned {type(method).__name__}, not a harness.methods.Method")
         return method
 
-    def applied(self, seed_offset: int = 0, dtype: torch.dtype = torch.float32,
-                method: Method | None = None) -> tuple[Method, nn.Module]:
+    def applied(self, seed_offset: int = 0, method: Method | None = None) -> tuple[Method, nn.Module]:
         """A fresh method applied to a fresh contract model; the model ``apply`` returned."""
         method = method or self.build()
-        model = method.apply(contract_model(self.seed + seed_offset, dtype))
+        model = method.apply(contract_model(self.seed + seed_offset))
         if not isinstance(model, nn.Module):
             raise TypeError(f"apply returned {type(model).__name__}, not the model to use "
                             "(apply must return an nn.Module)")
@@ -281,10 +280,12 @@ def _penalty(method: Method, model: nn.Module, real, fake, seed: int) -> torch.T
 
 
 def observe_gradients(d: Defendant) -> dict[str, Any]:
-    """In float64 and eval mode: the gradient of ``⟨g, D(x)⟩`` for every parameter, and
+    """In float64 (the method applied as training applies it, then the model converted with
+    ``.double()``) and eval mode: the gradient of ``⟨g, D(x)⟩`` for every parameter, and
     ``⟨g, D(x)⟩``'s parts at every parameter moved along the judge's directions; for a method
     with a penalty (pushed away from its claim first) the same for the penalty."""
-    method, model = d.applied(dtype=torch.float64)
+    method, model = d.applied()
+    model = model.double()
     x = d.x.double()
     with torch.no_grad():
         model(x[:1])  # first-forward initialisations (e.g. sn_conv's input size)
