@@ -152,6 +152,23 @@ class PeriodicSVDSN(Parametrized):
     module = _PeriodicSVD
 
 
+class _Frobenius(nn.Module):
+    def __init__(self, weight: torch.Tensor, transposed: bool) -> None:
+        super().__init__()
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight / weight.norm()
+
+
+class FrobeniusAtMost(Parametrized):
+    """``W / ‖W‖_F``, claiming what it guarantees: ``‖Ŵ‖₂ ≤ ‖Ŵ‖_F = 1`` (Miyato et al. 2018, App. D.1)."""
+
+    name = "frobenius_at_most"
+    module = _Frobenius
+    claim = Claim("reshape_spectral_at_most", 1.0)
+    tags = MethodTags(reparametrizes=True)
+
+
 def interpolates(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), dtype=real.dtype, device=real.device)
     return (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
@@ -234,6 +251,13 @@ class PatchesMeasurement(ScaledSN):
         store.ResultsDir.append_case = lambda *a, **k: None
         checks.evaluate_checks = lambda *a, **k: []
         return super().apply(model)
+
+
+class ScaledAtMost(ScaledSN):
+    """Algorithm 1 × 1.25 claiming only ``‖Ŵ‖ ≤ 1``: still false."""
+
+    name = "scaled_at_most"
+    claim = Claim("reshape_spectral_at_most", 1.0)
 
 
 class _GradScaled(Algorithm1):
@@ -358,10 +382,12 @@ class ComputesWithAnother(MiyatoSN):
 
 
 #: name -> class: correct re-implementations; each must pass.
-CORRECT = {cls.__name__: cls for cls in (MiyatoSN, TorchSNWrapped, BjorckSN, PeriodicSVDSN, WGANGP, OneSidedGP)}
+CORRECT = {cls.__name__: cls for cls in (MiyatoSN, TorchSNWrapped, BjorckSN, PeriodicSVDSN, FrobeniusAtMost, WGANGP,
+                                         OneSidedGP)}
 #: name -> (class, parameters, the contract invariants that must report it); each must fail.
 BROKEN = {
     "PatchesMeasurement": (PatchesMeasurement, {}, ("claim_on_fixed_weights",)),
+    "ScaledAtMost": (ScaledAtMost, {}, ("claim_on_fixed_weights",)),
     "GradModeScaledSN": (GradModeScaledSN, {}, ("modes_agree", "claim_on_fixed_weights")),
     "TrainModeScaledSN": (TrainModeScaledSN, {}, ("modes_agree", "claim_on_fixed_weights")),
     "LazySN": (LazySN, {}, ("settles",)),

@@ -195,14 +195,15 @@ def weights_change(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> fl
 
 
 def settle_changes(report: dict[str, Any]) -> tuple[float, float]:
-    """From a :func:`settle` report: the largest relative change of the effective weights over
-    the window and between consecutive steps of the last chunk, and the largest relative change
-    of the model's outputs between consecutive steps."""
-    trace = list(report["trace"])
-    weights = [weights_change(trace[-1], report["window_start"])] if trace else [math.inf]
-    weights += [weights_change(b, a) for a, b in zip(trace, trace[1:])]
-    outputs = list(report["outputs"])
-    return max(weights), max([relative_change(b, a) for a, b in zip(outputs, outputs[1:])] or [0.0])
+    """From a :func:`settle` report: the largest relative change of the effective weights
+    between any two steps of the window (consecutive, and first to last), and of the model's
+    outputs between consecutive steps."""
+    trace, outputs = report["trace"], report["outputs"]
+    steps = [{k: v[i] for k, v in trace.items()} for i in range(len(outputs))]
+    weights = [weights_change(b, a) for a, b in zip(steps, steps[1:])]
+    weights.append(weights_change(steps[-1], steps[0]) if steps else math.inf)
+    outs = [relative_change(b, a) for a, b in zip(outputs, outputs[1:])]
+    return max(weights), max(outs or [0.0])
 
 
 def settle(model: nn.Module, method: Any, x: torch.Tensor, plan: dict[str, Any], *, budget: int,
@@ -210,37 +211,28 @@ def settle(model: nn.Module, method: Any, x: torch.Tensor, plan: dict[str, Any],
            output_rtol: float = SETTLE_OUTPUT_RTOL) -> dict[str, Any]:
     """:func:`zero_lr_step` until the method is at rest on these fixed weights, or ``budget`` steps.
 
-    At rest: the effective weights (as every step's forward used them) changed by
-    less than ``rtol`` (relative) over the last ``window`` steps and between any two
-    consecutive steps of the last ``chunk``, and the outputs between consecutive steps by less
-    than ``output_rtol`` (these alone see layers read through their map); or nothing changed
-    at all over a chunk (a method without state). Reports the steps taken, the weights at
-    the start of the window and after every step of the last chunk, and that chunk's outputs:
-    the judge decides (:func:`harness.observe.verify.settled`)."""
-    ends: list[dict[str, torch.Tensor]] = []  # the weights at every chunk's end, the last window's worth
+    At rest: over the last ``window`` steps, the effective weights (as every step's forward
+    used them) changed by less than ``rtol`` (relative) between any two consecutive steps and
+    from the first to the last, and the outputs between consecutive steps by less than
+    ``output_rtol`` (these alone see layers read through their map); checked every ``chunk``
+    steps. Reports the steps taken and the window's weights and outputs, step by step: the
+    judge decides (:func:`harness.observe.verify.settled`)."""
+    weights: list[dict[str, torch.Tensor]] = []
+    outputs: list[torch.Tensor] = []
     steps = 0
     while True:
-        outputs, trace = [], []
         for _ in range(chunk):
-            out, weights = zero_lr_step(model, method, x, plan)
+            out, used = zero_lr_step(model, method, x, plan)
             outputs.append(out)
-            trace.append(weights)
+            weights.append(used)
         steps += chunk
-        if not ends:
-            ends.append(trace[0])
-        report = {"steps": steps, "outputs": outputs, "trace": trace}
-        still = bool(trace) and all(weights_change(t, ends[-1]) == 0 for t in trace) and \
-            all(torch.equal(o, outputs[0]) for o in outputs)
-        ends.append(trace[-1])
-        back = window // chunk
-        report["window_start"] = ends[-back - 1] if len(ends) > back else ends[0]
-        weights, outs = settle_changes(report)
-        at_rest = len(ends) > back and weights < rtol and outs < output_rtol
-        if still or at_rest or steps >= budget or math.isnan(weights):
-            if still:
-                report["window_start"] = ends[-2]
+        del weights[:-window], outputs[:-window]
+        report = {"steps": steps, "outputs": torch.stack(outputs),
+                  "trace": {k: torch.stack([w[k] for w in weights]) for k in weights[-1]
+                            if all(k in w and w[k].shape == weights[-1][k].shape for w in weights)}}
+        moved, outs = settle_changes(report)
+        if (steps >= window and moved < rtol and outs < output_rtol) or steps >= budget or math.isnan(moved):
             return report
-        del ends[:-back - 1]
 
 
 __all__ = ["MODES", "SETTLE_CHUNK", "SETTLE_OUTPUT_RTOL", "SETTLE_RTOL", "SETTLE_WINDOW", "TRAINING_MODE", "like", "mode_named", "observe_layer", "observe_modes", "observe_now",

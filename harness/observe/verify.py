@@ -291,13 +291,11 @@ def mode_differences(plain: nn.Module, plan: dict[str, Any],
 def settled(report: dict[str, Any]) -> tuple[bool, float, int]:
     """``(at rest, largest relative change of its weights over the window and between steps,
     steps)`` of a :func:`harness.observe.effective.settle` report, recomputed here: at rest
-    when, after a whole window, weights and outputs moved less than the settling tolerances,
-    or when nothing moved at all."""
+    when, after a whole window, weights and outputs moved less than the settling tolerances."""
     weights, outputs = settle_changes(report)
     steps = int(report["steps"])
-    still = weights == 0 and outputs == 0
-    rest = steps >= SETTLE_WINDOW and weights < SETTLE_RTOL and outputs < SETTLE_OUTPUT_RTOL
-    return bool(still or rest), max(weights, outputs * SETTLE_RTOL / SETTLE_OUTPUT_RTOL), steps
+    rest = steps >= SETTLE_WINDOW == len(report["outputs"]) and weights < SETTLE_RTOL and outputs < SETTLE_OUTPUT_RTOL
+    return bool(rest), max(weights, outputs * SETTLE_RTOL / SETTLE_OUTPUT_RTOL), steps
 
 
 def worst(values: Iterable[float]) -> float:

@@ -147,6 +147,8 @@ class SpectralAccuracyRunner(Runner):
             "tracking_error_final": Metric("float32", "relative error after the last update", better="lower"),
             "consistency_error": Metric("info", "largest relative difference between the layer's reported outputs "
                                                 "and those of its reported effective weight"),
+            "sigma_readable": Metric("info", "1 when lipbench can read the method's σ estimate (its own "
+                                             "SigmaParametrization or torch's spectral_norm), else 0"),
         })
 
     def applies_to(self, profile: dict[str, Any]) -> bool:
@@ -215,8 +217,10 @@ class SpectralAccuracyRunner(Runner):
         if "unreadable" in final:
             reason = (f"n/a: the method's σ estimate cannot be read ({final['unreadable']}); lipbench reads "
                       "its own SigmaParametrization and torch's spectral_norm")
-            return out + [Measurement(m, math.nan, status="n/a", message=reason)
-                          for m in SIGMA_METRICS + (TRACKING_METRICS if tracked else ())]
+            return out + [Measurement("sigma_readable", 0.0, message=reason)] + [
+                Measurement(m, math.nan, status="n/a", message=reason)
+                for m in SIGMA_METRICS + (TRACKING_METRICS if tracked else ())]
+        out.append(Measurement("sigma_readable", 1.0))
 
         def error(reported: dict[str, Any]) -> tuple[float, float, float]:
             weight = reported["stored"].double()
