@@ -305,8 +305,8 @@ class _Lazy(nn.Module):
         if int(self.updates) % self.period == 0:
             with torch.no_grad():
                 self.exact.copy_(torch.linalg.matrix_norm(mat.detach(), ord=2))
-            return weight / self.exact
-        return weight / (0.8 * self.exact)
+        # a copy: the stored value changes in place at the next refresh
+        return weight / (self.exact.clone() if int(self.updates) % self.period == 0 else 0.8 * self.exact)
 
 
 class LazySN(Method):
@@ -368,16 +368,20 @@ class TwoSidedPosingAsOneSided(WGANGP):
 
 
 class ComputesWithAnother(MiyatoSN):
-    """Reports Algorithm 1's weight but computes with 1.25 times it: patches ``Conv2d`` itself."""
+    """Reports Algorithm 1's weight but computes with 1.25 times it: patches ``Conv2d`` and
+    ``Linear`` themselves (so every layer still looks standard)."""
 
     name = "computes_with_another"
 
     def apply(self, model):
-        original = nn.Conv2d._conv_forward
+        conv, linear = nn.Conv2d._conv_forward, nn.Linear.forward
 
-        def scaled(self, x, weight, bias):
-            return original(self, x, 1.25 * weight, bias)
-        nn.Conv2d._conv_forward = scaled
+        def conv_scaled(self, x, weight, bias):
+            return conv(self, x, 1.25 * weight, bias)
+
+        def linear_scaled(self, x):
+            return F.linear(x, 1.25 * self.weight, self.bias)
+        nn.Conv2d._conv_forward, nn.Linear.forward = conv_scaled, linear_scaled
         return super().apply(model)
 
 

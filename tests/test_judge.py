@@ -238,6 +238,7 @@ def test_claims_see_training_between_refreshes(tmp_path, monkeypatch):
     out = ResultsDir(tmp_path / "claims")
     rows = run_suites([suite], "ci", out, progress=False, isolation=False,
                       methods=[MethodSpec.parse(m) for m in lazy])
+    assert set(rows["status"]) == {"ok"}, rows[rows["status"] != "ok"]["message"].tolist()
     from harness.baselines import evaluate_checks
     verdicts = evaluate_checks(suite, rows, out.read_json("manifest.json")["methods"])
     failed = {(v["method"], v["check"]) for v in verdicts if v["verdict"] != "pass" and v["verdict"] != "n/a"}
