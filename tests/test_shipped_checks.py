@@ -102,7 +102,7 @@ def _claims_computes_with_another(tmp_path, monkeypatch, suite):
 def _claims_one_sided(tmp_path, monkeypatch, suite):
     from harness.runners import claims
     real = claims.interpolate_gradient_norms
-    monkeypatch.setattr(claims, "interpolate_gradient_norms", lambda *a, **k: 3 * real(*a, **k))  # a broken norm
+    monkeypatch.setattr(claims, "interpolate_gradient_norms", lambda *a, **k: 10 * real(*a, **k))  # a broken norm
     return run(tmp_path, shrunk("claims", **CLAIMS_TINY), [{"name": "grad_penalty", "params": {"one_sided": True}}])
 
 

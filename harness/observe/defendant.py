@@ -108,16 +108,19 @@ def _preload() -> None:
     import torch._dynamo  # noqa: F401
 
 
-def _death(code: int | None) -> str:
+def ended(code: int | None) -> str:
+    """How a process ended, from its exit code: ``"was killed by SIGSEGV"``, ``"exited with code 7"``."""
     if code is not None and code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        return (f"the defendant process (running the method's code) was killed by {name} "
-                "before it reported its observations")
-    return (f"the defendant process (running the method's code) exited with code {code} "
-            "before it reported its observations")
+        return f"was killed by {name}"
+    return f"exited with code {code}"
 
 
-__all__ = ["DefendantError", "in_defendant"]
+def _death(code: int | None) -> str:
+    return f"the defendant process (running the method's code) {ended(code)} before it reported its observations"
+
+
+__all__ = ["DefendantError", "ended", "in_defendant"]

@@ -87,6 +87,15 @@ def _module(model: nn.Module, path: str) -> nn.Module | None:
         return None
 
 
+def stored_weight(layer: nn.Module) -> torch.Tensor | None:
+    """The weight parameter an optimiser updates (a parametrization's ``original``), if any."""
+    plist = getattr(getattr(layer, "parametrizations", None), "weight", None)
+    if plist is not None:
+        return plist.original
+    weight = getattr(layer, "weight", None)
+    return weight if isinstance(weight, nn.Parameter) else None
+
+
 def observe_layer(model: nn.Module, path: str, plan: dict[str, Any]) -> dict[str, Any]:
     """One planned layer in the current mode (call inside ``parametrize.cached()``)."""
     module = _module(model, path)
@@ -236,5 +245,5 @@ def settle(model: nn.Module, method: Any, x: torch.Tensor, plan: dict[str, Any],
 
 
 __all__ = ["MODES", "SETTLE_CHUNK", "SETTLE_OUTPUT_RTOL", "SETTLE_RTOL", "SETTLE_WINDOW", "TRAINING_MODE", "like", "mode_named", "observe_layer", "observe_modes", "observe_now",
-           "observe_state", "relative_change", "settle", "settle_changes", "standard_forward", "weights_change",
+           "observe_state", "relative_change", "settle", "settle_changes", "standard_forward", "stored_weight", "weights_change",
            "zero_lr_step"]

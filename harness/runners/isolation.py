@@ -23,6 +23,7 @@ import time
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from harness.observe.defendant import ended
 from harness.suite import Case
 
 from .base import Runner
@@ -112,13 +113,7 @@ def run_isolated(case: Case, runner: Runner, *, timeout: float | None,
 
 
 def _death(code: int | None) -> str:
-    if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"the case's worker process was killed by {name} before it returned a result"
-    return f"the case's worker process exited with code {code} before it returned a result"
+    return f"the case's worker process {ended(code)} before it returned a result"
 
 
 def _resident_bytes(pid: int) -> int | None:

@@ -40,7 +40,7 @@ from torch import nn
 from harness.exact import conv_operator_norm, reshaped_norm
 from harness.layers import apply_operator, geometry, reshape_matrix, swapped_reshape_matrix
 from harness.methods.power import SigmaParametrization, sigma_parametrization
-from harness.observe.effective import observe_now, zero_lr_step
+from harness.observe.effective import observe_now, stored_weight, zero_lr_step
 from harness.observe.verify import (Unobservable, layer_differences, make_plan, measure_layers, model_difference,
                                     worst)
 from harness.results import Measurement
@@ -98,18 +98,10 @@ def _training_like_update(weight: torch.Tensor, step: float, gen: torch.Generato
     weight.add_(signs * step * rms)
 
 
-def _stored(layer: nn.Module) -> torch.Tensor | None:
-    plist = getattr(getattr(layer, "parametrizations", None), "weight", None)
-    if plist is not None:
-        return plist.original
-    weight = getattr(layer, "weight", None)
-    return weight if isinstance(weight, nn.Parameter) else None
-
-
 def observe_sigma(layer: nn.Module) -> dict[str, Any]:
     """The defendant's report of its σ: the stored weight and the persistent vectors, with the
     family that says how they make σ; or why they cannot be read."""
-    stored = _stored(layer)
+    stored = stored_weight(layer)
     try:
         p = sigma_parametrization(layer)
     except LookupError as exc:
@@ -178,7 +170,7 @@ class SpectralAccuracyRunner(Runner):
         applied = model.get_submodule("0")
         iterations, tracking = int(case.params["iterations"]), []
         for update in range(self.param(case, "updates")):
-            stored = _stored(applied)
+            stored = stored_weight(applied)
             if stored is None:
                 return {"no_updates": "the layer the method returned has no stored weight to update"}
             with torch.no_grad():

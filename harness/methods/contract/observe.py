@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from harness.observe.effective import MODES, mode_named, observe_modes, observe_now, settle, standard_forward
+from harness.observe.effective import mode_named, observe_modes, settle, standard_forward, stored_weight
 
 from ..base import Method
 from ..claims import INTERPOLATE, description
@@ -118,15 +118,6 @@ def observe_steps(d: Defendant) -> dict[str, Any]:
         train_step(method, model, d.x, lr=0.5)
         records.append(_eval(model, d.plan))
     return {"records": records}
-
-
-def stored_weight(layer: nn.Module) -> torch.Tensor | None:
-    """The weight parameter an optimiser updates (a parametrization's ``original``), if any."""
-    plist = getattr(getattr(layer, "parametrizations", None), "weight", None)
-    if plist is not None:
-        return plist.original
-    weight = getattr(layer, "weight", None)
-    return weight if isinstance(weight, nn.Parameter) else None
 
 
 def _stored(model: nn.Module, plan: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -417,6 +408,6 @@ def observe_contract(factory: Factory, params: dict[str, Any], request: dict[str
         return out
 
 
-__all__ = ["BELOW_GRADIENT_NORM", "DIRECTIONS", "Defendant", "FD_STEP", "MODES", "OTHER_TARGET_FACTOR",
+__all__ = ["BELOW_GRADIENT_NORM", "DIRECTIONS", "Defendant", "FD_STEP", "OTHER_TARGET_FACTOR",
            "PULL_LR", "PULL_STEPS", "PUSHED_GRADIENT_NORM", "SCENARIOS", "SegmentCritic", "observe_contract",
-           "observe_now", "snapshot", "stored_weight", "train_step"]
+           "snapshot", "train_step"]
