@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import deque
 from typing import Any
 
 import torch
@@ -226,22 +227,24 @@ def settle(model: nn.Module, method: Any, x: torch.Tensor, plan: dict[str, Any],
     ``output_rtol`` (these alone see layers read through their map); checked every ``chunk``
     steps. Reports the steps taken and the window's weights and outputs, step by step: the
     judge decides (:func:`harness.observe.verify.settled`)."""
-    weights: list[dict[str, torch.Tensor]] = []
-    outputs: list[torch.Tensor] = []
+    weights: deque[dict[str, torch.Tensor]] = deque(maxlen=window)
+    outputs: deque[torch.Tensor] = deque(maxlen=window)
+    moves: deque[tuple[float, float]] = deque(maxlen=window - 1)  # between consecutive steps
     steps = 0
     while True:
         for _ in range(chunk):
             out, used = zero_lr_step(model, method, x, plan)
+            if weights:
+                moves.append((weights_change(used, weights[-1]), relative_change(out, outputs[-1])))
             outputs.append(out)
             weights.append(used)
         steps += chunk
-        del weights[:-window], outputs[:-window]
-        report = {"steps": steps, "outputs": torch.stack(outputs),
-                  "trace": {k: torch.stack([w[k] for w in weights]) for k in weights[-1]
-                            if all(k in w and w[k].shape == weights[-1][k].shape for w in weights)}}
-        moved, outs = settle_changes(report)
+        moved = max([weights_change(weights[-1], weights[0])] + [m[0] for m in moves])
+        outs = max([m[1] for m in moves] or [0.0])
         if (steps >= window and moved < rtol and outs < output_rtol) or steps >= budget or math.isnan(moved):
-            return report
+            return {"steps": steps, "outputs": torch.stack(list(outputs)),
+                    "trace": {k: torch.stack([w[k] for w in weights]) for k in weights[-1]
+                              if all(k in w and w[k].shape == weights[-1][k].shape for w in weights)}}
 
 
 __all__ = ["MODES", "SETTLE_CHUNK", "SETTLE_OUTPUT_RTOL", "SETTLE_RTOL", "SETTLE_WINDOW", "TRAINING_MODE", "like", "mode_named", "observe_layer", "observe_modes", "observe_now",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 from typing import Any, Iterable
 
 import torch
@@ -175,6 +176,17 @@ def layer_differences(plain: nn.Module, plan: dict[str, Any], record: dict[str, 
 
 # --- the claim ---------------------------------------------------------------------------------
 
+_CARRIERS: "weakref.WeakKeyDictionary[nn.Module, nn.Module]" = weakref.WeakKeyDictionary()
+
+
+def _carrying(layer: nn.Module, weight: torch.Tensor) -> nn.Module:
+    """A float64 copy of the plain ``layer`` (made once per layer) carrying ``weight``."""
+    carrier = _CARRIERS.get(layer)
+    if carrier is None:
+        carrier = _CARRIERS[layer] = copy.deepcopy(layer).to(torch.float64)
+    carrier.weight = nn.Parameter(weight, requires_grad=False)
+    return carrier
+
 def measure_layers(claim: Claim, target: float, plain: nn.Module, plan: dict[str, Any],
                    record: dict[str, Any]) -> list[ClaimMeasurement]:
     """The claim on every observed layer (exact float64 references); a layer that cannot be
@@ -186,9 +198,8 @@ def measure_layers(claim: Claim, target: float, plain: nn.Module, plan: dict[str
         layer, shape = layers[path], tuple(plan["shapes"][path])
         how, value = layer_map(path, layer, record["layers"].get(path, {}), shape)
         if how == "weight":
-            copied = copy.deepcopy(layer).to(torch.float64)
-            copied.weight = nn.Parameter(value[0], requires_grad=False)
-            found.append(measure_layer(path, copied, "weight", claim.quantity, claim.kind, target, shape))
+            found.append(measure_layer(path, _carrying(layer, value[0]), "weight", claim.quantity, claim.kind,
+                                       target, shape))
         else:
             found.append(measure_layer(path, layer, "forward", claim.quantity, claim.kind, target, shape, fmap=value))
     return found
