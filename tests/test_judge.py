@@ -204,6 +204,31 @@ def test_a_sigma_lipbench_cannot_read_is_na_with_the_reason(tmp_path, monkeypatc
     assert not [v for v in verdicts if v["verdict"] in ("error", "violation")], verdicts
 
 
+def test_miyato_from_scratch_meets_thm1_once_settled(tmp_path, monkeypatch):
+    """Before fair settling it failed thm1_equal_norms: only lipbench's parametrizations were settled."""
+    suite = shrunk("gradient_bounds", matrix={"depth": [3], "width": [16]}, seeds=[0],
+                   settings={"probe_samples": 4, "train_steps": 5})
+    rows = run(tmp_path, suite, ["corpus:MiyatoSN"], monkeypatch)
+    from harness.baselines import evaluate_checks
+    verdicts = evaluate_checks(suite, rows, {"corpus:MiyatoSN": profile(corpus.MiyatoSN())})
+    assert {v["check"] for v in verdicts if v["verdict"] == "pass"} >= {"thm1_equal_norms", "prop1_claimed_trained",
+                                                                         "computes_what_it_reports"}
+    assert not [v for v in verdicts if v["verdict"] not in ("pass", "n/a")], verdicts
+
+
+def test_what_cannot_be_read_is_unobservable_never_an_error():
+    from torch import nn
+
+    from harness.observe.verify import Unobservable, layer_map
+    layer = nn.Linear(3, 2)
+    with pytest.raises(Unobservable, match="not in the model the method returned"):
+        layer_map("head", layer, {"how": "missing"}, (3,))
+    with pytest.raises(Unobservable, match="too large to observe densely"):
+        layer_map("head", layer, {"how": "forward", "too_large": True}, (3,))
+    with pytest.raises(Unobservable, match="effective weight has shape"):
+        layer_map("head", layer, {"how": "weight", "weight": torch.ones(3, 3), "bias": None}, (3,))
+
+
 # --- item 4: unpredictable observation schedules ----------------------------------------------------
 
 def test_random_observation_schedule():

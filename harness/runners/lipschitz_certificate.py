@@ -30,7 +30,7 @@ import torch
 
 from harness.exact import lipschitz_lower_bound, lipschitz_upper_bound
 from harness.observe.effective import observe_now
-from harness.observe.verify import layer_differences, make_plan, model_difference, rebuild, worst
+from harness.observe.verify import Unobservable, layer_differences, make_plan, model_difference, rebuild, worst
 from harness.results import Measurement
 from harness.suite import Case
 from harness.training import build, load_data, train
@@ -118,6 +118,10 @@ class LipschitzCertificateRunner(Runner):
         data, _, D = self._setup(case)
         plan, record = request["plan"], observed["record"]
         consistency = [*layer_differences(D, plan, record).values(), model_difference(D, plan, record)]
-        model = rebuild(D, plan, record)
+        try:
+            model = rebuild(D, plan, record)
+        except Unobservable as exc:  # not a failure of the method: lipbench cannot read it
+            return [Measurement(m, math.nan, status="n/a", message=f"not observable: {exc}")
+                    for m in METRICS + ("weight_layers", "consistency_error")]
         return certificate(model, tuple(data.sample_shape), request["samples"].double(), case.settings) + [
             Measurement("consistency_error", worst(consistency), message="the trained discriminator")]
