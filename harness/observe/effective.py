@@ -68,6 +68,12 @@ def standard_forward(module: nn.Module) -> bool:
     return False
 
 
+def snapshot_of(value: Any) -> torch.Tensor | None:
+    """A detached copy of a tensor (what it holds now, whatever later changes it in place); ``None``
+    for anything else."""
+    return value.detach().clone() if isinstance(value, torch.Tensor) else None
+
+
 def like(model: nn.Module) -> torch.Tensor:
     """A floating parameter or buffer of ``model`` (its device and dtype); float32 if none."""
     for t in list(model.parameters()) + list(model.buffers()):
@@ -104,8 +110,8 @@ def observe_layer(model: nn.Module, path: str, plan: dict[str, Any]) -> dict[str
     if module is None:
         return {"how": "missing"}
     if standard_forward(module):
-        return {"how": "weight", "weight": module.weight, "bias": module.bias,
-                "out": module(_on(module, probe))}
+        return {"how": "weight", "weight": snapshot_of(module.weight), "bias": snapshot_of(module.bias),
+                "out": module(_on(module, probe)).detach()}
     in_dim = math.prod(probe.shape[1:])
     out_dim = int(plan["out_dims"][path])
     if in_dim * out_dim > int(plan["dense_limit"]):
@@ -124,7 +130,7 @@ def observe_state(model: nn.Module, keys: list[str]) -> dict[str, Any]:
         path, _, attr = key.rpartition(".")
         module = _module(model, path)
         value = getattr(module, attr, None) if module is not None else None
-        out[key] = value if isinstance(value, torch.Tensor) else None
+        out[key] = snapshot_of(value)
     return out
 
 
@@ -248,5 +254,5 @@ def settle(model: nn.Module, method: Any, x: torch.Tensor, plan: dict[str, Any],
 
 
 __all__ = ["MODES", "SETTLE_CHUNK", "SETTLE_OUTPUT_RTOL", "SETTLE_RTOL", "SETTLE_WINDOW", "TRAINING_MODE", "like", "mode_named", "observe_layer", "observe_modes", "observe_now",
-           "observe_state", "relative_change", "settle", "settle_changes", "standard_forward", "stored_weight", "weights_change",
+           "observe_state", "relative_change", "settle", "settle_changes", "snapshot_of", "standard_forward", "stored_weight", "weights_change",
            "zero_lr_step"]

@@ -86,7 +86,7 @@ class ClaimsRunner(Runner):
                   "trace_points": Setting(int, 10, "grid points after the warm-up"),
                   "random_points": Setting(int, 6, "updates observed at random (seeded per case), two of them "
                                                    "consecutive and also settled on their fixed weights"),
-                  "settle_budget": Setting(int, 3000, "most zero-learning-rate training steps to settle on "
+                  "settle_budget": Setting(int, 5000, "most zero-learning-rate training steps to settle on "
                                                       "fixed weights"),
                   "interpolate_samples": Setting(int, 256, "real and generated samples for the gradient "
                                                           "at interpolates")},

@@ -40,7 +40,7 @@ from torch import nn
 from harness.exact import conv_operator_norm, reshaped_norm
 from harness.layers import apply_operator, geometry, reshape_matrix, swapped_reshape_matrix
 from harness.methods.power import SigmaParametrization, sigma_parametrization
-from harness.observe.effective import observe_now, stored_weight, zero_lr_step
+from harness.observe.effective import observe_now, snapshot_of, stored_weight, zero_lr_step
 from harness.observe.verify import (Unobservable, layer_differences, make_plan, measure_layers, model_difference,
                                     worst)
 from harness.results import Measurement
@@ -101,7 +101,7 @@ def _training_like_update(weight: torch.Tensor, step: float, gen: torch.Generato
 def observe_sigma(layer: nn.Module) -> dict[str, Any]:
     """The defendant's report of its σ: the stored weight and the persistent vectors, with the
     family that says how they make σ; or why they cannot be read."""
-    stored = stored_weight(layer)
+    stored = snapshot_of(stored_weight(layer))
     try:
         p = sigma_parametrization(layer)
     except LookupError as exc:
@@ -112,8 +112,8 @@ def observe_sigma(layer: nn.Module) -> dict[str, Any]:
             if state[0] is None:
                 return {"stored": stored, "unreadable": "its operator's input size is not known yet"}
             state = (state,)
-        return {"stored": stored, "family": family, "vectors": [list(pair) for pair in state]}
-    return {"stored": stored, "family": "torch", "dim": int(p.dim), "vectors": [[p._u, p._v]]}
+        return {"stored": stored, "family": family, "vectors": [[snapshot_of(t) for t in pair] for pair in state]}
+    return {"stored": stored, "family": "torch", "dim": int(p.dim), "vectors": [[snapshot_of(p._u), snapshot_of(p._v)]]}
 
 
 @register

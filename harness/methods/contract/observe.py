@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from harness.observe.effective import mode_named, observe_modes, settle, standard_forward, stored_weight
+from harness.observe.effective import mode_named, observe_modes, settle, snapshot_of, standard_forward, stored_weight
 
 from ..base import Method
 from ..claims import INTERPOLATE, description
@@ -261,7 +261,7 @@ def _directional(d: Defendant, model: nn.Module, value: Callable[[], torch.Tenso
 
 
 def _grads(model: nn.Module) -> dict[str, Any]:
-    return {name: p.grad for name, p in _parameters(model).items()}
+    return {name: snapshot_of(p.grad) for name, p in _parameters(model).items()}
 
 
 def _penalty(method: Method, model: nn.Module, real, fake, seed: int) -> torch.Tensor:
