@@ -97,6 +97,24 @@ def test_patching_measurement_linear_algebra_and_the_writer_changes_no_verdict()
     assert "reshape_spectral = 1.25" in patched["claim_on_fixed_weights"].detail
 
 
+def test_lipbench_check_of_a_measurement_patcher_fails_and_writes_its_results(tmp_path, monkeypatch, capsys):
+    """Through the command line (cases in this process, the variant in its defendants): the
+    writer it patched wrote every row, and the contract names the violated claim."""
+    monkeypatch.syspath_prepend(TESTS)
+    out = tmp_path / "out"
+    code = main(["check", "corpus:PatchesMeasurement", "--suites", "contract", "--out", str(out), "--no-isolation",
+                 "--baselines", str(tmp_path / "none"), "--report", str(tmp_path / "r.html"),
+                 "--junit", str(tmp_path / "j.xml")])
+    assert code == 1, capsys.readouterr().err
+    results = ResultsDir(out)
+    rows = results.rows()
+    assert len(rows) > 5 and set(rows["status"]) == {"ok"}
+    import pandas as pd
+    verdicts = pd.read_csv(out / "verdicts.csv")
+    failed = verdicts[verdicts["verdict"] == "violation"]
+    assert "invariant[claim_on_fixed_weights]" in set(failed["metric"])
+
+
 def test_a_layer_that_computes_with_another_weight_than_it_reports_is_caught():
     found = contract(corpus.ComputesWithAnother)
     assert found["computes_what_it_reports"].verdict == "violation"
