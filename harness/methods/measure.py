@@ -29,17 +29,12 @@ import torch
 from torch import nn
 
 from harness.exact import layer_operator_norm, reshaped_norm
-from harness.layers import AFFINE_LAYERS, WEIGHT_LAYERS, layer_kind, reshape_matrix, swapped_reshape_matrix
+from harness.layers import (AFFINE_LAYERS, WEIGHT_LAYERS, layer_kind, reshape_matrix, standard_forward,
+                            swapped_reshape_matrix)
 
 from .base import Method
 from .claims import INTERPOLATE, Claim
 from .forward_map import ClaimMeasurementError, ForwardMap, _like, kernel_from_forward
-
-_STANDARD = ((nn.ConvTranspose2d, ("forward", "_conv_forward")),
-             (nn.Conv2d, ("forward", "_conv_forward")),
-             (nn.Conv1d, ("forward", "_conv_forward")),
-             (nn.Linear, ("forward",)))
-
 
 @dataclass(frozen=True)
 class ClaimMeasurement:
@@ -69,14 +64,6 @@ class ClaimMeasurement:
 
 # --- which layers, and how their map is read ------------------------------------------------
 
-def _standard_forward(module: nn.Module) -> bool:
-    for cls, attrs in _STANDARD:
-        if isinstance(module, cls):
-            same = all(getattr(type(module), a) is getattr(cls, a) for a in attrs)
-            return same and not module._forward_hooks and not module._forward_pre_hooks
-    return False
-
-
 def _owns_weight(module: nn.Module) -> bool:
     return "weight" in dict(module.named_parameters(recurse=False)) or \
         getattr(getattr(module, "parametrizations", None), "weight", None) is not None
@@ -96,7 +83,7 @@ def claim_layers(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
         if getattr(module, "lipbench_layer", False) is True:
             found.append((name, module, "forward"))
         elif isinstance(module, WEIGHT_LAYERS):
-            found.append((name, module, "weight" if _standard_forward(module) else "forward"))
+            found.append((name, module, "weight" if standard_forward(module) else "forward"))
         elif isinstance(module, AFFINE_LAYERS):
             continue
         elif _owns_weight(module):

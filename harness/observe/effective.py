@@ -11,10 +11,10 @@ reads, in the defendant's process:
   the judge's inputs), or, for a layer whose forward is not the standard one, its whole
   affine map (its outputs at 0 and at every basis vector, one batched call);
 * the model's own outputs at the judge's inputs, *outside* the cache (as training runs);
-* :func:`settle`: training steps with a zero learning rate (forward, backward, an in-place
-  no-op on every parameter so that anything keyed to a weight update sees one, then
-  ``after_step``), what any implementation does in training, repeated until its outputs and
-  effective weights stop changing or a budget is spent; the judge decides from what it
+* :func:`settle`: training steps with a zero learning rate (a training-mode forward with
+  autograd, an in-place no-op on every parameter so that anything keyed to a weight update
+  sees one, then ``after_step``), what any implementation does in training, repeated until
+  its effective weights stop changing or a budget is spent; the judge decides from what it
   reports whether the method settled.
 
 Nothing here is trusted: the judge recomputes every layer's outputs from its reported
@@ -31,16 +31,18 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from harness.layers import standard_forward
+
 #: The four ways a model can be run: (name, training mode, autograd enabled).
 MODES = (("train+grad", True, True), ("train+no_grad", True, False),
          ("eval+grad", False, True), ("eval+no_grad", False, False))
 #: The mode training runs in: the reference the others are compared with.
 TRAINING_MODE = "train+grad"
 
-#: :func:`settle`: a method is at rest when its effective weights changed by less than
-#: ``SETTLE_RTOL`` (relative) over the last ``SETTLE_WINDOW`` zero-learning-rate steps and
-#: between any two consecutive steps of the last ``SETTLE_CHUNK``, and its outputs between
-#: consecutive steps by less than ``SETTLE_OUTPUT_RTOL``. A power iteration converges
+#: :func:`settle`: a method is at rest when, over the last ``SETTLE_WINDOW`` zero-learning-rate
+#: steps (checked every ``SETTLE_CHUNK``), its effective weights changed by less than
+#: ``SETTLE_RTOL`` (relative) between any two consecutive steps and from the first to the
+#: last, and its outputs between consecutive steps by less than ``SETTLE_OUTPUT_RTOL``. A power iteration converges
 #: geometrically; over a window of 200 steps its weights still move by more than 1e-6 unless
 #: its claim error is below 1e-4 for every rate down to r²⁵ = 0.998 per chunk (the slowest
 #: measured on the suites' models, sn_conv's near-degenerate operators); at rest, float32
@@ -50,23 +52,6 @@ SETTLE_RTOL = 1e-6
 SETTLE_CHUNK = 25
 SETTLE_WINDOW = 200
 SETTLE_OUTPUT_RTOL = 1e-4
-
-_STANDARD = ((nn.ConvTranspose2d, ("forward", "_conv_forward")),
-             (nn.Conv2d, ("forward", "_conv_forward")),
-             (nn.Conv1d, ("forward", "_conv_forward")),
-             (nn.Linear, ("forward",)))
-
-
-def standard_forward(module: nn.Module) -> bool:
-    """A ``Linear``/``Conv*`` whose forward is its class's own, without hooks: it computes
-    with ``module.weight`` (the judge checks that it does)."""
-    for cls, attrs in _STANDARD:
-        if isinstance(module, cls):
-            same = all(getattr(type(module), a) is getattr(cls, a) for a in attrs)
-            return (same and not module._forward_hooks and not module._forward_pre_hooks
-                    and isinstance(getattr(module, "weight", None), torch.Tensor))
-    return False
-
 
 def snapshot_of(value: Any) -> torch.Tensor | None:
     """A detached copy of a tensor (what it holds now, whatever later changes it in place); ``None``
@@ -253,6 +238,6 @@ def settle(model: nn.Module, method: Any, x: torch.Tensor, plan: dict[str, Any],
                               if all(k in w and w[k].shape == weights[-1][k].shape for w in weights)}}
 
 
-__all__ = ["MODES", "SETTLE_CHUNK", "SETTLE_OUTPUT_RTOL", "SETTLE_RTOL", "SETTLE_WINDOW", "TRAINING_MODE", "like", "mode_named", "observe_layer", "observe_modes", "observe_now",
-           "observe_state", "relative_change", "settle", "settle_changes", "snapshot_of", "standard_forward", "stored_weight", "weights_change",
-           "zero_lr_step"]
+__all__ = ["MODES", "SETTLE_CHUNK", "SETTLE_OUTPUT_RTOL", "SETTLE_RTOL", "SETTLE_WINDOW", "TRAINING_MODE", "like",
+           "mode_named", "observe_layer", "observe_modes", "observe_now", "observe_state", "relative_change", "settle",
+           "settle_changes", "snapshot_of", "stored_weight", "weights_change", "zero_lr_step"]
