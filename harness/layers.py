@@ -160,6 +160,23 @@ def output_shape(geom: LayerGeometry, weight: torch.Tensor, input_shape: Sequenc
     return tuple(apply_operator(geom, weight.to("meta"), x).shape)
 
 
+_STANDARD = ((nn.ConvTranspose2d, ("forward", "_conv_forward")),
+             (nn.Conv2d, ("forward", "_conv_forward")),
+             (nn.Conv1d, ("forward", "_conv_forward")),
+             (nn.Linear, ("forward",)))
+
+
+def standard_forward(module: nn.Module) -> bool:
+    """A ``Linear``/``Conv*`` whose forward is its class's own, without hooks, with a tensor
+    ``weight``: it computes with ``module.weight`` (a judge still checks that it does)."""
+    for cls, attrs in _STANDARD:
+        if isinstance(module, cls):
+            same = all(getattr(type(module), a) is getattr(cls, a) for a in attrs)
+            return (same and not module._forward_hooks and not module._forward_pre_hooks
+                    and isinstance(getattr(module, "weight", None), torch.Tensor))
+    return False
+
+
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The ``(qualified name, layer)`` pairs a method normalises, in module order.
 

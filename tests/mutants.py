@@ -146,17 +146,48 @@ class SNwNoSigmaGradient(SNw):
         return _NoSigmaGrad(layer.weight, kind)
 
 
-class SNwSkipsUnknownLayers(SNw):
-    """Normalises the layers it knows and silently skips any other layer with a weight."""
+class SNwSkipsTransposed(SNw):
+    """Normalises ``Conv2d`` and ``Linear`` layers and silently leaves ``ConvTranspose2d`` alone:
+    a weight layer its claim covers, unconstrained."""
 
-    name = "mutant_sn_w_skips_unknown_layers"
+    name = "mutant_sn_w_skips_transposed"
 
     def apply(self, model):
         for module in model.modules():
-            if isinstance(module, WEIGHT_LAYERS):
+            if isinstance(module, WEIGHT_LAYERS) and not isinstance(module, nn.ConvTranspose2d):
                 parametrize.register_parametrization(
                     module, "weight", self.parametrization("", module, layer_kind(module)), unsafe=True)
         return model
+
+
+class _GradScaled(ReshapeSpectralNorm):
+    def forward(self, weight):
+        return super().forward(weight) * (1.25 if torch.is_grad_enabled() else 1.0)
+
+
+class SNwScaledWithGrad(SNw):
+    """Exact without autograd (where lipbench used to measure), 1.25× with it (where training runs)."""
+
+    name = "mutant_sn_w_scaled_with_grad"
+
+    def parametrization(self, name, layer, kind):
+        return _GradScaled(layer.weight, kind)
+
+
+class _Alternating(ReshapeSpectralNorm):
+    def forward(self, weight):
+        if self.training:
+            self.flips = getattr(self, "flips", 0) + 1
+        return super().forward(weight) * (1.25 if getattr(self, "flips", 0) % 2 else 1.0)
+
+
+class SNwAlternates(SNw):
+    """Exact on every other training forward, 1.25× on the others: never at rest."""
+
+    name = "mutant_sn_w_alternates"
+
+    def parametrization(self, name, layer, kind):
+        return _Alternating(layer.weight, kind)
 
 
 # --- ssn, bsn, bssn, sn_conv, torch_sn -------------------------------------------------------------
@@ -283,6 +314,17 @@ class ClipHalfBelow(WeightClip):
 
 # --- grad_penalty, orthonormal_reg ---------------------------------------------------------------
 
+class GPOneSidedAsTwoSided(GradPenalty):
+    """Computes the one-sided penalty while keeping the two-sided claim."""
+
+    name = "mutant_gp_one_sided_as_two_sided"
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.params["one_sided"] = True
+        self.claim = GradPenalty.claim
+
+
 class GPZeroLambda(GradPenalty):
     """``λ = 0`` by default."""
 
@@ -332,6 +374,17 @@ class NoneCountsForwards(Method):
 
 def _count(module, args, out):
     module.forwards_seen.add_(1)
+
+
+class NoneScalesOutput(Method):
+    """``none`` whose model multiplies its output by 1.25 in a forward hook: every layer is as it
+    reports, the model is not."""
+
+    name = "mutant_none_scales_output"
+
+    def apply(self, model):
+        model.register_forward_hook(lambda module, args, out: 1.25 * out)
+        return model
 
 
 # --- correct re-implementations -----------------------------------------------------------------
@@ -417,7 +470,9 @@ MUTANTS: dict[type, tuple[str, ...]] = {
     SNwIteratesInEval: ("eval_leaves_state_unchanged",),
     SNwUnsavedVectors: ("state_dict_round_trip",),
     SNwNoSigmaGradient: ("gradients_flow",),
-    SNwSkipsUnknownLayers: ("unsupported_layer_named",),
+    SNwSkipsTransposed: ("claim_on_fixed_weights",),
+    SNwScaledWithGrad: ("modes_agree", "claim_on_fixed_weights"),
+    SNwAlternates: ("settles",),
     SSNIgnoresS: ("claim_follows_parameter",),
     BSNOneReshape: ("claim_on_fixed_weights",),
     BSSNSquaresS: ("claim_follows_parameter",),
@@ -429,10 +484,12 @@ MUTANTS: dict[type, tuple[str, ...]] = {
     ClipUpTo2c: ("claim_on_fixed_weights", "projection_after_step"),
     ClipHalfBelow: ("projection_after_step",),
     GPZeroLambda: ("penalty_pulls_towards_claim", "gradients_flow"),
+    GPOneSidedAsTwoSided: ("penalty_side",),
     GPAtRealPoints: ("penalty_vanishes_only_at_claim",),
     GPFixedEps: ("penalty_vanishes_only_at_claim",),
     OrthoFlippedSign: ("penalty_pulls_towards_claim",),
     NoneCountsForwards: ("eval_leaves_state_unchanged",),
+    NoneScalesOutput: ("computes_what_it_reports",),
 }
 
 
@@ -441,9 +498,24 @@ def _third_party():
     return TorchSpectralNorm
 
 
+class SNwLeavesUnknownLayers(SNw):
+    """Normalises every layer its claim covers and leaves any other layer with a weight alone
+    (allowed: raising on an unknown layer is never required)."""
+
+    name = "sn_w_leaves_unknown_layers"
+
+    def apply(self, model):
+        for module in model.modules():
+            if isinstance(module, WEIGHT_LAYERS):
+                parametrize.register_parametrization(
+                    module, "weight", self.parametrization("", module, layer_kind(module)), unsafe=True)
+        return model
+
+
 #: Correct re-implementations (factories) that must pass the whole contract.
 CORRECT = {"third_party_torch_sn": _third_party, "sn_w_3_steps": lambda: SNw3,
-           "sn_w_exact_sigma": lambda: ExactSigmaSN, "swapped_operator_sn": lambda: SwappedOperatorSN}
+           "sn_w_exact_sigma": lambda: ExactSigmaSN, "swapped_operator_sn": lambda: SwappedOperatorSN,
+           "sn_w_leaves_unknown_layers": lambda: SNwLeavesUnknownLayers}
 
 
 @dataclass(frozen=True)

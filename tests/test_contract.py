@@ -8,7 +8,7 @@ import torch
 
 import mutants
 from harness.methods import Method, get, run_contract
-from harness.methods.contract import INVARIANTS, run_invariant, Subject, violations
+from harness.methods.contract import INVARIANTS, violations
 from harness.methods.registry import _BUILTIN
 
 BUILTIN_CASES = [(name, {}) for name in sorted(_BUILTIN)] + [
@@ -31,15 +31,15 @@ def test_builtin_methods_pass_the_contract(case, one_thread):
     assert [r.invariant for r in results] == list(INVARIANTS)
     assert violations(results) == [], [f"{r.invariant}: {r.detail}" for r in violations(results)]
     passed = {r.invariant for r in results if r.verdict == "pass"}
-    assert {"apply_returns_model", "eval_leaves_state_unchanged", "state_dict_round_trip",
-            "deepcopy_keeps_weights", "train_eval_agree"} <= passed
+    assert {"apply_returns_model", "settles", "modes_agree", "computes_what_it_reports", "gradients_flow",
+            "eval_leaves_state_unchanged", "state_dict_round_trip", "deepcopy_keeps_weights"} <= passed
     claim = get(name, **params).claim
     if claim.kind in ("equality", "bound"):
-        assert "claim_on_fixed_weights" in passed
+        assert {"claim_on_fixed_weights", "unknown_layers"} <= passed
     if claim.kind == "penalty":
         assert "penalty_pulls_towards_claim" in passed
-    if claim.per_layer:
-        assert "unsupported_layer_named" in passed
+    if claim.quantity.startswith("interpolate_gradient"):
+        assert "penalty_side" in passed
 
 
 @pytest.mark.parametrize("name", sorted(mutants.CORRECT))
@@ -52,8 +52,9 @@ def test_correct_reimplementations_pass(name, one_thread, monkeypatch):
 
 def test_none_only_runs_what_applies():
     verdicts = {r.invariant: r.verdict for r in run_contract(Method)}
-    assert verdicts["claim_on_fixed_weights"] == "n/a" and verdicts["unsupported_layer_named"] == "n/a"
-    assert verdicts["gradients_flow"] == "n/a" and verdicts["eval_leaves_state_unchanged"] == "pass"
+    assert verdicts["claim_on_fixed_weights"] == "n/a" and verdicts["unknown_layers"] == "n/a"
+    assert verdicts["penalty_side"] == "n/a" and verdicts["eval_leaves_state_unchanged"] == "pass"
+    assert verdicts["gradients_flow"] == "pass" and verdicts["modes_agree"] == "pass"
 
 
 class ApplyRaises(Method):
@@ -72,10 +73,11 @@ class ApplyReturnsNothing(Method):
 
 def test_a_raising_method_is_a_violation_naming_the_exception():
     results = run_contract(ApplyRaises)
-    assert all(r.verdict == "violation" and "RuntimeError: deliberately broken" in r.detail
-               for r in results if r.invariant not in ("claim_on_fixed_weights", "penalty_pulls_towards_claim",
-                                                       "penalty_vanishes_only_at_claim", "projection_after_step",
-                                                       "claim_follows_parameter", "unsupported_layer_named"))
+    applies = [r for r in results if r.invariant not in (
+        "claim_on_fixed_weights", "penalty_pulls_towards_claim", "penalty_side", "penalty_vanishes_only_at_claim",
+        "projection_after_step", "claim_follows_parameter", "unknown_layers")]
+    assert applies and all(r.verdict == "violation" and "RuntimeError: deliberately broken" in r.detail
+                           for r in applies), [(r.invariant, r.detail) for r in applies]
 
 
 def test_apply_must_return_the_model():
@@ -100,5 +102,5 @@ def test_unknown_invariant_and_rng_restored():
 
 
 def test_results_carry_timings():
-    result = run_invariant("claim_on_fixed_weights", Subject(_BUILTIN["sn_w"], {}, seed=1))
+    (result,) = run_contract(_BUILTIN["sn_w"], seed=1, only=["claim_on_fixed_weights"])
     assert result.verdict == "pass" and result.seconds > 0

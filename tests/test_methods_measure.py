@@ -40,8 +40,11 @@ def out_first(layer) -> np.ndarray:
 def numpy_reference(quantity, layer, target=1.0):
     w = out_first(layer)
     mat = w.reshape(w.shape[0], -1)
-    if quantity == "reshape_spectral":
+    if quantity in ("reshape_spectral", "reshape_spectral_at_most"):
         return np.linalg.norm(mat, 2)
+    if quantity == "reshape_singular_values":
+        values = np.linalg.svd(mat, compute_uv=False)
+        return values[np.argmax(np.abs(values / target - 1))]
     if quantity == "balanced_spectral":
         if w.ndim == 2:
             return np.linalg.norm(mat, 2)
@@ -72,8 +75,8 @@ def dense_operator(layer, shape) -> np.ndarray:
     return out.reshape(n, -1).T.numpy()
 
 
-QUANTITIES = ["reshape_spectral", "balanced_spectral", "row_norms", "frobenius", "entries_within",
-              "gram_orthonormal"]
+QUANTITIES = ["reshape_spectral", "reshape_spectral_at_most", "reshape_singular_values", "balanced_spectral",
+              "row_norms", "frobenius", "entries_within", "gram_orthonormal"]
 
 
 @pytest.mark.parametrize("key", LAYERS)

@@ -10,7 +10,6 @@ from torch import nn
 from harness.exact import layer_operator_norm
 from harness.layers import layer_kind, reshape_matrix
 from harness.methods import estimate_sigma, get, power_iterate, sigma_parametrization
-from harness.methods.contract import gradcheck_effective_weight
 from harness.methods.measure import measure_claim, weight_quantity
 from harness.methods.operator import OperatorSpectralNorm, SNConv
 from harness.methods.power import power_iteration
@@ -231,6 +230,23 @@ def test_sn_conv_records_every_layer_from_the_model_input_shape():
 
 
 # --- gradients ------------------------------------------------------------------------------
+
+def gradcheck_effective_weight(layer):
+    """``True`` if ``gradcheck`` (float64) passes for the map from a parametrized layer's stored
+    weight to its effective weight in the current mode; else gradcheck's first complaint."""
+    plist = layer.parametrizations.weight
+    original = plist.original.detach().clone().requires_grad_(True)
+
+    def effective(w):
+        for p in plist:
+            w = p(w)
+        return w
+
+    try:
+        return torch.autograd.gradcheck(effective, (original,), raise_exception=True)
+    except Exception as exc:  # noqa: BLE001 - gradcheck's report is the answer
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+
 
 GRAD_METHODS = [("sn_w", {}), ("ssn", {"s": 1.5}), ("bsn", {}), ("bssn", {"s": 0.8}),
                 ("torch_sn", {}), ("weight_norm", {}), ("frobenius_norm", {})]

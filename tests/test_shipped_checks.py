@@ -1,5 +1,5 @@
 """Every check shipped in ``suites/`` can fail: each has a breaker below, a broken method
-(``tests/mutants.py``, ``tests/variants.py``) or a broken reference (a monkeypatched
+(``tests/mutants.py``, ``tests/variants.py``, ``tests/corpus.py``) or a broken reference (a monkeypatched
 computation), run through the real runner on a shrunken copy of the shipped suite; the
 check must report a violation. A check without a breaker fails ``test_every_check_has_a_breaker``.
 """
@@ -79,6 +79,33 @@ def _claims_gp(tmp_path, monkeypatch, suite):
     return run(tmp_path, shrunk("claims", **CLAIMS_TINY), ["mutants:GPZeroLambda"])
 
 
+@breaks("claims", "settles_on_fixed_weights", "settles_during_training")
+def _claims_never_settles(tmp_path, monkeypatch, suite):
+    settings = {**CLAIMS_TINY["settings"], "settle_budget": 250}
+    return run(tmp_path, shrunk("claims", **{**CLAIMS_TINY, "settings": settings}), ["mutants:SNwAlternates"])
+
+
+@breaks("claims", "claim_settled_during_training")
+def _claims_lazy(tmp_path, monkeypatch, suite):
+    # exact only every second update, 1.25x in between, counting real updates only: the contract
+    # (fixed weights) cannot see it, the settled copies at the random updates do
+    return run(tmp_path, shrunk("claims", **CLAIMS_TINY),
+               [{"name": "corpus:LazySN", "params": {"period": 2, "by_weight": True}}])
+
+
+@breaks("claims", "computes_what_it_reports")
+def _claims_computes_with_another(tmp_path, monkeypatch, suite):
+    return run(tmp_path, shrunk("claims", **CLAIMS_TINY), ["corpus:ComputesWithAnother"])
+
+
+@breaks("claims", "gradient_at_most_at_interpolates")
+def _claims_one_sided(tmp_path, monkeypatch, suite):
+    from harness.runners import claims
+    real = claims.interpolate_gradient_norms
+    monkeypatch.setattr(claims, "interpolate_gradient_norms", lambda *a, **k: 10 * real(*a, **k))  # a broken norm
+    return run(tmp_path, shrunk("claims", **CLAIMS_TINY), [{"name": "grad_penalty", "params": {"one_sided": True}}])
+
+
 @breaks("contract", "contract")
 def _contract(tmp_path, monkeypatch, suite):
     return run(tmp_path, shrunk("contract"), ["mutants:SNwUndeclaredScale"])
@@ -99,6 +126,11 @@ def _grad_scaled(tmp_path, monkeypatch, suite):
 @breaks("gradient_bounds", "thm1_equal_norms")
 def _grad_unequal(tmp_path, monkeypatch, suite):
     return run(tmp_path, shrunk("gradient_bounds", **GRAD_TINY), ["variants:SNwUnequalLayers"])
+
+
+@breaks("gradient_bounds", "computes_what_it_reports")
+def _grad_computes_with_another(tmp_path, monkeypatch, suite):
+    return run(tmp_path, shrunk("gradient_bounds", **GRAD_TINY), ["corpus:ComputesWithAnother"])
 
 
 @breaks("gradient_bounds", "prop1_init", "prop1_trained")
@@ -129,6 +161,11 @@ CERT_TINY = dict(seeds=[0], matrix={"iterations": [3]}, settings={"lower_random_
 @breaks("lipschitz_certificate", "certified_after_training")
 def _cert_reshape_as_operator(tmp_path, monkeypatch, suite):
     return run(tmp_path, shrunk("lipschitz_certificate", **CERT_TINY), ["mutants:ReshapeAsSNConv"])
+
+
+@breaks("lipschitz_certificate", "computes_what_it_reports")
+def _cert_computes_with_another(tmp_path, monkeypatch, suite):
+    return run(tmp_path, shrunk("lipschitz_certificate", **CERT_TINY), ["corpus:ComputesWithAnother"])
 
 
 @breaks("lipschitz_certificate", "lower_below_upper")
@@ -249,6 +286,11 @@ SPECTRAL_TINY = dict(matrix={"layer": ["conv_3_64_k3_32"], "iterations": [200]},
 @breaks("spectral_accuracy", "effective_map_matches_estimate", "claim_converged")
 def _spectral_scaled(tmp_path, monkeypatch, suite):
     return run(tmp_path, shrunk("spectral_accuracy", **SPECTRAL_TINY), ["mutants:SNwUndeclaredScale"])
+
+
+@breaks("spectral_accuracy", "computes_what_it_reports")
+def _spectral_computes_with_another(tmp_path, monkeypatch, suite):
+    return run(tmp_path, shrunk("spectral_accuracy", **SPECTRAL_TINY), ["corpus:ComputesWithAnother"])
 
 
 @breaks("spectral_accuracy", "converged_to_exact")

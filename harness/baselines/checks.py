@@ -59,7 +59,7 @@ def evaluate_checks(suite: Suite, rows: pd.DataFrame,
                          kind="sanity" if check.get("sanity") else "check", value=row.value)
             if row.status == "error":
                 continue  # reported once, as a run error
-            if row.status == "diverged":
+            if row.status in ("diverged", "n/a"):  # n/a: the suite could not observe the method
                 verdicts.append(verdict_row(**ident, verdict="n/a", detail=f"no value to check: {row.message}"))
                 continue
             verdict = _judge(assertion, when, where, names, check, ident)

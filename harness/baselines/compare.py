@@ -132,6 +132,9 @@ def _compare_rows(suite: str, name: str, metric: Metric, cur: pd.DataFrame, old:
         if r.status == "error":
             continue  # reported once by run_errors
         ident = _ident(suite, name, r.case, r.method, r.seed, r.value, "tolerance")
+        if r.status == "n/a":  # the suite could not observe the method: nothing to compare
+            out.append(verdict_row(**ident, verdict="n/a", detail=r.message))
+            continue
         ref = olds.get((r.case, stored.get(r.method, r.method), int(r.seed)))
         if ref is None:
             out.append(verdict_row(**ident, verdict="new", detail="no baseline for this metric"))
@@ -162,6 +165,11 @@ def _compare_groups(suite: str, name: str, metric: Metric, cur: pd.DataFrame, ol
     out = []
     for (case, method), group in cur.groupby(["case", "method"], sort=False):
         if (group["status"] == "error").all():
+            continue
+        if (group["status"] == "n/a").all():  # the suite could not observe the method
+            out.append(verdict_row(**_ident(suite, name, case, method, ALL_SEEDS if len(group) > 1 else
+                                            group["seed"].iloc[0], math.nan, metric.kind),
+                                   verdict="n/a", detail=str(group["message"].iloc[0])))
             continue
         ref = old[(old["case"] == case) & (old["method"] == stored.get(method, method))]
         values = _values(group, metric)

@@ -11,7 +11,8 @@ from harness.errors import UserError
 from harness.baselines import judge, passed, results_as_baseline, update_baselines
 from harness.baselines.compare import tolerance_of
 from harness.methods import available
-from harness.methods.registry import check as check_method
+from harness.methods.claims import profile
+from harness.observe.describe import check_method, describe_method
 from harness.results import ResultsDir
 from harness.runners import runner_for
 from harness.suite import MethodSpec, Suite
@@ -123,20 +124,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
     if args.as_name and args.as_name not in available():
         raise UsageError(f"--as {args.as_name!r} is not a built-in method; available: {', '.join(available())}")
-    check_method(args.variant, params)  # exit 2 before anything is imported twice or run
+    # described in a defendant process (exit 2 on a bad name or parameter): lipbench's own
+    # process never imports the variant's module
+    mine = profile(describe_method(args.variant, params))
     label = f"{args.variant} as {args.as_name}" if args.as_name else args.variant
     variant = MethodSpec(name=args.variant, params=tuple(sorted(params.items())), label=label,
                          judged_as=args.as_name or "")
-    instance = variant.build()
     against = [MethodSpec.parse(m) for m in args.against or []]
-    for spec in against:
-        check_method(spec.name, dict(spec.params))
+    theirs = {spec.label: profile(describe_method(spec.name, dict(spec.params))) for spec in against}
     chosen, notes = [], []
     for suite in _chosen_suites(args, args.suite_names or []):
         runner = runner_for(suite.kind)
-        if not runner.uses_methods or not runner.applies_to(instance):
+        if not runner.uses_methods or not runner.applies_to(mine):
             continue
-        beside = [s for s in against if s.label != variant.label and runner.applies_to(s.build())]
+        beside = [s for s in against if s.label != variant.label and runner.applies_to(theirs[s.label])]
         notes += [f"{suite.name}: --against {s.label} skipped (the suite does not apply to it)"
                   for s in against if s not in beside and s.label != variant.label]
         chosen.append(suite.with_methods([variant] + beside))

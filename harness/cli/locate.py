@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Sequence
 
 from harness.methods import available
+from harness.observe.describe import check_method
 from harness.shipped import shipped_dir
-from harness.methods.registry import check as check_method
 from harness.runners import kinds, runner_for
 from harness.suite import Suite, SuiteError, load_suites
 

@@ -103,6 +103,32 @@ class ForwardMap:
         return math.sqrt(max(float(lam), 0.0)), "Lanczos on AᵀA through the forward map"
 
 
+class DenseMap:
+    """A layer's linear part observed densely: ``x ↦ M x`` with ``M`` (``out_dim × in_dim``,
+    float64) its outputs at the basis vectors minus its output at 0, and ``layer`` a module
+    of the layer's type and geometry (lipbench's own, for :func:`kernel_from_forward`).
+
+    Duck-types :class:`ForwardMap` where a claim is measured; ``dtype`` is the dtype the
+    map was computed in (its rounding sets the tolerance of kernel recovery)."""
+
+    def __init__(self, layer: nn.Module, matrix: torch.Tensor, zero: torch.Tensor, shape: Sequence[int],
+                 name: str = "", dtype: torch.dtype = torch.float32) -> None:
+        self.layer, self.name, self.dtype = layer, name, dtype
+        self.shape = tuple(int(s) for s in shape)
+        self._matrix = matrix.to(torch.float64)
+        self.zero = zero
+        self.out_dim, self.in_dim = self._matrix.shape
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(torch.float64) @ self._matrix.t()
+
+    def matrix(self) -> torch.Tensor:
+        return self._matrix
+
+    def operator_norm(self) -> tuple[float, str]:
+        return float(torch.linalg.matrix_norm(self._matrix, ord=2)), "dense SVD of the observed map"
+
+
 def _weight_shape(layer: nn.Module, kind: str) -> tuple[int, ...]:
     if kind == "linear":
         return (layer.out_features, layer.in_features)
@@ -165,4 +191,4 @@ def kernel_from_forward(fmap: ForwardMap, max_iterations: int = 500) -> torch.Te
     return w
 
 
-__all__ = ["DENSE_LIMIT", "ForwardMap", "ClaimMeasurementError", "LINEAR_TOL", "kernel_from_forward"]
+__all__ = ["DENSE_LIMIT", "DenseMap", "ForwardMap", "ClaimMeasurementError", "LINEAR_TOL", "kernel_from_forward"]

@@ -29,17 +29,12 @@ import torch
 from torch import nn
 
 from harness.exact import layer_operator_norm, reshaped_norm
-from harness.layers import AFFINE_LAYERS, WEIGHT_LAYERS, layer_kind, reshape_matrix, swapped_reshape_matrix
+from harness.layers import (AFFINE_LAYERS, WEIGHT_LAYERS, layer_kind, reshape_matrix, standard_forward,
+                            swapped_reshape_matrix)
 
 from .base import Method
-from .claims import Claim
+from .claims import INTERPOLATE, Claim
 from .forward_map import ClaimMeasurementError, ForwardMap, _like, kernel_from_forward
-
-_STANDARD = ((nn.ConvTranspose2d, ("forward", "_conv_forward")),
-             (nn.Conv2d, ("forward", "_conv_forward")),
-             (nn.Conv1d, ("forward", "_conv_forward")),
-             (nn.Linear, ("forward",)))
-
 
 @dataclass(frozen=True)
 class ClaimMeasurement:
@@ -69,14 +64,6 @@ class ClaimMeasurement:
 
 # --- which layers, and how their map is read ------------------------------------------------
 
-def _standard_forward(module: nn.Module) -> bool:
-    for cls, attrs in _STANDARD:
-        if isinstance(module, cls):
-            same = all(getattr(type(module), a) is getattr(cls, a) for a in attrs)
-            return same and not module._forward_hooks and not module._forward_pre_hooks
-    return False
-
-
 def _owns_weight(module: nn.Module) -> bool:
     return "weight" in dict(module.named_parameters(recurse=False)) or \
         getattr(getattr(module, "parametrizations", None), "weight", None) is not None
@@ -96,7 +83,7 @@ def claim_layers(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
         if getattr(module, "lipbench_layer", False) is True:
             found.append((name, module, "forward"))
         elif isinstance(module, WEIGHT_LAYERS):
-            found.append((name, module, "weight" if _standard_forward(module) else "forward"))
+            found.append((name, module, "weight" if standard_forward(module) else "forward"))
         elif isinstance(module, AFFINE_LAYERS):
             continue
         elif _owns_weight(module):
@@ -142,12 +129,22 @@ def _spectral(mat: torch.Tensor) -> float:
     return float(torch.linalg.matrix_norm(mat, ord=2))
 
 
+#: Quantities measured as another: a bound on a norm measures the norm.
+MEASURED_AS = {"reshape_spectral_at_most": "reshape_spectral", "operator_spectral_at_most": "operator_spectral"}
+
+
 def weight_quantity(quantity: str, w: torch.Tensor, kind: str,
                     target: float = 1.0) -> tuple[float, dict[str, Any]]:
     """The claimed quantity of a float64 weight ``w`` and extra numbers for the report
-    (``row_norms``: the row norm farthest from ``target``)."""
+    (``row_norms``: the row norm farthest from ``target``; ``reshape_singular_values``: the
+    singular value farthest from ``target``)."""
+    quantity = MEASURED_AS.get(quantity, quantity)
     if quantity == "reshape_spectral":
         return reshaped_norm(w, kind), {}
+    if quantity == "reshape_singular_values":
+        values = torch.linalg.svdvals(reshape_matrix(w, kind))
+        worst = values[int((values / target - 1).abs().argmax())]
+        return float(worst), {"min": float(values.min()), "max": float(values.max())}
     if quantity == "balanced_spectral":
         first = reshaped_norm(w, kind)
         if kind == "linear":
@@ -180,19 +177,24 @@ def claim_error(kind: str, measured: float, target: float) -> float:
 
 # --- per layer and per model ---------------------------------------------------------------------
 
-def _measure_layer(name: str, layer: nn.Module, how: str, quantity: str, kind: str,
-                   target: float, shape: tuple[int, ...] | None) -> ClaimMeasurement:
-    needs_shape = how == "forward" or (quantity == "operator_spectral" and not isinstance(layer, nn.Linear))
-    if needs_shape and shape is None:
+def measure_layer(name: str, layer: nn.Module, how: str, quantity: str, kind: str,
+                  target: float, shape: tuple[int, ...] | None, fmap: Any = None) -> ClaimMeasurement:
+    """The claim on one layer: ``how == "weight"``: ``layer.weight`` is the effective weight;
+    ``"forward"``: the layer's map (``fmap``, a :class:`ForwardMap` or an observed
+    :class:`~.forward_map.DenseMap`; built from ``layer`` when not given) measured, with
+    ``layer`` giving the geometry. ``shape``: the layer's input shape without batch."""
+    measured_as = MEASURED_AS.get(quantity, quantity)
+    needs_shape = how == "forward" or (measured_as == "operator_spectral" and not isinstance(layer, nn.Linear))
+    if needs_shape and shape is None and fmap is None:
         raise ClaimMeasurementError(
             f"layer {name!r} ({type(layer).__name__}): measuring "
             f"{'its forward map' if how == 'forward' else 'its operator norm'} needs the "
             "model's input shape (input_shape)")
     if how == "forward":
-        fmap = ForwardMap(layer, shape, name)
+        fmap = fmap if fmap is not None else ForwardMap(layer, shape, name)
         if not bool(torch.isfinite(fmap.zero).all()):
             return ClaimMeasurement(name, quantity, kind, math.nan, target, math.inf, how)
-        if quantity == "operator_spectral":
+        if measured_as == "operator_spectral":
             measured, method = fmap.operator_norm()
             summary = {"method": method}
         else:
@@ -202,7 +204,7 @@ def _measure_layer(name: str, layer: nn.Module, how: str, quantity: str, kind: s
         w = layer.weight.detach().to("cpu", torch.float64)
         if not bool(torch.isfinite(w).all()):
             return ClaimMeasurement(name, quantity, kind, math.nan, target, math.inf, how)
-        if quantity == "operator_spectral":
+        if measured_as == "operator_spectral":
             norm = layer_operator_norm(layer, shape)
             measured = norm.value
             summary = {"lower": norm.lower, "upper": norm.upper, "method": norm.method}
@@ -227,6 +229,18 @@ def interpolate_gradient_norms(model: nn.Module, real: torch.Tensor, fake: torch
         x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
         (grad,) = torch.autograd.grad(model(x_hat).sum(), x_hat)
     return torch.linalg.vector_norm(grad.flatten(1).double(), dim=1).cpu()
+
+
+def interpolate_measurement(claim: Claim, target: float, norms: torch.Tensor) -> ClaimMeasurement:
+    """The claim on per-sample gradient norms at interpolates: the mean norm, and the mean
+    relative distance to the target (two-sided) or excess over it (one-sided,
+    ``interpolate_gradient_at_most``)."""
+    ratios = norms.double() / target - 1
+    errors = ratios.clamp_min(0) if claim.quantity == "interpolate_gradient_at_most" else ratios.abs()
+    summary = {"min": float(norms.min()), "median": float(norms.median()), "max": float(norms.max()),
+               "above_target": float((ratios > 0).double().mean()), "samples": int(norms.numel())}
+    return ClaimMeasurement("", claim.quantity, claim.kind, float(norms.double().mean()), target,
+                            float(errors.mean()), "model", summary)
 
 
 def _samples(real, fake, input_shape, seed: int, n: int = 64):
@@ -261,19 +275,14 @@ def measure_claim(method: Method, model: nn.Module, input_shape: Sequence[int] |
         return []
     target = claim.target_value(method.params if params is None else params)
     with evaluating(model):
-        if claim.quantity == "interpolate_gradient":
+        if claim.quantity in INTERPOLATE:
             real, fake = _samples(real, fake, input_shape, seed)
-            norms = interpolate_gradient_norms(model, real, fake, seed)
-            errors = (norms / target - 1).abs()
-            summary = {"min": float(norms.min()), "median": float(norms.median()),
-                       "max": float(norms.max()), "samples": int(norms.numel())}
-            return [ClaimMeasurement("", claim.quantity, claim.kind, float(norms.mean()), target,
-                                     float(errors.mean()), "model", summary)]
+            return [interpolate_measurement(claim, target, interpolate_gradient_norms(model, real, fake, seed))]
         shapes = record_input_shapes(model, input_shape) if input_shape is not None else {}
-        return [_measure_layer(name, layer, how, claim.quantity, claim.kind, target, shapes.get(name))
+        return [measure_layer(name, layer, how, claim.quantity, claim.kind, target, shapes.get(name))
                 for name, layer, how in claim_layers(model)]
 
 
-__all__ = ["ClaimMeasurement", "ClaimMeasurementError", "claim_error", "claim_layers",
-           "evaluating", "interpolate_gradient_norms", "measure_claim", "record_input_shapes",
-           "weight_quantity"]
+__all__ = ["ClaimMeasurement", "ClaimMeasurementError", "MEASURED_AS", "claim_error", "claim_layers",
+           "evaluating", "interpolate_gradient_norms", "interpolate_measurement", "measure_claim", "measure_layer",
+           "record_input_shapes", "weight_quantity"]

@@ -45,6 +45,10 @@ class WeightClip(Method):
             _raw_weight(layer).clamp_(-c, c)
 
 
+#: Petzka et al. 2018's one-sided claim: input-gradient norms at interpolates at most 1.
+ONE_SIDED = Claim("interpolate_gradient_at_most", 1.0)
+
+
 @register
 class GradPenalty(Method):
     """WGAN-GP gradient penalty ``λ E[(‖∇_x̂ D(x̂)‖₂ − 1)²]``, ``x̂ = εx + (1−ε)x̃``.
@@ -55,13 +59,20 @@ class GradPenalty(Method):
     ``torch.rand((B,) + (1,)*(x.dim()-1))`` on the inputs' device and dtype; the gradient
     is taken with ``create_graph=True`` so the penalty backpropagates into ``D``.
     ``one_sided=True`` gives ``λ E[max(0, ‖∇‖ − 1)²]`` (Petzka et al., ICLR 2018,
-    docs/references.md#petzka2018). ``lam`` is λ (``lambda`` is a Python keyword).
+    docs/references.md#petzka2018), and declares the one-sided claim
+    ``interpolate_gradient_at_most``: norms at interpolates at most 1. ``lam`` is λ
+    (``lambda`` is a Python keyword).
     """
 
     name = "grad_penalty"
     defaults = {"lam": 10.0, "one_sided": False}
     claim = Claim("interpolate_gradient", 1.0)
     tags = MethodTags(penalty=True)
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        if self.params["one_sided"]:
+            self.claim = ONE_SIDED
 
     def interpolate(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device,

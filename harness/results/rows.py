@@ -18,7 +18,8 @@ class Measurement:
     """What a runner reports: a metric's value, unit and optional repeated samples.
 
     ``case`` and ``method`` override the case's own only for suite-level summaries.
-    ``status`` is ``diverged`` when a training run ended early by design (not a crash).
+    ``status`` is ``diverged`` when a training run ended early by design (not a crash), and
+    ``n/a`` when the suite cannot observe this method (the message says why).
     """
 
     metric: str

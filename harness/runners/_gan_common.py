@@ -76,7 +76,8 @@ GAN_PARAMS = {
 
 
 def loss_for(settings: Mapping[str, Any], method: Any, spec: Any = None) -> str:
-    """The GAN loss ``method`` (a built Method, or ``None`` for no constraint) trains with.
+    """The GAN loss ``method`` (a built Method, its :func:`~harness.methods.claims.description`,
+    or ``None`` for no constraint) trains with.
 
     Chosen by what the method is, never by its label, most specific first: the suite's method
     entry (``spec.loss``), the method's own declaration (``Method.gan_loss``, inherited by
@@ -87,7 +88,7 @@ def loss_for(settings: Mapping[str, Any], method: Any, spec: Any = None) -> str:
         return str(spec.loss)
     if method is None:
         return str(settings["loss"])
-    declared = getattr(method, "gan_loss", None)
+    declared = method.get("gan_loss") if isinstance(method, Mapping) else getattr(method, "gan_loss", None)
     if declared:
         return str(declared)
     claim, _ = judged_claim(method, getattr(spec, "judged_as", "") if spec is not None else "")

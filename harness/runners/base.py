@@ -1,7 +1,16 @@
-"""The runner interface: one runner per suite ``kind``, a few small functions each."""
+"""The runner interface: one runner per suite ``kind``, a few small functions each.
+
+A runner whose cases run a method's code is split in two (README, "Adding a variant": the
+trust model): :meth:`Runner.request` (lipbench's process: the inputs the judge chooses),
+:meth:`Runner.observe` (the defendant's process: builds the method, runs it, reports plain
+observations) and :meth:`Runner.judge` (lipbench's process again: every number a verdict
+rests on, computed from the observations, never importing the method's module). A runner
+that only overrides :meth:`Runner.run` runs wholly in the defendant's process when its
+cases carry methods, and in lipbench's when they do not.
+"""
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterable
@@ -23,16 +32,18 @@ class RunContext:
     """What a runner gets besides its case: the device, the built method, trace and artifact sinks."""
 
     device: torch.device
-    method: Any = None  # harness.methods.Method or None for method-free suites
+    method: Any = None  # harness.methods.Method, in the defendant's process only
     methods: dict[str, Any] = field(default_factory=dict)  # label -> Method, grouped runners only
     judged_as: str = ""  # lipbench check --as NAME: judged by NAME's claim
+    #: the method as plain data (``harness.methods.claims.description``), in the judge's process
+    described: dict[str, Any] | None = None
     artifact_dir: Path | None = None
     traces: list[dict[str, Any]] = field(default_factory=list)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
 
     def claim(self) -> tuple[Any, dict[str, Any]]:
         """The claim the case's method is judged by and its parameters (see ``judged_claim``)."""
-        return judged_claim(self.method, self.judged_as)
+        return judged_claim(self.method if self.method is not None else self.described, self.judged_as)
 
     def trace(self, series: str, step: int, value: float) -> None:
         self.traces.append({"series": series, "step": int(step), "value": float(value)})
@@ -59,13 +70,34 @@ class Runner(ABC):
     #: its measurements then name their method (``Measurement.method``).
     groups_methods: ClassVar[bool] = False
 
-    def applies_to(self, method: Any) -> bool:
-        """Whether ``method`` can be run through this suite (``lipbench check`` asks)."""
+    def applies_to(self, profile: dict[str, Any]) -> bool:
+        """Whether a method, given by its profile (``harness.methods.claims.profile``: claim
+        and tags as plain data), is run through this suite (``lipbench check`` asks)."""
         return True
 
-    @abstractmethod
+    @property
+    def split(self) -> bool:
+        """Whether the runner observes in the defendant and judges in lipbench's process."""
+        return type(self).observe is not Runner.observe
+
+    def request(self, case: Case) -> dict[str, Any]:
+        """The inputs the judge chooses for the defendant (plain data; lipbench's process)."""
+        return {}
+
+    def observe(self, case: Case, ctx: RunContext, request: dict[str, Any]) -> dict[str, Any]:
+        """The defendant's plain observations (``ctx.method`` is built; its process only)."""
+        raise NotImplementedError
+
+    def judge(self, case: Case, ctx: RunContext, request: dict[str, Any],
+              observed: dict[str, Any]) -> Iterable[Measurement]:
+        """The measurements, computed from the observations (lipbench's process;
+        ``ctx.described`` is the method as plain data, ``ctx.method`` is ``None``)."""
+        raise NotImplementedError
+
     def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
-        """The measurements of one case (``ctx.method`` / ``ctx.methods`` are built)."""
+        """The measurements of one case, for runners that are not split (``ctx.method`` /
+        ``ctx.methods`` are built when the case carries methods)."""
+        raise NotImplementedError
 
     def param(self, case: Case, name: str) -> Any:
         """A case parameter, or its declared default when the matrix does not set it."""

@@ -4,11 +4,20 @@ Every executor calls :func:`run_case`: in a worker process the harness can kill
 (:mod:`.isolation`, the default), in the harness process itself (``--no-isolation``, for
 debugging), or on a cluster node. A case that raises, exits, returns a non-finite value
 or no measurements becomes a single ``error`` row; only ``KeyboardInterrupt`` escapes.
+
+The process that calls :func:`run_case` is the case's *judge*: it never builds the case's
+method. Whatever runs a method's code runs in a *defendant* process forked for the case
+(:func:`harness.observe.in_defendant`), which reports plain observations (or, for runners
+that are not split, its measurements) that the judge reads with ``weights_only=True``
+(README, "Adding a variant": the trust model). Method-free cases run in the judge.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import re
+import stat
 import signal
 import tempfile
 import threading
@@ -20,7 +29,9 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from harness.results import device_label, error_row, make_row
+from harness.methods.claims import description
+from harness.observe import DefendantError, in_defendant
+from harness.results import Measurement, device_label, error_row, make_row
 from harness.suite import Case
 
 from .base import RunContext, Runner, runner_for
@@ -117,9 +128,7 @@ def _run_case(case: Case, runner: Runner, timeout: float | None, keep_artifacts:
                          judged_as=case.method.judged_as if case.method else "")
         try:
             with time_limit(timeout):
-                ctx.method = case.method.build() if case.method else None
-                ctx.methods = {spec.label: spec.build() for spec in case.methods}
-                measurements = list(runner.run(case, ctx))
+                measurements = _measurements(case, runner, ctx)
             if not measurements:
                 raise RuntimeError("the runner returned no measurements")
             label = device_label(case.device)
@@ -127,12 +136,78 @@ def _run_case(case: Case, runner: Runner, timeout: float | None, keep_artifacts:
                              case.params_json, m) for m in measurements]
         except KeyboardInterrupt:
             raise
+        except DefendantError as exc:  # the method's process raised or died: its own words
+            return error_outcome(case, str(exc) + _memory_hint(exc))
         except BaseException as exc:  # noqa: BLE001 - a failing case never stops the run
             return error_outcome(case, short_traceback(exc) + _memory_hint(exc))
-        artifacts = [(a["name"], Path(a["path"]).read_bytes()) for a in ctx.artifacts
-                     if Path(a["path"]).is_file()]
+        artifacts = [(a["name"], data) for a in ctx.artifacts
+                     if (data := _artifact_bytes(Path(tmp), a["name"])) is not None]
     ident = {"suite": case.suite, "case": case.case, "method": _method_label(case), "seed": case.seed}
     return CaseOutcome(rows, [{**ident, **t} for t in ctx.traces], artifacts)
+
+
+def _measurements(case: Case, runner: Runner, ctx: RunContext) -> list[Measurement]:
+    """Method-free cases here; otherwise the method runs in a defendant and, for split runners,
+    the judge (this process) computes the measurements from its observations."""
+    if not runner.uses_methods or (case.method is None and not case.methods):
+        return list(runner.run(case, ctx))
+    request = runner.request(case) if runner.split else {}
+    reported = in_defendant(_defendant, case, runner, request, ctx, threads=torch.get_num_threads())
+    ctx.described = reported["method"]
+    ctx.traces += [{"series": str(t["series"]), "step": int(t["step"]), "value": float(t["value"])}
+                   for t in reported["traces"]]
+    if runner.split:
+        return list(runner.judge(case, ctx, request, reported["observed"]))
+    ctx.artifacts += [{"name": str(name)} for name in reported["artifacts"]]
+    return [_measurement(m) for m in reported["measurements"]]
+
+
+def _defendant(case: Case, runner: Runner, request: dict, judge_ctx: RunContext) -> dict:
+    """What runs in the defendant's process: build the case's method(s), then observe (split
+    runners) or measure (the others); everything returned is plain data."""
+    seed_everything(case.seed)
+    ctx = RunContext(device=judge_ctx.device, artifact_dir=judge_ctx.artifact_dir, judged_as=judge_ctx.judged_as)
+    ctx.method = case.method.build() if case.method else None
+    ctx.methods = {spec.label: spec.build() for spec in case.methods}
+    out: dict = {"method": description(ctx.method) if ctx.method is not None else None}
+    if runner.split:
+        out["observed"] = runner.observe(case, ctx, request)
+    else:
+        out["measurements"] = [{"metric": m.metric, "value": float(m.value), "unit": m.unit,
+                                "samples": None if m.samples is None else [float(x) for x in m.samples],
+                                "status": m.status, "message": m.message, "case": m.case, "method": m.method}
+                               for m in runner.run(case, ctx)]
+        out["artifacts"] = [a["name"] for a in ctx.artifacts]
+    out["traces"] = ctx.traces
+    return out
+
+
+def _measurement(record: dict) -> Measurement:
+    """A measurement reported by a defendant (plain data), with its types enforced."""
+    def text(key: str) -> str | None:
+        value = record.get(key)
+        return None if value is None else str(value)
+    samples = record.get("samples")
+    return Measurement(metric=str(record["metric"]), value=float(record["value"]), unit=str(record["unit"]),
+                       samples=None if samples is None else [float(x) for x in samples],
+                       status=str(record["status"]), message=str(record["message"]),
+                       case=text("case"), method=text("method"))
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
+def _artifact_bytes(folder: Path, name: str) -> bytes | None:
+    """An artifact's bytes: a regular file directly in ``folder`` under a safe name, never
+    read through a symbolic link (a defendant named it); ``None`` otherwise."""
+    if not _SAFE_NAME.fullmatch(name):
+        return None
+    try:
+        fd = os.open(folder / name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read() if stat.S_ISREG(os.fstat(handle.fileno()).st_mode) else None
 
 
 def _method_label(case: Case) -> str:
@@ -141,6 +216,6 @@ def _method_label(case: Case) -> str:
 
 def _memory_hint(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text:
+    if isinstance(exc, MemoryError) or any(n in text for n in ("MemoryError", "can't allocate memory", "out of memory")):
         return "\n(the case ran out of memory: its limit is --max-memory)"
     return ""

@@ -24,6 +24,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from harness.observe import in_defendant
+from harness.observe.describe import describe_method
 from harness.results import ResultsDir
 from harness.suite import Case
 from harness.training import build, get_settings, prepare, sample_z
@@ -93,23 +95,23 @@ class TrainingCosts:
         s, p = case.settings, case.params
         name, kwargs = model_spec(p, s, str(p["data"]))
         label = case.method.label if case.method else "none"
-        method = case.method.build() if case.method else None
-        loss = loss_for(s, method, case.method)
+        described = describe_method(case.method.name, dict(case.method.params)) if case.method else None
+        loss = loss_for(s, described, case.method)
         batch = int(p.get("batch", s["batch"]))
         key = (name, tuple(sorted(kwargs.items())), label, loss, batch, s.get("threads"))
         if key not in self._steps:
             if self.on_measure:
                 self.on_measure(f"measuring {name} {label} ({loss} loss, batch {batch}) on {self.device}")
-            with threads(s.get("threads")):
-                self._steps[key] = self._time_steps(case, method, name, kwargs, loss, batch)
+            with threads(s.get("threads")):  # the method's code runs in a defendant process
+                self._steps[key] = tuple(in_defendant(self._time_steps, case, name, kwargs, loss, batch))
         return self._steps[key]
 
-    def _time_steps(self, case: Case, method, name: str, kwargs: dict, loss: str,
-                    batch: int) -> tuple[float, float]:
+    def _time_steps(self, case: Case, name: str, kwargs: dict, loss: str, batch: int) -> tuple[float, float]:
         G, D = build(name, seed=case.seed, **kwargs)
         with torch.no_grad():
             shape = G(sample_z(G, 2, torch.Generator().manual_seed(0), "cpu")).shape[1:]
         real = torch.rand(4 * batch, *shape) * 2 - 1
+        method = case.method.build() if case.method else None
         session = prepare(G, D, method, loss, {"lr": 1e-4, "beta1": 0.5, "beta2": 0.9, "n_dis": 1}, real,
                           batch, case.seed, self.device)
         session.d_step()  # warm-up: lazily created state, allocator, kernels

@@ -19,6 +19,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from harness.methods.claims import profile
+from harness.observe.describe import describe_all
 from harness.results import ResultsDir, build_manifest, device_label, error_row, make_row
 from harness.results.manifest import device_class, now
 from harness.suite import Case, MethodSpec, Suite
@@ -172,13 +173,17 @@ def _device_of_rows(out: ResultsDir, planned: str) -> dict[str, str]:
 
 
 def method_profiles(cases: Sequence[Case]) -> dict[str, dict]:
-    """Per method label: the claim it is judged by and its tags, for checks and reports."""
+    """Per method label: the claim it is judged by and its tags, for checks and reports
+    (described in a defendant process: this one never imports a variant's module)."""
     specs = {s.label: s for c in cases for s in ((c.method,) if c.method else ()) + tuple(c.methods)}
+    records = describe_all([(spec.name, dict(spec.params)) for spec in specs.values()])
     out = {}
-    for label, spec in specs.items():
+    for (label, spec), record in zip(specs.items(), records):
         try:
+            if "error" in record:
+                raise ValueError(record["error"])
             out[label] = {"name": spec.name, "params": dict(spec.params), "judged_as": spec.judged_as,
-                          **profile(spec.build(), spec.judged_as)}
+                          **profile(record["described"], spec.judged_as)}
         except Exception as exc:  # noqa: BLE001 - the cases record the failure as error rows
             out[label] = {"name": spec.name, "error": f"{type(exc).__name__}: {exc}"}
     return out

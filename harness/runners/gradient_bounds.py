@@ -14,26 +14,32 @@ norms minimise the whole-gradient bound (``thm1_ratio``: 1 exactly at equal norm
 Gradients are taken with respect to the *effective* weights (what the forward pass
 uses), at initialisation and after a short training run of the discriminator alone:
 real digits (scikit-learn, flattened) against Gaussian noise, non-saturating loss,
-Adam, with the method's penalty and after-step hook. Before each measurement a
-power-iteration method settles on the fixed weights (its steady state). Spectral norms
-are exact (float64 SVD).
+Adam, with the method's penalty and after-step hook. Before each measurement the method
+settles on the fixed weights (zero-learning-rate training steps, its steady state). The
+method runs in the case's defendant process, which reports each layer's effective weight
+(or, for a layer it replaced, its whole linear map) and outputs; this process checks that
+the reported weights give the model's outputs (``consistency_error``) and computes every
+number on lipbench's MLP carrying them. Spectral norms are exact (float64 SVD).
 """
 from __future__ import annotations
 
+import copy
 import math
-from typing import Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.methods.claims import SPECTRAL
+from harness.methods.claims import SPECTRAL_AT_MOST
+from harness.observe.effective import observe_now, settle
+from harness.observe.verify import (Unobservable, covered_layers, layer_differences, layer_map, make_plan,
+                                    model_difference, settled, worst)
 from harness.results import Measurement
 from harness.suite import Case
 from harness.training.data import digits
 
 from .base import RunContext, Runner, register
-from .claims import settle
 from .spec import Declarations, Metric, Setting
 
 def _stage_metrics(name: str, description: str, better: str | None = None, resolution: float = 0.0,
@@ -141,6 +147,18 @@ def train_discriminator(model: nn.Module, method, real: torch.Tensor, steps: int
         method.after_step(model)
 
 
+def linear_weights(plain: nn.Sequential, plan: dict[str, Any], record: dict[str, Any]) -> nn.Sequential:
+    """lipbench's MLP (float64) carrying the observed effective weights: a layer's weight, or the
+    matrix of its observed map where the method replaced it."""
+    model = copy.deepcopy(plain).to(torch.float64)
+    layers = dict(covered_layers(model))
+    for path in plan["paths"]:
+        how, value = layer_map(path, layers[path], record["layers"].get(path, {}), tuple(plan["shapes"][path]))
+        weight = value[0] if how == "weight" else value.matrix()
+        layers[path].weight = nn.Parameter(weight.reshape(layers[path].weight.shape), requires_grad=False)
+    return model
+
+
 @register
 class GradientBoundsRunner(Runner):
     kind = "gradient_bounds"
@@ -151,8 +169,8 @@ class GradientBoundsRunner(Runner):
                   "train_steps": Setting(int, description="discriminator updates of the training run"),
                   "lr": Setting(float, description="Adam learning rate"),
                   "batch": Setting(int, description="batch size"),
-                  "settle_iterations": Setting(int, 5000, "most power-iteration steps before each measurement "
-                                                          "(power-iteration methods settle on fixed weights)")},
+                  "settle_budget": Setting(int, 3000, "most zero-learning-rate training steps before each "
+                                                      "measurement (the method settles on fixed weights)")},
         metrics={
             **_stage_metrics("bound_ratio", "max over layers and samples of ||grad_t|| / (||x|| prod_{i!=t} ||w_i||)"),
             **_stage_metrics("layer_grad_over_x", "max over layers and samples of ||grad_t|| / ||x||"),
@@ -166,25 +184,56 @@ class GradientBoundsRunner(Runner):
                              spectrum=True),
             **_stage_metrics("thm1_ratio", "Prop. 1's whole-gradient bound over its minimum at equal norms of "
                              "the same product (Thm 1)", "lower", resolution=0.01),
+            "consistency_error": Metric("info", "largest relative difference between reported outputs (layers, "
+                                        "model) and those of the reported weights, both stages"),
         })
 
-    def applies_to(self, method) -> bool:
-        """Methods that keep the MLP's ``nn.Linear`` layers: Prop. 1 and Thm 1 are about the
-        layers' (effective) weight matrices, which a method that replaces layers
-        (``tags.replaces_layers``) does not have."""
-        return not method.tags.replaces_layers
-
-    def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
+    def _setup(self, case: Case):
         p, s = case.params, case.settings
         real = digits().data.flatten(1)
         gen = torch.Generator().manual_seed(case.seed)
         model = bias_free_mlp(real.shape[1], int(p["width"]), int(p["depth"]), s["slope"])
-        model = ctx.method.apply(model)
-        claim, params = ctx.claim()
-        claimed = claim.target_value(params) if claim.quantity in SPECTRAL else None
         probe = real[torch.randperm(real.shape[0], generator=gen)[: s["probe_samples"]]]
-        settle(model, real[:2], 1, s["settle_iterations"])
-        out = bound_measurements(model, probe, "init", claimed)
+        return real, gen, model, probe
+
+    def request(self, case: Case) -> dict[str, Any]:
+        real, _, model, probe = self._setup(case)
+        return {"state": model.state_dict(), "plan": make_plan(model, (real.shape[1],), case.seed, inputs=probe)}
+
+    def observe(self, case: Case, ctx: RunContext, request: dict[str, Any]) -> dict[str, Any]:
+        s = case.settings
+        real, gen, model, _ = self._setup(case)
+        model.load_state_dict(request["state"])
+        model = ctx.method.apply(model)
+        plan = request["plan"]
+
+        def stage() -> dict[str, Any]:
+            report = settle(model, ctx.method, real[:2], plan, budget=s["settle_budget"])
+            copied = copy.deepcopy(model).eval()
+            with torch.no_grad():
+                return {"settle": report, "record": observe_now(copied, plan)}
+
+        init = stage()
         train_discriminator(model, ctx.method, real, s["train_steps"], s["lr"], s["batch"], gen)
-        settle(model, real[:2], 1, s["settle_iterations"])
-        return out + bound_measurements(model, probe, "trained", claimed)
+        return {"init": init, "trained": stage()}
+
+    def judge(self, case: Case, ctx: RunContext, request: dict[str, Any], observed: dict[str, Any]) -> list[Measurement]:
+        _, _, plain, probe = self._setup(case)
+        plain.load_state_dict(request["state"])
+        claim, params = ctx.claim()
+        claimed = claim.target_value(params) if claim.quantity in SPECTRAL_AT_MOST else None
+        out, consistency = [], []
+        for name in ("init", "trained"):
+            record = observed[name]["record"]
+            try:
+                model = linear_weights(plain, request["plan"], record)
+            except Unobservable as exc:  # not a failure of the method: lipbench cannot read it
+                return [Measurement(metric, math.nan, status="n/a", message=f"not observable: {exc}")
+                        for metric in self.declarations.metrics]
+            consistency += [*layer_differences(plain, request["plan"], record).values(),
+                            model_difference(plain, request["plan"], record)]
+            ok, change, steps = settled(observed[name]["settle"])
+            note = "" if ok else f"the method never settled (change {change:.3g} after {steps} steps)"
+            out += [Measurement(m.metric, m.value, message=note)
+                    for m in bound_measurements(model, probe, name, claimed)]
+        return out + [Measurement("consistency_error", worst(consistency), message="both stages")]

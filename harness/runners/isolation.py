@@ -23,13 +23,15 @@ import time
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from harness.observe.defendant import ended
 from harness.suite import Case
 
 from .base import Runner
 from .case import CaseOutcome, error_outcome, run_case
 
-#: Modules the server imports once, so each forked worker starts with them loaded.
-PRELOAD = ["torch", "harness.runners.builtin", "harness.methods"]
+#: Modules the server imports once, so each forked worker starts with them loaded
+#: (``torch._dynamo``: torch's first optimizer step imports it, seconds per worker otherwise).
+PRELOAD = ["torch", "torch._dynamo", "harness.runners.builtin", "harness.methods"]
 #: How often the harness looks at a running worker's memory (seconds).
 POLL_S = 0.1
 _INTERRUPTED = "interrupted"
@@ -111,13 +113,7 @@ def run_isolated(case: Case, runner: Runner, *, timeout: float | None,
 
 
 def _death(code: int | None) -> str:
-    if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"the case's worker process was killed by {name} before it returned a result"
-    return f"the case's worker process exited with code {code} before it returned a result"
+    return f"the case's worker process {ended(code)} before it returned a result"
 
 
 def _resident_bytes(pid: int) -> int | None:

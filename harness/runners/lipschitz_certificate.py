@@ -14,13 +14,23 @@ After a short training run of a GAN on the default data with the method applied 
 
 SNConv makes ``lipschitz_upper`` about 1; SNw leaves a gap up to ``∏ α_i``; clipping and
 gradient penalty certify nothing: the side-by-side numbers make that visible.
+
+The training runs in the case's defendant process, which reports the trained
+discriminator's effective weights (a layer it replaced: that layer's whole linear map) and
+outputs; both bounds are computed here, on lipbench's discriminator carrying them, after
+checking that it computes the reported outputs (``consistency_error``).
 """
 from __future__ import annotations
 
 import math
-from typing import Iterable
+import copy
+from typing import Any
+
+import torch
 
 from harness.exact import lipschitz_lower_bound, lipschitz_upper_bound
+from harness.observe.effective import observe_now
+from harness.observe.verify import Unobservable, layer_differences, make_plan, model_difference, rebuild, worst
 from harness.results import Measurement
 from harness.suite import Case
 from harness.training import build, load_data, train
@@ -69,16 +79,43 @@ class LipschitzCertificateRunner(Runner):
             "max_operator_norm": Metric("outcome", "largest per-layer operator norm", better="lower",
                                         resolution=0.01),
             "weight_layers": Metric("exact", "number of weight layers"),
+            "consistency_error": Metric("info", "largest relative difference between the trained discriminator's "
+                                        "reported outputs (layers, model) and those of its reported weights"),
         })
 
-    def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
+    def _setup(self, case: Case):
         p, s = case.params, case.settings
         data = load_data(p["data"], **s["data_args"].get(p["data"], {}))
         G, D = build(p["model"], seed=case.seed, **s["model_args"].get(p["model"], {}))
+        return data, G, D
+
+    def request(self, case: Case) -> dict[str, Any]:
+        data, _, D = self._setup(case)
+        return {"plan": make_plan(D, tuple(data.sample_shape), case.seed, inputs=data.sample(4, seed=case.seed + 1)),
+                "samples": data.sample(case.settings["lower_samples"], seed=case.seed)}
+
+    def observe(self, case: Case, ctx: RunContext, request: dict[str, Any]) -> dict[str, Any]:
+        p, s = case.params, case.settings
+        data, G, D = self._setup(case)
         result = train(G, D, ctx.method, loss=loss_for(s, ctx.method, case.method),
                        settings=adam_setting(p, s), data=data, iterations=int(p["iterations"]),
                        batch_size=s["batch"], seed=case.seed, device=ctx.device)
         if result.diverged:
-            return [Measurement(m, math.nan, status="diverged", message=result.message) for m in METRICS]
-        samples = data.sample(s["lower_samples"], seed=case.seed).to(ctx.device)
-        return certificate(result.D, tuple(data.sample_shape), samples, s)
+            return {"diverged": str(result.message)}
+        model = copy.deepcopy(result.D).to("cpu").eval()
+        with torch.no_grad():
+            return {"record": observe_now(model, request["plan"])}
+
+    def judge(self, case: Case, ctx: RunContext, request: dict[str, Any], observed: dict[str, Any]) -> list[Measurement]:
+        if "diverged" in observed:
+            return [Measurement(m, math.nan, status="diverged", message=observed["diverged"]) for m in METRICS]
+        data, _, D = self._setup(case)
+        plan, record = request["plan"], observed["record"]
+        consistency = [*layer_differences(D, plan, record).values(), model_difference(D, plan, record)]
+        try:
+            model = rebuild(D, plan, record)
+        except Unobservable as exc:  # not a failure of the method: lipbench cannot read it
+            return [Measurement(m, math.nan, status="n/a", message=f"not observable: {exc}")
+                    for m in METRICS + ("weight_layers", "consistency_error")]
+        return certificate(model, tuple(data.sample_shape), request["samples"].double(), case.settings) + [
+            Measurement("consistency_error", worst(consistency), message="the trained discriminator")]

@@ -1,187 +1,182 @@
-"""Invariants about the claim itself: it holds on settled, fixed weights (and follows its
-target parameter), a projection projects, and a penalty pulls towards its claim and
-vanishes only where the claim holds."""
+"""Invariants about the claim itself (judged in lipbench's process from the defendant's
+observations): the method settles on fixed weights, its claim then holds in every mode (and
+follows its target parameter), a projection projects, a penalty pulls towards its claim,
+from the side it claims, and vanishes only where the claim holds."""
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 import torch
-from torch import nn
 
-from ..base import Method
-from ..measure import measure_claim
-from .base import (INPUT_SHAPE, NotApplicable, Subject, Violation, failures, push_away, settle,
-                   stored_weight, train_step, weight_layers)
+from harness.observe.effective import MODES, SETTLE_RTOL, SETTLE_WINDOW, TRAINING_MODE
+from harness.observe.verify import settled
+
+from .base import NotApplicable, Violation
+from .judged import Judged, failures
+from .observe import OTHER_TARGET_FACTOR, PULL_STEPS
 
 #: Claimed norms on settled, fixed weights, both sides (see the package docstring).
 CLAIM_RTOL = 1e-4
-#: Bound claims hold exactly up to rounding the bound to float32 (the contract model's
-#: type): ``fl(c)`` may exceed ``c`` by half an ulp, 2⁻²⁴ relative.
+#: Bound claims that hold after every step (projections) hold exactly up to rounding the
+#: bound to float32 (the contract model's type): ``fl(c)`` may exceed ``c`` by half an ulp.
 BOUND_RTOL = torch.finfo(torch.float32).eps / 2
-#: Second target tried for a claim whose target is a parameter (``s``, ``c``): value × this.
-OTHER_TARGET_FACTOR = 1.5
-#: Penalties: Adam steps on the penalty alone, their learning rate, and how much closer to
-#: the target the claimed quantity must get (see the package docstring).
-PULL_STEPS = 10
-PULL_LR = 1e-2
+#: How much closer to (penalty_pulls) or not closer to (penalty_side, one-sided) its target a
+#: penalty must bring the claimed quantity in :data:`~.observe.PULL_STEPS` steps.
 PULL_MARGIN = 0.01
 #: A penalty below this "vanishes" (see the package docstring).
 PENALTY_ZERO = 1e-9
 
 
-def apply_returns_model(s: Subject) -> str:
+def apply_returns_model(j: Judged) -> str:
     """``apply`` returns an ``nn.Module`` whose forward gives finite outputs."""
-    _, model = s.applied()
-    out = model(s.x)
+    found = j.scenario("apply")
+    if not found["module"]:
+        raise Violation(f"apply returned {found['type']}, not the model to use (apply must return an nn.Module)")
+    out = found["output"]
     if not bool(torch.isfinite(out).all()):
         raise Violation(f"the applied model's output is not finite: {out.flatten()[:4].tolist()}")
-    return f"{type(model).__name__}, output shape {tuple(out.shape)}"
+    return f"{found['type']}, output shape {tuple(out.shape)}"
 
 
-def _claim_holds(s: Subject, method_params: Mapping[str, Any]) -> str:
-    claim = s.claim
-    if claim.kind == "none":
-        raise NotApplicable("the method claims nothing")
-    if claim.kind == "penalty":
-        raise NotApplicable("a penalty claim is soft; see penalty_pulls_towards_claim")
-    method, model = s.applied(method=s.build(**method_params))
-    if claim.kind == "bound":
-        worst = 0.0
-        for step in range(3):
-            train_step(method, model, s.x, lr=0.5)
-            measured = measure_claim(method, model, INPUT_SHAPE)
-            bad = failures(measured, BOUND_RTOL)
+def _settle_text(report) -> tuple[bool, str]:
+    ok, change, steps = settled(report)
+    if ok:
+        return True, f"settled after {steps} zero-learning-rate training steps (largest change {change:.2g})"
+    return False, (f"never settled: after {steps} zero-learning-rate training steps (the budget) its effective weights "
+                   f"still change by {change:.3g} (relative; tolerance {SETTLE_RTOL:g} over {SETTLE_WINDOW} steps "
+                   "and between steps)")
+
+
+def settles(j: Judged) -> str:
+    """On fixed weights, training steps with a zero learning rate (what training does, without
+    the update) bring the method to rest (:func:`harness.observe.effective.settle`) within
+    :data:`~.base.SETTLE_BUDGET` steps."""
+    ok, text = _settle_text(j.scenario("settled")["settle"])
+    if not ok:
+        raise Violation(text)
+    return text
+
+
+def _tolerance(j: Judged) -> float:
+    return BOUND_RTOL if j.claim.every_step else CLAIM_RTOL
+
+
+def _claim_in_every_mode(j: Judged, found: dict) -> str:
+    if j.claim.kind not in ("equality", "bound"):
+        raise NotApplicable("the method claims nothing" if j.claim.kind == "none"
+                            else "a penalty claim is soft; see penalty_pulls_towards_claim")
+    rtol = _tolerance(j)
+    problems, worst = [], 0.0
+    for name, _, _ in MODES:
+        measured = j.measure(found["modes"][name])
+        bad = failures(measured, rtol)
+        if bad:
+            label = f"{name} (what training uses)" if name == TRAINING_MODE else name
+            problems.append(f"in {label}: " + "; ".join(bad))
+        worst = max([worst] + [m.error for m in measured])
+    if problems:
+        _, settle_text = _settle_text(found["settle"])
+        raise Violation(f"{settle_text}; {'excess' if j.claim.kind == 'bound' else 'relative error'} above "
+                        f"{rtol:g} " + " | ".join(problems))
+    return f"{len(j.plan['paths'])} layers within {worst:.2g} of the target in all {len(MODES)} modes"
+
+
+def claim_on_fixed_weights(j: Judged) -> str:
+    """The claim, measured exactly on the settled model's effective weights in every mode
+    (equality and bounds: to :data:`CLAIM_RTOL`; a projection's bound exactly, and after each
+    of three large steps too)."""
+    text = _claim_in_every_mode(j, j.scenario("settled"))
+    if j.claim.every_step:
+        for step, record in enumerate(j.scenario("steps")["records"], 1):
+            bad = failures(j.measure(record), BOUND_RTOL)
             if bad:
-                raise Violation(f"after step {step + 1}: " + "; ".join(bad))
-            worst = max([worst] + [m.measured for m in measured])
-        return f"largest |entry| over 3 steps {worst:.6g} (claim: {claim.describe(method.params)})"
-    forwards = settle(model, s.x)
-    measured = measure_claim(method, model, INPUT_SHAPE)
-    if not measured:
-        raise Violation("no layer of the contract model was measured")
-    bad = failures(measured, CLAIM_RTOL)
-    if bad:
-        raise Violation(f"after {forwards} settling forwards, relative error above {CLAIM_RTOL:g}: "
-                        + "; ".join(bad))
-    worst = max(m.error for m in measured)
-    return f"{len(measured)} layers within {worst:.2g} of the target after {forwards} forwards"
+                raise Violation(f"after step {step}: " + "; ".join(bad))
+        text += ", and after each of 3 steps"
+    return text
 
 
-def claim_on_fixed_weights(s: Subject) -> str:
-    """The claim, measured exactly on the settled model (equality: to :data:`CLAIM_RTOL`
-    both sides; bound: exactly, after every step)."""
-    return _claim_holds(s, {})
-
-
-def claim_follows_parameter(s: Subject) -> str:
-    """With the target parameter (``s``, ``c``) at :data:`OTHER_TARGET_FACTOR` × its value,
-    the claim still holds (a method ignoring its parameter fails)."""
-    target = s.claim.target
-    if not isinstance(target, str) or s.claim.kind not in ("equality", "bound"):
+def claim_follows_parameter(j: Judged) -> str:
+    """With the target parameter (``s``, ``c``) at :data:`~.observe.OTHER_TARGET_FACTOR` × its
+    value, the claim still holds (a method ignoring its parameter fails)."""
+    if not isinstance(j.claim.target, str) or j.claim.kind not in ("equality", "bound"):
         raise NotApplicable("the claim's target is not a parameter")
-    value = OTHER_TARGET_FACTOR * float(s.method.params[target])
-    return f"{target} = {value:g}: " + _claim_holds(s, {target: value})
+    found = j.scenario("other_target")
+    other = Judged(j.claim, {**j.params, found["param"]: found["value"]}, j.request, j.scenarios)
+    return f"{found['param']} = {found['value']:g}: " + _claim_in_every_mode(other, found)
 
 
-def projection_after_step(s: Subject) -> str:
-    """Bound claims: after weights are pushed beyond ``[-c, c]``, ``after_step`` maps every
-    entry to its clamp: entries inside unchanged, entries outside onto the nearest bound."""
-    if s.claim.kind != "bound":
-        raise NotApplicable("not a bound (projection) claim")
-    method, model = s.applied()
-    c = s.claim.target_value(method.params)
-    gen = torch.Generator().manual_seed(s.seed)
-    before = {}
-    with torch.no_grad():
-        for name, layer in weight_layers(model):
-            w = stored_weight(layer)
-            w.copy_((torch.rand(w.shape, generator=gen, dtype=w.dtype) * 2 - 1) * 3 * c)
-            before[name] = w.detach().clone()
-    method.after_step(model)
+def projection_after_step(j: Judged) -> str:
+    """Projections (bounds that hold after every step): after weights are pushed beyond
+    ``[-c, c]``, ``after_step`` maps every entry to its clamp: entries inside unchanged,
+    entries outside onto the nearest bound."""
+    if not j.claim.every_step:
+        raise NotApplicable("not a projection (a bound that holds after every step)")
+    found = j.scenario("projection")
+    c = j.target
     problems = []
-    for name, layer in weight_layers(model):
-        got = layer.weight.detach()
-        want = before[name].clamp(-c, c)
-        inside = before[name].abs() <= c
-        moved_inside = int((got != before[name])[inside].sum())
-        wrong_outside = int((got != want)[~inside].sum())
+    for path, before in found["before"].items():
+        rec = found["after"]["layers"].get(path, {})
+        if rec.get("how") != "weight":
+            problems.append(f"{path}: its effective weight could not be read")
+            continue
+        got = rec["weight"]
+        inside = before.abs() <= c
+        moved_inside = int((got != before)[inside].sum())
+        wrong_outside = int((got != before.clamp(-c, c))[~inside].sum())
         if moved_inside or wrong_outside:
-            problems.append(f"{name}: {moved_inside} entries inside [-{c:g}, {c:g}] changed, "
+            problems.append(f"{path}: {moved_inside} entries inside [-{c:g}, {c:g}] changed, "
                             f"{wrong_outside} outside not moved to the nearest bound "
                             f"(entries now in [{float(got.min()):.4g}, {float(got.max()):.4g}])")
-    if problems:
-        raise Violation("after_step is not the projection onto [-c, c]: " + "; ".join(problems))
-    return f"{len(before)} layers projected exactly onto [-{c:g}, {c:g}]"
+    if problems or not found["before"]:
+        raise Violation("after_step is not the projection onto [-c, c]: "
+                        + ("; ".join(problems) or "no stored weight was found"))
+    return f"{len(found['before'])} layers projected exactly onto [-{c:g}, {c:g}]"
 
 
-def _penalty_distance(s: Subject, method: Method, model: nn.Module) -> float:
-    """How far the model is from the penalty claim's target (mean over layers or samples)."""
-    measured = measure_claim(method, model, INPUT_SHAPE, real=s.real, fake=s.fake, seed=s.seed)
-    return sum(m.error for m in measured) / len(measured)
-
-
-def penalty_pulls_towards_claim(s: Subject) -> str:
-    """Penalty claims: :data:`PULL_STEPS` Adam steps on the penalty alone bring the claimed
-    quantity at least :data:`PULL_MARGIN` (relative) closer to its target."""
-    if s.claim.kind != "penalty":
+def penalty_pulls_towards_claim(j: Judged) -> str:
+    """Penalty claims: :data:`~.observe.PULL_STEPS` Adam steps on the penalty alone, from a model
+    pushed away from the target (norms at interpolates around 3: above the target, so one- and
+    two-sided penalties pull), bring the claimed quantity at least :data:`PULL_MARGIN`
+    (relative) closer to its target; distances computed here on the rebuilt models."""
+    if j.claim.kind != "penalty":
         raise NotApplicable("not a penalty claim")
-    method, model = s.applied()
-    push_away(s, model)
-    before = _penalty_distance(s, method, model)
-    opt = torch.optim.Adam(model.parameters(), lr=PULL_LR)
-    model.train()
-    for _ in range(PULL_STEPS):
-        opt.zero_grad()
-        method.penalty(model, s.real, s.fake).backward()
-        opt.step()
-    after = _penalty_distance(s, method, model)
+    found = j.scenario("pull")
+    before, after = j.distance(found["before"]), j.distance(found["after"])
     if not after <= (1 - PULL_MARGIN) * before:
-        raise Violation(f"{PULL_STEPS} steps on the penalty alone moved {s.claim.quantity}'s "
-                        f"distance to its target from {before:.6g} to {after:.6g} "
-                        f"(needs ≤ {(1 - PULL_MARGIN) * before:.6g})")
+        raise Violation(f"{PULL_STEPS} steps on the penalty alone moved {j.claim.quantity}'s distance to its "
+                        f"target from {before:.6g} to {after:.6g} (needs ≤ {(1 - PULL_MARGIN) * before:.6g})")
     return f"distance to the target {before:.4g} -> {after:.4g} in {PULL_STEPS} steps"
 
 
-class _SegmentCritic(nn.Module):
-    """``D(x) = L·φ(t)``, ``t = ⟨a, x − f⟩/L`` along the segment from ``f`` to ``r``
-    (``a`` its unit direction, ``L`` its length), so ``‖∇D‖ = |φ'(t)|``:
-    ``"line"`` ``φ' = 1``; ``"ends"`` ``φ' = 1 + t(1−t)`` (1 only at the endpoints);
-    ``"middle"`` ``φ' = 1 + (t − ½)²`` (1 only at the midpoint)."""
-
-    def __init__(self, real: torch.Tensor, fake: torch.Tensor, shape: str) -> None:
-        super().__init__()
-        d = real - fake
-        self.length = float(d.norm())
-        self.register_buffer("a", d / self.length)
-        self.register_buffer("f", fake)
-        self.shape = shape
-        self.gain = nn.Parameter(torch.ones((), dtype=real.dtype))
-
-    def forward(self, x):
-        t = ((x.flatten(1) - self.f) @ self.a) / self.length
-        if self.shape == "line":
-            phi = t
-        elif self.shape == "ends":
-            phi = t + t ** 2 / 2 - t ** 3 / 3
-        else:
-            phi = t + (t - 0.5) ** 3 / 3
-        return (self.gain * self.length * phi).unsqueeze(1)
+def penalty_side(j: Judged) -> str:
+    """Gradient claims, from a model whose every norm at the interpolates is below 1: a
+    two-sided penalty (``interpolate_gradient``) pulls them up, at least :data:`PULL_MARGIN`
+    closer to 1 in :data:`~.observe.PULL_STEPS` steps; a one-sided one
+    (``interpolate_gradient_at_most``, Petzka et al. 2018) leaves them where they are. A
+    one-sided penalty posing as two-sided, or the reverse, is caught in seconds."""
+    if j.claim.quantity not in ("interpolate_gradient", "interpolate_gradient_at_most"):
+        raise NotApplicable("not a gradient claim")
+    found = j.scenario("side")
+    norms = {k: j.interpolate_norms(found[k]) for k in ("before", "after")}
+    dist = {k: float((v - 1).abs().mean()) for k, v in norms.items()}
+    moved = (f"mean norm {float(norms['before'].mean()):.4g} -> {float(norms['after'].mean()):.4g}, distance to 1 "
+             f"{dist['before']:.4g} -> {dist['after']:.4g} in {PULL_STEPS} steps")
+    pulled = dist["after"] <= (1 - PULL_MARGIN) * dist["before"]
+    if j.claim.quantity == "interpolate_gradient" and not pulled:
+        raise Violation(f"a two-sided claim, but the penalty did not pull gradient norms below 1 up ({moved}; "
+                        f"needs ≤ {(1 - PULL_MARGIN) * dist['before']:.4g}): it acts like a one-sided penalty")
+    if j.claim.quantity == "interpolate_gradient_at_most" and pulled:
+        raise Violation(f"a one-sided claim, but the penalty pulled gradient norms below 1 up ({moved}): it acts "
+                        "like a two-sided penalty")
+    return moved
 
 
-def penalty_vanishes_only_at_claim(s: Subject) -> str:
+def penalty_vanishes_only_at_claim(j: Judged) -> str:
     """Gradient-penalty claims: on a critic whose input-gradient norm is 1 along the whole
     real–fake segment the penalty vanishes; on critics where it is 1 only at the endpoints
     (a penalty at real or fake points only) or only at the midpoint (a fixed ``ε``) it
     does not. Norms elsewhere are above 1, so one-sided penalties are judged too."""
-    if s.claim.quantity != "interpolate_gradient":
-        raise NotApplicable("not an interpolate_gradient claim")
-    method = s.build()
-    gen = torch.Generator().manual_seed(s.seed)
-    r = torch.randn(8, generator=gen, dtype=torch.float64)
-    f = torch.randn(8, generator=gen, dtype=torch.float64)
-    real, fake = r.expand(64, 8).clone(), f.expand(64, 8).clone()
-    values = {shape: float(method.penalty(_SegmentCritic(r, f, shape), real, fake).detach())
-              for shape in ("line", "ends", "middle")}
+    if j.claim.quantity not in ("interpolate_gradient", "interpolate_gradient_at_most"):
+        raise NotApplicable("not a gradient claim")
+    values = {k: float(v) for k, v in j.scenario("vanishes").items()}
     problems = []
     if not abs(values["line"]) <= PENALTY_ZERO:
         problems.append(f"penalty {values['line']:.3g} on a critic with unit gradient norm along "
@@ -194,3 +189,9 @@ def penalty_vanishes_only_at_claim(s: Subject) -> str:
     if problems:
         raise Violation("; ".join(problems))
     return ", ".join(f"{k}: {v:.3g}" for k, v in values.items())
+
+
+__all__ = ["BOUND_RTOL", "CLAIM_RTOL", "OTHER_TARGET_FACTOR", "PENALTY_ZERO", "PULL_MARGIN",
+           "apply_returns_model", "claim_follows_parameter", "claim_on_fixed_weights",
+           "penalty_pulls_towards_claim", "penalty_side", "penalty_vanishes_only_at_claim",
+           "projection_after_step", "settles"]
