@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
+from harness.results.atomic import write_output
+
 from .data import (case_params, fmt_number, normalize_artifacts, normalize_results,
                    normalize_suite, normalize_traces, text)
 from .paper_tables import paper_section
@@ -309,9 +311,4 @@ def write_html(path: str | os.PathLike, results: pd.DataFrame | None, verdicts: 
     """
     html = render_html(results, verdicts, suites, manifest, traces=traces, artifacts=artifacts,
                        title=title, notes=notes, baselines=baselines)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_output(path, html, "report")

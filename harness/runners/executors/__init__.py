@@ -34,8 +34,9 @@ from harness.suite import Case
 from harness.suite.resources import Resources
 
 from ..base import Runner, runner_for
-from ..case import CaseOutcome, run_case
-from ..isolation import run_isolated
+from ..case import CaseOutcome, error_outcome, run_case, short_traceback
+from ..isolation import kill_all, run_isolated
+from ..termination import Terminated
 
 EXECUTORS = ("local", "ray")
 
@@ -85,7 +86,12 @@ def execute_case(case: Case, timeout: float, *, isolation: bool, max_memory: int
     if isolation:
         with _main_not_rerun(runner):
             return run_isolated(case, runner, timeout=timeout, max_memory=max_memory)
-    return run_case(case, runner, timeout=timeout)
+    try:
+        return run_case(case, runner, timeout=timeout)
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):  # lipbench was told to stop
+            raise
+        return error_outcome(case, short_traceback(exc))  # raised by the code under test
 
 
 @contextlib.contextmanager
@@ -173,6 +179,7 @@ class LocalExecutor(Executor):
                 while running:
                     yield from self._collect(running)
             except BaseException:
+                kill_all()  # the threads' workers die now, so the pool does not wait for their cases
                 for future in running:
                     future.cancel()
                 raise
