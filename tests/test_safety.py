@@ -206,7 +206,7 @@ def test_bad_paths_and_folders_are_exit_2(tmp_path, capsys):
     out = _finished_run(tmp_path, capsys)
     one_line_error(*lipbench(capsys, "run", suite, "--out", out), "already holds results", "--resume")
     one_line_error(*lipbench(capsys, "run", tmp_path / "nope.yaml", "--out", tmp_path / "x"), "no such suite")
-    one_line_error(*lipbench(capsys, "run", suite, "--timeout", "-3"), "--timeout", "must be positive")
+    one_line_error(*lipbench(capsys, "run", suite, "--timeout", "-3"), "--timeout", "must be a positive, finite number")
 
 
 @pytest.mark.parametrize("damage, needle", [

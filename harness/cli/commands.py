@@ -176,12 +176,12 @@ def cmd_baseline_update(args: argparse.Namespace) -> int:
     Only the runs' own suites are loaded, and no method is imported (the runs' manifests
     carry every claim and tag the checks need)."""
     runs = [ResultsDir(r) for r in args.results]
-    directory = suites_dir(args.suites_dir)
     with contextlib.ExitStack() as stack:
         for run in runs:
             stack.enter_context(run.reading())
-        names = sorted({name for run in runs for name in run.manifest().get("suites", []) if isinstance(name, str)})
-        suites = {s.name: s for s in resolve_suites(names, directory, import_methods=False)} if names else {}
+        files = sorted({_suite_file(name, run, args.suites_dir) for run in runs
+                        for name in run.manifest().get("suites", []) if isinstance(name, str)})
+        suites = {s.name: s for s in resolve_suites(files, suites_dir(args.suites_dir), import_methods=False)}
         accept = Acceptance(failing=args.accept_failing, relabelled=args.accept_relabelled,
                             outliers=args.accept_outliers, stale=args.replace_stale)
         changes = update_baselines(runs, baselines_dir(args.baselines), prune=args.prune,
@@ -189,6 +189,16 @@ def cmd_baseline_update(args: argparse.Namespace) -> int:
     for change in changes:
         print("\n".join(change.lines()))
     return 0
+
+
+def _suite_file(name: str, run: ResultsDir, explicit: str | None) -> str:
+    """The suite file a run is checked against: ``--suites-dir``'s when given, else the file the
+    run was made from (its manifest), else the default suites folder's."""
+    recorded = run.manifest().get("suite_files")
+    path = recorded.get(name) if isinstance(recorded, dict) and not explicit else None
+    if isinstance(path, str) and path.endswith(".yaml") and Path(path).stem == name and Path(path).is_file():
+        return path
+    return str(suites_dir(explicit) / f"{name}.yaml")
 
 
 def _within_tolerance(suites: dict[str, Suite]):

@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import pandas as pd
@@ -131,6 +132,7 @@ def _open_run(suites: Sequence[Suite], preset: str, out: ResultsDir, options: Ru
     manifest["case_threads"] = options.threads or manifest["torch_threads"]
     manifest["max_memory_mib"] = round(options.max_memory / 2**20) if options.max_memory else None
     manifest["methods"] = method_profiles(cases)
+    manifest["suite_files"] = {s.name: str(Path(s.source).resolve()) for s in suites if Path(s.source).is_file()}
     manifest["executor"] = executor.describe()
     out.write_json("manifest.json", manifest)
     out.write_json("plan.json", sorted(out.planned_keys() | {c.key for c in cases}))
