@@ -9,17 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cli_support import TINY, finished_run, lipbench, one_line_error, write_suite
 from harness.cli.main import main
 from harness.results import ResultsDir
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "name": "tiny", "description": "a small thm2_variance suite", "kind": "thm2_variance",
-    "matrix": {"m": [2, 4], "n": [3], "distribution": ["gaussian"]}, "seeds": [0],
-    "settings": {"matrices": 20},
-    "checks": [{"name": "bound", "metric": "variance", "assert": "value <= 1", "cite": "Lin et al. 2021, Thm 2"}],
-    "presets": {"ci": {}, "full": {}},
-}
 SENTINEL_MODULE = '''
 import pathlib
 from harness.methods import Method
@@ -34,30 +28,6 @@ class Exits(Method):
         import os
         os._exit(7)
 '''
-
-
-def write_suite(folder: Path, data=None, text=None, name="tiny") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.yaml"
-    if text is not None:
-        path.write_bytes(text if isinstance(text, bytes) else text.encode())
-    else:
-        path.write_text(yaml.safe_dump(data or TINY, sort_keys=False))
-    return path
-
-
-def lipbench(capsys, *args):
-    """Exit code and stderr of one command line (stdout is dropped)."""
-    code = main([str(a) for a in args])
-    err = capsys.readouterr().err
-    return code, err
-
-
-def one_line_error(code, err, *needles):
-    assert code == 2, err
-    assert "Traceback" not in err and err.startswith("lipbench: "), err
-    for needle in needles:
-        assert needle in err, (needle, err)
 
 
 @pytest.fixture
@@ -103,14 +73,8 @@ def test_a_mistyped_method_parameter_is_exit_2(tmp_path, capsys):
     one_line_error(code, err, "n_power_iterations", "abc")
 
 
-def _finished_run(tmp_path, capsys) -> Path:
-    out = tmp_path / "r"
-    assert lipbench(capsys, "run", write_suite(tmp_path / "s"), "--out", out)[0] == 0
-    return out
-
-
 def test_a_torn_last_record_is_repaired_on_resume_and_refused_by_baseline_update(tmp_path, capsys):
-    out = _finished_run(tmp_path, capsys)
+    out = finished_run(tmp_path, capsys)
     cases = out / "cases.jsonl"
     data = cases.read_bytes()
     cases.write_bytes(data[:-40])  # a crash in the middle of the last append
@@ -122,7 +86,7 @@ def test_a_torn_last_record_is_repaired_on_resume_and_refused_by_baseline_update
 
 
 def test_a_damaged_middle_record_is_named_and_refused(tmp_path, capsys):
-    out = _finished_run(tmp_path, capsys)
+    out = finished_run(tmp_path, capsys)
     cases = out / "cases.jsonl"
     lines = cases.read_bytes().split(b"\n")
     lines[0] = lines[0][:25]
@@ -203,7 +167,7 @@ def test_bad_paths_and_folders_are_exit_2(tmp_path, capsys):
     afile = tmp_path / "file.txt"
     afile.write_text("x")
     one_line_error(*lipbench(capsys, "run", suite, "--out", afile), "exists and is not a folder")
-    out = _finished_run(tmp_path, capsys)
+    out = finished_run(tmp_path, capsys)
     one_line_error(*lipbench(capsys, "run", suite, "--out", out), "already holds results", "--resume")
     one_line_error(*lipbench(capsys, "run", tmp_path / "nope.yaml", "--out", tmp_path / "x"), "no such suite")
     one_line_error(*lipbench(capsys, "run", suite, "--timeout", "-3"), "--timeout", "must be a positive, finite number")
@@ -216,7 +180,7 @@ def test_bad_paths_and_folders_are_exit_2(tmp_path, capsys):
     (lambda text: text.replace('"seed": 0', '"seed": "zero"', 1), "seed: expected int"),
 ])
 def test_corrupt_or_misplaced_baselines_are_exit_2_with_file_and_line(tmp_path, capsys, damage, needle):
-    out = _finished_run(tmp_path, capsys)
+    out = finished_run(tmp_path, capsys)
     base = tmp_path / "b"
     assert lipbench(capsys, "baseline", "update", out, "--baselines", base)[0] == 0
     path = base / "cpu" / "tiny.ci.json"
@@ -240,7 +204,7 @@ def test_exploding_check_expressions_are_error_verdicts_not_hangs(tmp_path, caps
 
 
 def test_a_second_run_on_one_folder_exits_2_naming_the_first(tmp_path, capsys):
-    out = _finished_run(tmp_path, capsys)
+    out = finished_run(tmp_path, capsys)
     results = ResultsDir(out)
     with results.lock():
         code, err = lipbench(capsys, "run", write_suite(tmp_path / "s"), "--out", out, "--resume")
@@ -248,7 +212,7 @@ def test_a_second_run_on_one_folder_exits_2_naming_the_first(tmp_path, capsys):
 
 
 def test_results_and_baselines_are_readable_by_others(tmp_path, capsys):
-    out = _finished_run(tmp_path, capsys)
+    out = finished_run(tmp_path, capsys)
     assert lipbench(capsys, "baseline", "update", out, "--baselines", tmp_path / "b")[0] == 0
     umask = os.umask(0)
     os.umask(umask)

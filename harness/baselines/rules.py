@@ -172,3 +172,30 @@ def compare_timing(values: Sequence[float], baseline: Sequence[float], *, better
     else:
         verdict = "pass"
     return Judgement(verdict, "Mann-Whitney U", worse, min_effect, detail)
+
+
+def detectable_effects(verdicts) -> dict[tuple[str, str], str]:
+    """Per (suite, metric) compared: the smallest change its rule calls a regression, in words.
+
+    It is each comparison's threshold relative to its baseline value (for timings the
+    threshold already is one): the median over the metric's comparisons, and their range.
+    """
+    out: dict[tuple[str, str], str] = {}
+    compared = verdicts[(verdicts["kind"] == "comparison") & verdicts["threshold"].notna()]
+    for (suite, metric), group in compared.groupby(["suite", "metric"], sort=False):
+        timing = group["check"] == "timing"
+        reference = group["reference"].abs()
+        relative = np.where(timing, group["threshold"], group["threshold"] / reference.where(reference > 0))
+        relative = relative[np.isfinite(relative)]
+        if relative.size:
+            low, mid, high = np.min(relative), np.median(relative), np.max(relative)
+            spread = f", {_percent(low)}-{_percent(high)}" if high > low else ""
+            out[(suite, metric)] = (f"minimum detectable effect {_percent(mid)} of the baseline (median over "
+                                    f"{relative.size} comparison(s){spread})")
+        else:
+            out[(suite, metric)] = f"minimum detectable effect {np.median(group['threshold']):.3g} (absolute)"
+    return out
+
+
+def _percent(x: float) -> str:
+    return f"{x:.2g}" if x < 1e-4 else f"{100 * x:.3g}%"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harness.errors import UserError
 from harness.baselines import judge, passed, results_as_baseline, update_baselines
-from harness.baselines.store import Acceptance
+from harness.baselines.admission import NAME, Acceptance
 from harness.baselines.compare import tolerance_of
 from harness.methods import available
 from harness.methods.registry import check as check_method
@@ -180,7 +180,7 @@ def cmd_baseline_update(args: argparse.Namespace) -> int:
         for run in runs:
             stack.enter_context(run.reading())
         files = sorted({_suite_file(name, run, args.suites_dir) for run in runs
-                        for name in run.manifest().get("suites", []) if isinstance(name, str)})
+                        for name in run.manifest().get("suites", []) if isinstance(name, str) and NAME.match(name)})
         suites = {s.name: s for s in resolve_suites(files, suites_dir(args.suites_dir), import_methods=False)}
         accept = Acceptance(failing=args.accept_failing, relabelled=args.accept_relabelled,
                             outliers=args.accept_outliers, stale=args.replace_stale)

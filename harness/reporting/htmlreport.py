@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
+from harness.baselines.rules import detectable_effects
 from harness.results.atomic import write_output
 
 from .data import (case_params, fmt_number, normalize_artifacts, normalize_results,
@@ -204,6 +205,7 @@ def _suite_section(suite: dict, anchor: str, res: pd.DataFrame, ver: pd.DataFram
                                  traces, artifacts, params, colors))
     failing = sort_verdicts(ver[ver["verdict"].map(is_failing)])
     comparisons = ver[ver["kind"] == "comparison"]
+    effects = detectable_effects(comparisons)
     metrics_order = list(suite["metrics"])
     return {
         "name": name, "anchor": anchor, "description": suite["description"], "kind": suite["kind"],
@@ -215,7 +217,8 @@ def _suite_section(suite: dict, anchor: str, res: pd.DataFrame, ver: pd.DataFram
                     for k, v in suite["metrics"].items()],
         "checks": _check_rows(suite["checks"], ver),
         "compare": [{"metric": text(c.get("metric")), "rule": text(c.get("rule")),
-                     "options": ", ".join(f"{k}={v}" for k, v in c.items() if k not in ("metric", "rule"))}
+                     "options": ", ".join(f"{k}={v}" for k, v in c.items() if k not in ("metric", "rule")),
+                     "detectable": effects.get((name, text(c.get("metric"))), "")}
                     for c in suite["compare"]],
         "failing": _verdict_rows(failing, {}),
         "comparisons": _verdict_rows(comparisons, {}),

@@ -162,10 +162,22 @@ class ResultsDir:
             if self.has_results() and not (resume or overwrite):
                 raise ResultsFolderError(f"--out {self.path}: already holds results; use --resume to "
                                          "continue them or --overwrite to replace them")
+            self._check_own_files(fd, names)
             if overwrite and marked:
                 self._remove_own_files(fd)
             if not marked:
                 write_file(fd, MARKER, json.dumps({"created_by": "lipbench"}) + "\n", self.path / MARKER)
+
+    def _check_own_files(self, fd: int, names: list[str]) -> None:
+        """Refuse a folder where one of lipbench's files is a link, a folder or a device (planted
+        by someone else: writing or deleting it would reach what lipbench did not write)."""
+        for name in names:
+            if name in OWN_FILES:
+                check_replaceable(fd, name, self.path / name)
+        if ARTIFACTS in names:
+            sub = open_subfolder(fd, ARTIFACTS, self.artifacts, create=False)
+            if sub is not None:
+                os.close(sub)
 
     def _remove_own_files(self, fd: int) -> None:
         """Remove lipbench's own files; everything is checked first, so a link or a folder in
