@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cli_support import TINY, finished_run, lipbench, one_line_error, write_suite
+from cli_support import TINY, finished_run, lipbench, one_line_error, snapshot, write_suite
 from harness.cli.main import main
 from harness.results import ResultsDir
 
@@ -230,3 +230,133 @@ def test_internal_errors_are_one_line_without_debug_and_a_traceback_with_it(tmp_
     assert code == 3 and err.strip() == "lipbench: internal error: RuntimeError: a bug (run with --debug for the traceback)"
     code, err = lipbench(capsys, "list", "--debug")
     assert code == 3 and "Traceback" in err
+
+
+# --- every bad input: exit 2 and one line (README, "Safety and failure behaviour") ------------
+HOSTILE_PICKLE = b"cos\nsystem\n(S'touch pwned'\ntR."  # pickle protocol 0: os.system("touch pwned")
+
+
+def _damage(out: Path, name: str, change) -> None:
+    path = out / name
+    path.write_text(change(path.read_text()))
+
+
+def _first_row(text: str, **changes) -> str:
+    lines = text.splitlines()
+    record = json.loads(lines[0])
+    record["rows"][0].update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del record["rows"][0][key]
+    return "\n".join([json.dumps(record)] + lines[1:]) + "\n"
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["run", "{suite}", "--preset", "nope"], ["no preset 'nope'", "its presets: ci, full"]),
+    (["run", "{suite}", "--preset", "../x"], ["--preset", "expected a preset name"]),
+    (["run", "{suite}", "--max-memory", "inf"], ["--max-memory", "finite"]),
+    (["run", "{suite}", "--max-memory", "nan"], ["--max-memory", "finite"]),
+    (["run", "{suite}", "--max-memory", "1e-300"], ["--max-memory", "from 1024"]),
+    (["run", "{suite}", "--timeout", "inf"], ["--timeout", "finite"]),
+    (["run", "{suite}", "--workers", "10000"], ["--workers", "from 1 to 1024"]),
+    (["run", "{suite}", "--workers", "1000"], ["--workers 1000", "MiB each", "give --max-memory"]),
+    (["check", "sn_w", "--param", "x=["], ["--param x", "not a valid YAML value"]),
+    (["check", "sn_w", "--param", "x=[&a [1, 2], *a, *a]"], ["--param x", "YAML alias *a"]),
+    (["check", "sn_w", "--param", "x=!!python/object/apply:os.system ['touch pwned']"], ["--param x"]),
+    (["report", "{results}", "-o", "{tmp}"], ["-o", "is a folder"]),
+    (["report", "{results}", "-o", "{tmp}/x.html", "--junit", "{tmp}"], ["--junit", "is a folder"]),
+    (["verify", "{suite}", "--report", "{tmp}"], ["--report", "is a folder"]),
+    (["report", "{results}", "-o", "{tmp}/x.html", "--baselines", "{suite}"], ["--baselines", "not a folder"]),
+    (["inspect", "harness.training.models:StandardCNNDiscriminator", "--input-shape", "3,32,32", "--html", "{tmp}"],
+     ["--html", "is a folder"]),
+    (["run", "{suite}", "--out", "{suite}"], ["--out", "not a folder"]),
+    (["run", "{suite}", "--out", "/sys/lipbench-cannot-write-here/r"], ["cannot create the folder"]),
+    (["report", "{results}", "-o", "/sys/lipbench-cannot-write-here.html"], ["lipbench-cannot-write-here.html: cannot"]),
+    (["report", "{tmp}/nowhere", "-o", "{tmp}/x.html"], ["no such results folder"]),
+    (["baseline", "update", "{tmp}/s", "--baselines", "{tmp}/b"], ["the run did not finish"]),
+])
+def test_bad_input_is_exit_2_and_one_line(tmp_path, capsys, args, needles):
+    if "/sys/" in " ".join(args) and not Path("/sys").is_dir():
+        pytest.skip("no /sys: a place no user may create files in")
+    results = finished_run(tmp_path, capsys)
+    names = {"suite": tmp_path / "s" / "tiny.yaml", "results": results, "tmp": tmp_path}
+    before = snapshot(tmp_path)
+    code, err = lipbench(capsys, *[a.format(**names) for a in args])
+    one_line_error(code, err, *needles)
+    assert snapshot(tmp_path) == before and not Path("pwned").exists()
+
+
+@pytest.mark.parametrize("name, change, needle", [
+    ("cases.jsonl", lambda t: _first_row(t, value="0.5"), "cases.jsonl:1: damaged case record (value: expected a number"),
+    ("cases.jsonl", lambda t: _first_row(t, seed=None), "cases.jsonl:1: damaged case record (a row lacks seed"),
+    ("cases.jsonl", lambda t: _first_row(t, seed=2**70), "seed: expected an integer within int64"),
+    ("cases.jsonl", lambda t: _first_row(t, samples="[1, 'a'"), "samples: expected a JSON list"),
+    ("cases.jsonl", lambda t: "\xff" + t, "cases.jsonl:1: damaged case record"),
+    ("manifest.json", lambda t: "[1, 2]", "manifest.json: damaged (expected a JSON object, found list)"),
+    ("manifest.json", lambda t: t.replace('"methods": {', '"methods": 7, "x": {', 1), "methods: int"),
+    ("plan.json", lambda t: '[["tiny", "c", "", "zero"]]', "plan.json: damaged (entry 1"),
+    ("summaries.json", lambda t: "[]", "summaries.json: damaged (expected a JSON object"),
+    ("summaries.json", lambda t: '{"tiny": [{"suite": "tiny"}]}', "summaries.json: damaged (tiny: a row lacks"),
+])
+def test_damaged_results_are_exit_2_naming_file_and_problem(tmp_path, capsys, name, change, needle):
+    results = finished_run(tmp_path, capsys)
+    _damage(results, name, change)
+    for args in (["report", results, "-o", tmp_path / "x.html"],
+                 ["baseline", "update", results, "--baselines", tmp_path / "b"],
+                 ["compare", results, results],
+                 ["run", tmp_path / "s" / "tiny.yaml", "--out", results, "--resume"]):
+        one_line_error(*lipbench(capsys, *args, "--suites-dir", tmp_path / "s"), needle)
+    assert not (tmp_path / "b").exists() and not (tmp_path / "x.html").exists()
+
+
+def test_a_fifo_in_place_of_a_record_or_a_suite_is_refused_without_hanging(tmp_path, capsys):
+    results = finished_run(tmp_path, capsys)
+    (results / "cases.jsonl").unlink()
+    os.mkfifo(results / "cases.jsonl")
+    one_line_error(*lipbench(capsys, "report", results, "-o", tmp_path / "x.html", "--suites-dir", tmp_path / "s"),
+                   "cases.jsonl: is not a regular file")
+    os.mkfifo(tmp_path / "s" / "fifo.yaml")
+    one_line_error(*lipbench(capsys, "run", tmp_path / "s" / "fifo.yaml", "--out", tmp_path / "r2"),
+                   "fifo.yaml:1: not a regular file")
+
+
+def test_a_results_csv_only_folder_with_damaged_values_is_exit_2(tmp_path, capsys):
+    results = finished_run(tmp_path, capsys)
+    (results / "cases.jsonl").unlink()
+    _damage(results, "results.csv", lambda t: t.replace(",ok,", ",maybe,", 1))
+    one_line_error(*lipbench(capsys, "report", results, "-o", tmp_path / "x.html", "--suites-dir", tmp_path / "s"),
+                   "results.csv: damaged (status: expected one of ok, error, diverged")
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"\x00garbage that is no checkpoint", "not a checkpoint lipbench can load with weights_only=True"),
+    (HOSTILE_PICKLE, "not a checkpoint lipbench can load with weights_only=True"),
+])
+def test_a_corrupt_or_hostile_checkpoint_for_inspect_is_exit_2_and_runs_nothing(tmp_path, capsys, monkeypatch,
+                                                                                content, needle):
+    monkeypatch.chdir(tmp_path)
+    checkpoint = tmp_path / "d.pt"
+    checkpoint.write_bytes(content)
+    code, err = lipbench(capsys, "inspect", checkpoint, "--factory", "harness.training.models:StandardCNNDiscriminator",
+                         "--input-shape", "3,32,32")
+    one_line_error(code, err, str(checkpoint), needle)
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("seeds, needle", [([2**70], "seeds[0]"), ([-1], "seeds[0]"), ([True], "seeds[0]")])
+def test_seeds_outside_int64_or_negative_are_a_file_line_error(tmp_path, capsys, seeds, needle):
+    suite = write_suite(tmp_path / "s", dict(TINY, seeds=seeds))
+    one_line_error(*lipbench(capsys, "run", suite, "--out", tmp_path / "r"), f"{suite}:", needle)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_read_only_file_system_is_exit_2_naming_the_path(tmp_path, capsys, monkeypatch):
+    import errno
+    real_mkdir = Path.mkdir
+
+    def refuse(self, *args, **kwargs):
+        if "readonly" in str(self):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return real_mkdir(self, *args, **kwargs)
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    one_line_error(*lipbench(capsys, "run", write_suite(tmp_path / "s"), "--out", tmp_path / "readonly" / "r"),
+                   "readonly", "Read-only file system")

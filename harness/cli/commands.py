@@ -142,16 +142,18 @@ def cmd_check(args: argparse.Namespace) -> int:
                    baselines=baseline_rows(chosen, results, baselines_dir(args.baselines)))
 
 
-def _suites_of(results: ResultsDir, directory: Path, import_methods: bool = True) -> list[Suite]:
-    names = sorted(set(results.rows()["suite"]) | set(results.manifest().get("suites", [])))
-    return resolve_suites(names, directory, import_methods=import_methods)
+def _suites_of(results: ResultsDir, explicit: str | None) -> list[Suite]:
+    """The suites of a results folder: from ``--suites-dir`` when given, else the files it was run from."""
+    names = set(results.rows()["suite"]) | {n for n in results.manifest().get("suites", []) if isinstance(n, str)}
+    files = sorted({_suite_file(name, results, explicit) for name in names if NAME.match(name)})
+    return resolve_suites(files, suites_dir(explicit))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Report a results folder (read under a shared lock; nothing is written into it)."""
     results = ResultsDir(args.results)
     with results.reading():
-        suites = _suites_of(results, suites_dir(args.suites_dir))
+        suites = _suites_of(results, args.suites_dir)
         verdicts = judge_results(suites, results, baselines_dir(args.baselines))
         return publish(suites, results, verdicts, report=Path(args.output), junit=_path(args.junit),
                        baselines=baseline_rows(suites, results, baselines_dir(args.baselines)),
@@ -163,7 +165,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Judge results B with results A standing in for the baselines (nothing is written into either)."""
     a, b = ResultsDir(args.a), ResultsDir(args.b)
     with a.reading(), b.reading():
-        suites = _suites_of(b, suites_dir(args.suites_dir))
+        suites = _suites_of(b, args.suites_dir)
         verdicts = judge(suites, b.rows(), results_as_baseline(a.rows()), sorted(b.planned_keys()),
                          b.manifest().get("methods"))
         return publish(suites, b, verdicts, report=_path(args.report), junit=None, baselines=a.rows(),

@@ -16,6 +16,8 @@ A suite file is untrusted input, so before anything is expanded or built:
 """
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -73,10 +75,13 @@ def _dotted(path: Iterable) -> str:
 
 def _read_text(path: Path, label: str) -> str:
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block the load
     except OSError as exc:
         raise SuiteError([f"{label}:1: cannot read suite file: {exc.strerror}"]) from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SuiteError([f"{label}:1: not a regular file"])
+        data = handle.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         raise SuiteError([f"{label}:1: suite file larger than {MAX_BYTES} bytes"])
     try:
