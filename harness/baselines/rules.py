@@ -132,7 +132,7 @@ def compare_outcomes(values: Sequence[float], baseline: Sequence[float], *, bett
     elif better is not None and -max(changes) > threshold:
         verdict, worse = "improvement", max(changes)
     else:
-        verdict, worse = "pass", changes[0]
+        verdict, worse = "pass", min(changes)  # the change held against the threshold (both must exceed it)
     se = spread * math.sqrt(1 / cur.size + 1 / base.size)
     detail = (f"mean {mean:.4g} (median {median:.4g}) over {cur.size} seed(s) vs baseline median "
               f"{base_median:.4g} (robust sd {spread:.3g}, {trimmed} value(s) winsorized each side, over "
