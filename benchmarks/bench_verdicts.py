@@ -125,19 +125,23 @@ def detections(work: Path, runs: dict[str, ResultsDir], suites, preset: str) -> 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         update_baselines(list(runs.values()), tmp, suites={s.name: s for s in suites}, accept=MEASURING)
+        selected = {s.name for s in suites}
         for inj in INJECTIONS:
+            chosen = [s for s in inj.suites if s in selected]  # --suites: the injection where it can run
+            if not chosen:
+                continue
             out = work / f"injected-{inj.label}-{inj.name.split()[0]}-{len(inj.name)}"
             spec = inj.method if inj.method.startswith("{") else f"{{name: '{inj.method}'}}"
-            suites = [_with_injection(s, spec, inj.label, work) for s in inj.suites]
+            injected = [_with_injection(s, spec, inj.label, work) for s in chosen]
             resume = ["--resume"] if out.exists() else []
-            lipbench(["run", *map(str, suites), "--preset", preset, "--out", str(out), *resume],
+            lipbench(["run", *map(str, injected), "--preset", preset, "--out", str(out), *resume],
                      "native-t1")
             run = ResultsDir(out)
-            loaded = resolve_suites([str(s) for s in suites], ROOT / "suites")
+            loaded = resolve_suites([str(s) for s in injected], ROOT / "suites")
             verdicts = judge(loaded, run.rows(), stored_baselines(tmp, "cpu", preset), run.planned_keys(),
                              run.manifest().get("methods"), run.completed_keys())
             mine = failing(verdicts[verdicts["method"] == inj.label])
-            rows.append({"injection": inj.name, "suites": ", ".join(inj.suites), "detected": not mine.empty,
+            rows.append({"injection": inj.name, "suites": ", ".join(chosen), "detected": not mine.empty,
                          "failing verdicts": len(mine),
                          "by": "; ".join(sorted({f"{r.suite}/{r.metric} [{r.check}]" for r in mine.itertuples()}))[:300]})
     return rows
