@@ -360,3 +360,22 @@ def test_a_read_only_file_system_is_exit_2_naming_the_path(tmp_path, capsys, mon
     monkeypatch.setattr(Path, "mkdir", refuse)
     one_line_error(*lipbench(capsys, "run", write_suite(tmp_path / "s"), "--out", tmp_path / "readonly" / "r"),
                    "readonly", "Read-only file system")
+
+
+def test_every_row_of_the_readmes_safety_table_names_tests_that_exist():
+    import re
+    text = (REPO / "README.md").read_text()
+    table = text[text.index("## Safety and failure behaviour"):text.index("## Command line")]
+    files = {"S": "test_safety.py", "I": "test_integrity.py", "P": "test_processes.py",
+             "R": "test_runner_framework.py", "V": "test_verdicts.py"}
+    defined = {k: set(re.findall(r"^def (test_\w+)\(", (REPO / "tests" / f).read_text(), re.M)) for k, f in files.items()}
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith(("| input", "| ---"))]
+    named = set()
+    for row in rows:
+        tests = re.findall(r"\b([SIPRV]) `(test_\w+)`", row.rsplit(" | ", 1)[-1])
+        assert tests, f"a guarantee without a test: {row[:80]}"
+        for kind, name in tests:
+            assert name in defined[kind], f"{files[kind]} has no {name}"
+            named.add((kind, name))
+    for kind in ("I", "P"):  # every test of these files holds a row of the table
+        assert {(kind, n) for n in defined[kind]} <= named, sorted(defined[kind] - {n for k, n in named if k == kind})

@@ -99,8 +99,8 @@ def robust_location_spread(values: Sequence[float], trim: float = OUTCOME_TRIM) 
 
     The spread is the winsorized standard deviation (the ``g = max(1, floor(trim·n))`` lowest
     and highest values replaced by their nearest kept neighbours) divided by ``1 - 2g/n``,
-    which makes it about the standard deviation for normal values (Tukey & McLaughlin 1963;
-    Yuen 1974). One value, however far out, is replaced by an ordinary one, so no single
+    which makes it about the standard deviation for normal values (docs/references.md#tukeymclaughlin1963;
+    #yuen1974, the standard error of a trimmed mean). One value, however far out, is replaced by an ordinary one, so no single
     seed x machine value widens it. Fewer than four values give no spread (0): with three,
     winsorizing leaves one value, and with two nothing tells an outlier from a value.
     """
