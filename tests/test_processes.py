@@ -40,6 +40,18 @@ class Hangs(SNw):
         return super().apply(model)
 
 
+class Escapes(SNw):
+    """Starts a daemon (double fork, a session of its own) that notes its PID, then hangs."""
+    name = "escapes"
+    def apply(self, model):
+        if (HERE / "gate").exists():
+            code = ("import os, subprocess, sys; d = subprocess.Popen(['sleep', '300'], start_new_session=True); "
+                    "open(sys.argv[1], 'a').write('%d %d\\\\n' % (os.getpid(), d.pid))")
+            subprocess.run([sys.executable, "-c", code, str(HERE / "pids")], check=True)  # the daemon is orphaned
+            time.sleep(300)
+        return super().apply(model)
+
+
 class Hungry(SNw):
     """Starts a child that fills 700 MiB (the worker itself stays far below the limit)."""
     name = "hungry"
@@ -83,7 +95,7 @@ def start(tmp_path: Path, *args) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def pids(tmp_path: Path, count: int = 1, wait: float = 240) -> list[int]:
+def pids(tmp_path: Path, count: int = 1, wait: float = 120) -> list[int]:
     """Worker and child PIDs the methods noted, once ``count`` lines are there."""
     deadline = time.monotonic() + wait
     path = tmp_path / "pids"
@@ -136,8 +148,9 @@ def test_sigterm_and_sighup_stop_the_run_kill_every_process_and_are_no_case_cras
     assert set(rows["status"]) == {"ok"}, rows[rows["status"] != "ok"]["message"].tolist()
 
 
-def test_a_timeout_kills_the_cases_whole_process_tree_and_the_run_ends(tmp_path):
-    suite = suite_with(tmp_path, ["treemod:Hangs"], timeout=3)
+@pytest.mark.parametrize("method", ["treemod:Hangs", "treemod:Escapes"])
+def test_a_timeout_kills_the_cases_whole_process_tree_and_the_run_ends(tmp_path, method):
+    suite = suite_with(tmp_path, [method], timeout=3)
     (tmp_path / "gate").touch()
     proc = start(tmp_path, "run", suite, "--out", tmp_path / "r")
     out, err = proc.communicate(timeout=300)  # a surviving child holding stdout would make this hang

@@ -342,7 +342,8 @@ def test_a_corrupt_or_hostile_checkpoint_for_inspect_is_exit_2_and_runs_nothing(
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.parametrize("seeds, needle", [([2**70], "seeds[0]"), ([-1], "seeds[0]"), ([True], "seeds[0]")])
+@pytest.mark.parametrize("seeds, needle", [([2**70], "seeds[0]"), ([-1], "seeds[0]"), ([True], "seeds[0]"),
+                                           ([0, 1.0], "seeds[1]: expected an integer seed, got float 1.0")])
 def test_seeds_outside_int64_or_negative_are_a_file_line_error(tmp_path, capsys, seeds, needle):
     suite = write_suite(tmp_path / "s", dict(TINY, seeds=seeds))
     one_line_error(*lipbench(capsys, "run", suite, "--out", tmp_path / "r"), f"{suite}:", needle)

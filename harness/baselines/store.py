@@ -171,6 +171,8 @@ def _read(path: Path) -> Baseline | None:
         raise BaselineFileError(f"{path}:1: not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise BaselineFileError(f"{path}:{exc.lineno}: not JSON ({exc.msg})") from None
+    except RecursionError:
+        raise BaselineFileError(f"{path}:1: not a lipbench baseline (nested too deeply)") from None
     expected = {"device_class": path.parent.name}
     stem, _, preset = path.name[: -len(".json")].rpartition(".")
     expected.update(suite=stem, preset=preset)

@@ -149,14 +149,24 @@ def append_file(dir_fd: int, name: str, data: bytes | str, label: str | Path) ->
             check_replaceable(dir_fd, name, label)
         raise oserror(label, exc, "append to") from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UnsafePathError(f"{label}: is not a regular file; lipbench only appends to its own records")
+        check_own(fd, label)
         _write_all(fd, payload)
         os.fsync(fd)
     except OSError as exc:
         raise oserror(label, exc, "append to") from None
     finally:
         os.close(fd)
+
+
+def check_own(fd: int, label: str | Path) -> None:
+    """Refuse to change a file in place unless it is a regular file with no other name (a hard
+    link from elsewhere would carry the change to a file lipbench did not write)."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise UnsafePathError(f"{label}: is not a regular file; lipbench only changes its own records")
+    if info.st_nlink > 1:
+        raise UnsafePathError(f"{label}: has {info.st_nlink} names (a hard link); lipbench changes in place only "
+                              "files it wrote")
 
 
 def read_file(dir_fd: int, name: str, label: str | Path, *, follow: bool = False) -> bytes | None:

@@ -43,7 +43,7 @@ import pandas as pd
 
 from harness.errors import ResultsFolderError, UserError
 
-from .atomic import (MARKER, UnsafePathError, append_file, check_replaceable, oserror, open_folder, open_subfolder,
+from .atomic import (MARKER, UnsafePathError, append_file, check_own, check_replaceable, oserror, open_folder, open_subfolder,
                      read_file, remove_file, results_folder_of, write_file)
 from .lock import folder_lock
 from .rows import COLUMNS, TRACE_COLUMNS, is_seed, row_problem, to_frame
@@ -283,8 +283,8 @@ class ResultsDir:
             return default
         try:
             value = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ResultsFolderError(f"{self.path / name}: damaged ({exc})") from None
+        except (ValueError, RecursionError) as exc:
+            raise ResultsFolderError(f"{self.path / name}: damaged ({exc or 'nested too deeply'})") from None
         shape = _JSON_SHAPES.get(name)
         if shape is not None and not isinstance(value, shape):
             raise ResultsFolderError(f"{self.path / name}: damaged (expected a JSON "
@@ -313,6 +313,7 @@ class ResultsDir:
                 return False
             handle = os.open("cases.jsonl", os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
             try:
+                check_own(handle, self.path / "cases.jsonl")
                 os.ftruncate(handle, end)
                 os.fsync(handle)
             finally:
@@ -355,8 +356,8 @@ class ResultsDir:
             try:
                 record = json.loads(line.decode("utf-8"))
                 problem = _record_problem(record)
-            except ValueError as exc:
-                problem = str(exc)
+            except (ValueError, RecursionError) as exc:
+                problem = str(exc) or "nested too deeply"
             if problem:
                 if strict:
                     raise ResultsFolderError(f"{source}:{number}: damaged case record ({problem}); "
@@ -389,7 +390,7 @@ class ResultsDir:
             try:
                 record = json.loads(line)
                 key = _key(record["key"])
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
                 continue  # a bookkeeping line only: losing one costs at most one retry
             if record.get("outcome") == "started":
                 counts[key] += 1

@@ -4,12 +4,15 @@ Each case runs in its own process, forked from a server process that has importe
 and the runners once (``multiprocessing``'s ``forkserver``: a fork costs ~30 ms instead of
 the ~3 s of a fresh interpreter, and the server never ran a parallel region, so forking
 is safe with OpenMP). The worker starts a session of its own, so it and every process it
-starts form one process group that no terminal signal reaches and that the harness kills
-as a whole (``killpg``, SIGKILL) when the case:
+starts form one process group that no terminal signal reaches, and it adopts the orphans
+of its descendants (``PR_SET_CHILD_SUBREAPER``), so one that leaves the group (``setsid``,
+a double fork) is still found among the worker's descendants. The harness kills the group
+and every descendant (SIGKILL) when the case:
 
 * runs past its timeout;
-* makes the group's resident memory exceed ``max_memory`` bytes (each process also runs
-  under ``RLIMIT_DATA``, so most oversized allocations fail inside it first);
+* makes the resident memory of the group and the worker's descendants exceed ``max_memory``
+  bytes (each process also runs under ``RLIMIT_DATA``, so most oversized allocations fail
+  inside it first);
 * ends in any way: what the case started never outlives it (nor holds lipbench's output);
 * or when lipbench itself is stopped (:func:`kill_all`; the worker also dies with the
   fork server, ``PR_SET_PDEATHSIG``, if lipbench is killed outright).
@@ -52,6 +55,7 @@ _CONTEXT: Any = None
 _LIVE: set[int] = set()  # process groups of running workers
 _LIVE_LOCK = threading.Lock()
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 def default_max_memory(workers: int = 1) -> int | None:
@@ -79,7 +83,9 @@ def _context():
 def _worker(conn: Connection, case: Case, runner: Runner, max_memory: int | None) -> None:
     os.setsid()  # a process group of its own: killed as one, out of reach of terminal signals
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the fork server (with lipbench)
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of its descendants stay in its tree
     for signum in SIGNALS:
         signal.signal(signum, signal.SIG_DFL)
     if max_memory:
@@ -129,14 +135,14 @@ def run_isolated(case: Case, runner: Runner, *, timeout: float | None,
                 now = time.monotonic()
                 rss = _resident_bytes(proc.pid)
                 if now >= next_group_poll:
-                    rss, next_group_poll = group_resident_bytes(proc.pid), now + GROUP_POLL_S
+                    rss, next_group_poll = tree_resident_bytes(proc.pid), now + GROUP_POLL_S
                 if rss is not None and rss > max_memory:
                     reason = (f"the case used {rss / 2**20:.0f} MiB (its worker and the processes it started), "
                               f"more than --max-memory {max_memory / 2**20:.0f} MiB; they were killed")
                     break
     finally:
         with deferred():
-            kill_group(proc.pid)
+            kill_tree(proc.pid)
             if proc.is_alive():
                 proc.kill()
             proc.join()
@@ -164,18 +170,22 @@ def _stop_signal(code: int | None, since: int) -> int | None:
     return None
 
 
-def kill_group(pgid: int) -> None:
-    """SIGKILL every process of the group ``pgid`` (a worker and what it started)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+def kill_tree(worker: int) -> None:
+    """SIGKILL a worker, its process group and every descendant (twice over: one may fork meanwhile)."""
+    for _ in range(2):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(worker, signal.SIGKILL)
+        for pid in _tree(worker, _processes()) - {worker}:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def kill_all() -> None:
-    """Kill every running worker's process group (lipbench is stopping)."""
+    """Kill every running worker with everything it started (lipbench is stopping)."""
     with _LIVE_LOCK:
-        groups = list(_LIVE)
-    for pgid in groups:
-        kill_group(pgid)
+        workers = list(_LIVE)
+    for worker in workers:
+        kill_tree(worker)
 
 
 def _death(code: int | None) -> str:
@@ -196,23 +206,41 @@ def _resident_bytes(pid: int) -> int | None:
         return None
 
 
-def group_resident_bytes(pgid: int) -> int | None:
-    """Resident memory of every process in the group ``pgid`` (``None`` without /proc)."""
+def _processes() -> dict[int, tuple[int, int]]:
+    """Every process as ``pid -> (parent pid, process group)``, from /proc (empty without it)."""
+    table = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return _resident_bytes(pgid)
-    total, found = 0, False
+        return table
     for entry in entries:
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as handle:
                 fields = handle.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
+            table[int(entry)] = (int(fields[1]), int(fields[2]))
+        except (OSError, IndexError, ValueError):
             continue
-        if len(fields) > 2 and int(fields[2]) == pgid:
-            size = _resident_bytes(int(entry))
-            if size is not None:
-                total, found = total + size, True
-    return total if found else _resident_bytes(pgid)
+    return table
+
+
+def _tree(worker: int, table: dict[int, tuple[int, int]]) -> set[int]:
+    """The worker, its process group and all its descendants."""
+    found = {pid for pid, (_, group) in table.items() if group == worker} | {worker}
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    stack = list(found)
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def tree_resident_bytes(worker: int) -> int | None:
+    """Resident memory of a worker, its process group and its descendants (``None``: unknown)."""
+    sizes = [size for pid in _tree(worker, _processes()) if (size := _resident_bytes(pid)) is not None]
+    return sum(sizes) if sizes else None

@@ -198,7 +198,16 @@ def _semantic_problems(data: dict, known_kinds, known_methods, check_method,
             except ExpressionError as exc:
                 found.append((("plots", i, "reference", j, "expr"), str(exc)))
     found += _method_problems(data, known_methods, check_method)
+    found += _seed_problems(data)
     return found
+
+
+def _seed_problems(data: dict) -> list[tuple[tuple, str]]:
+    """Seeds are integers as written: the schema's ``integer`` also admits ``1.0``."""
+    sources = [((), data)] + [(("presets", p), v) for p, v in data["presets"].items()]
+    return [(where + ("seeds", i), f"expected an integer seed, got {type(seed).__name__} {seed!r}")
+            for where, source in sources for i, seed in enumerate(source.get("seeds", []))
+            if not isinstance(seed, int) or isinstance(seed, bool)]
 
 
 def _method_problems(data: dict, known_methods, check_method) -> list[tuple[tuple, str]]:
