@@ -1,6 +1,6 @@
 """Signals and process trees (README, "Safety and failure behaviour"): SIGTERM and SIGHUP stop
 a run like SIGINT, a case's limits hold for everything it started, and what the code under
-test raises or does to its own process is that case's error, never the run's end."""
+test raises, or signals to itself or to lipbench, is that case's error, never the run's end."""
 import json
 import os
 import signal
@@ -70,6 +70,16 @@ class RaisesExit(SNw):
     name = "raises_exit"
     def apply(self, model):
         raise SystemExit(0)
+
+
+class TermsLipbench(SNw):
+    """Sends SIGTERM to lipbench (the parent of its fork server), as if to stop every --resume."""
+    name = "terms_lipbench"
+    def apply(self, model):
+        import signal
+        server = int(pathlib.Path(f"/proc/{os.getppid()}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        os.kill(server, signal.SIGTERM)
+        time.sleep(30)
 
 
 class TermsItself(SNw):
@@ -171,7 +181,8 @@ def test_the_memory_limit_holds_for_the_cases_whole_process_tree(tmp_path):
 
 
 def test_what_a_method_raises_or_signals_to_itself_is_an_error_row_and_the_run_goes_on(tmp_path):
-    suite = suite_with(tmp_path, ["treemod:RaisesInterrupt", "treemod:RaisesExit", "treemod:TermsItself", "none"])
+    suite = suite_with(tmp_path, ["treemod:RaisesInterrupt", "treemod:RaisesExit", "treemod:TermsItself",
+                                  "treemod:TermsLipbench", "none"])
     for resume in ([], ["--resume"]):  # and it stops no later --resume either
         proc = start(tmp_path, "run", suite, "--out", tmp_path / "r", *resume)
         _, err = proc.communicate(timeout=600)
@@ -179,10 +190,11 @@ def test_what_a_method_raises_or_signals_to_itself_is_an_error_row_and_the_run_g
     rows = ResultsDir(tmp_path / "r").rows()
     by_method = {m: set(g["status"]) for m, g in rows.groupby("method")}
     assert by_method == {"treemod:RaisesInterrupt": {"error"}, "treemod:RaisesExit": {"error"},
-                         "treemod:TermsItself": {"error"}, "none": {"ok"}}
+                         "treemod:TermsItself": {"error"}, "treemod:TermsLipbench": {"error"}, "none": {"ok"}}
     messages = dict(zip(rows["method"], rows["message"]))
     assert "KeyboardInterrupt" in messages["treemod:RaisesInterrupt"]
     assert "SystemExit" in messages["treemod:RaisesExit"]
     assert "killed by SIGTERM" in messages["treemod:TermsItself"]
+    assert "the case sent SIGTERM to lipbench itself" in messages["treemod:TermsLipbench"]
     assert not [json.loads(x) for x in (tmp_path / "r" / "attempts.jsonl").read_text().splitlines()
                 if json.loads(x)["outcome"] == "interrupted"]

@@ -40,7 +40,7 @@ from harness.suite import Case
 
 from .base import Runner
 from .case import CaseOutcome, error_outcome, run_case, short_traceback
-from .termination import SIGNALS, Terminated, deferred, mark, received_since
+from .termination import SIGNALS, Terminated, blame_with, deferred, keep_blocked, mark, received_since
 
 #: Modules the server imports once, so each forked worker starts with them loaded.
 PRELOAD = ["torch", "harness.runners.builtin", "harness.methods"]
@@ -54,6 +54,7 @@ STOP_GRACE_S = 0.5
 _CONTEXT: Any = None
 _LIVE: set[int] = set()  # process groups of running workers
 _LIVE_LOCK = threading.Lock()
+_BLAMED: dict[int, int] = {}  # worker -> the stop signal its case sent to lipbench
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -82,6 +83,7 @@ def _context():
 
 def _worker(conn: Connection, case: Case, runner: Runner, max_memory: int | None) -> None:
     os.setsid()  # a process group of its own: killed as one, out of reach of terminal signals
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)  # lipbench blocks them (termination); a case must not
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the fork server (with lipbench)
@@ -109,6 +111,7 @@ def run_isolated(case: Case, runner: Runner, *, timeout: float | None,
     proc = ctx.Process(target=_worker, args=(send, case, runner, max_memory), daemon=True)
     since = mark()
     proc.start()
+    keep_blocked()
     with _LIVE_LOCK:
         _LIVE.add(proc.pid)
     send.close()
@@ -151,6 +154,10 @@ def run_isolated(case: Case, runner: Runner, *, timeout: float | None,
                 _LIVE.discard(proc.pid)
     if isinstance(result, CaseOutcome):
         return result
+    blamed = _BLAMED.pop(proc.pid, None)
+    if blamed is not None:
+        return error_outcome(case, f"the case sent {signal.Signals(blamed).name} to lipbench itself (PID "
+                                   f"{os.getpid()}); its worker and every process it started were killed")
     stopped = _stop_signal(proc.exitcode, since) if not reason else None
     if stopped is not None:
         raise Terminated(stopped)
@@ -178,6 +185,22 @@ def kill_tree(worker: int) -> None:
         for pid in _tree(worker, _processes()) - {worker}:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _blame(signum: int, sender: int) -> bool:
+    """A stop signal sent by a running case (its worker or a descendant): kill that case."""
+    table = _processes()
+    with _LIVE_LOCK:
+        workers = list(_LIVE)
+    for worker in workers:
+        if sender in _tree(worker, table):
+            _BLAMED[worker] = signum
+            kill_tree(worker)
+            return True
+    return False
+
+
+blame_with(_blame)
 
 
 def kill_all() -> None:

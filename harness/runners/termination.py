@@ -7,20 +7,36 @@ executor kills every worker's process group, the running cases are recorded as i
 error) and the command line exits ``128 + signal`` (130, 143, 129). A signal ignored when
 lipbench started (``nohup``, a background job) stays ignored.
 
+Who sent a signal decides what it means. The three signals are blocked in lipbench's
+threads and taken by a watcher thread with ``sigtimedwait``, which sees the sender's PID:
+a signal sent by a running case (its worker or anything the worker started, found in the
+process table at that moment) is that case's doing (:func:`blame_with`: the case is killed
+and becomes an ``error`` row, so a variant cannot stop every ``--resume`` by signalling
+lipbench); any other sender is a stop from outside. A sender that has already exited when
+the watcher looks (a ``/bin/kill`` a case started, gone within milliseconds) cannot be told
+from an operator's ``/bin/kill`` and counts as one. Processes lipbench starts unblock the
+signals themselves (the case's worker) or are started outside the block (a local Ray cluster).
+
 :func:`deferred` sections (appending a record, preparing a folder) finish before a signal
 that arrives during them is raised, so an interruption never leaves a half-written record.
 """
 from __future__ import annotations
 
+import _thread
 import contextlib
+import os
 import signal
 import threading
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-_received: list[int] = []  # signals received by the handler in this process (newest last)
+#: How often the watcher looks up from ``sigtimedwait`` to see whether the block has ended (s).
+WATCH_S = 0.1
+_received: list[int] = []  # stop signals from outside, received in this process (newest last)
 _deferring = 0
 _pending: int | None = None
+_watching: set[int] = set()  # the signals blocked and watched now (empty: none)
+_blame_hooks: list[Callable[[int, int], bool]] = []
 
 
 class Terminated(KeyboardInterrupt):
@@ -48,11 +64,17 @@ def _handler(signum: int, frame: Any) -> None:
     raise Terminated(signum)
 
 
+def blame_with(hook: Callable[[int, int], bool]) -> None:
+    """Ask ``hook(signum, sender_pid)`` about every stop signal: True when the sender was a case,
+    which the hook has dealt with (the signal then does not stop lipbench)."""
+    _blame_hooks.append(hook)
+
+
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """Raise :class:`Terminated` on SIGINT, SIGTERM and SIGHUP within the block (main thread
-    only; elsewhere, and for signals ignored by the caller, nothing changes)."""
-    if threading.current_thread() is not threading.main_thread():
+    """Raise :class:`Terminated` on SIGINT, SIGTERM and SIGHUP from outside within the block
+    (main thread only, once; elsewhere, and for signals ignored by the caller, nothing changes)."""
+    if threading.current_thread() is not threading.main_thread() or _watching:
         yield
         return
     previous = {}
@@ -62,11 +84,57 @@ def stop_on_signals() -> Iterator[None]:
             continue
         previous[signum] = current
         signal.signal(signum, _handler)
+    stop = threading.Event()
+    watched = set(previous)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)  # threads started in the block inherit it
+    _watching.update(watched)
+    watcher = threading.Thread(target=_watch, args=(watched, stop), name="lipbench-signals", daemon=True)
+    watcher.start()
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        stop.set()
+        watcher.join()
+        _watching.clear()
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one still pending is raised here
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def _watch(signals: set[int], stop: threading.Event) -> None:
+    """Take every stop signal with its sender: a case's is blamed on it, any other stops lipbench."""
+    while not stop.is_set():
+        info = signal.sigtimedwait(signals, WATCH_S)
+        if info is None:
+            continue
+        sender = info.si_pid
+        if sender not in (0, os.getpid()) and any(hook(info.si_signo, sender) for hook in _blame_hooks):
+            continue
+        _received.append(info.si_signo)
+        _thread.interrupt_main(info.si_signo)  # lipbench's handler runs in the main thread
+
+
+def keep_blocked() -> None:
+    """Block the watched signals in this thread again: starting a process may unblock them
+    (``multiprocessing``'s resource tracker unblocks SIGINT and SIGTERM when it starts)."""
+    if _watching:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _watching)
+
+
+@contextlib.contextmanager
+def unblocked() -> Iterator[None]:
+    """The stop signals delivered as usual in this thread within the block (to start processes
+    that must not inherit them blocked)."""
+    if not _watching:
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, _watching)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 @contextlib.contextmanager

@@ -39,6 +39,8 @@ from ..isolation import kill_all, run_isolated
 from ..termination import Terminated
 
 EXECUTORS = ("local", "ray")
+#: How long the local executor waits for a finished case before looking at signals again (s).
+POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,9 @@ class LocalExecutor(Executor):
 
     @staticmethod
     def _collect(running: dict[Future, Case]) -> Iterator[Event]:
-        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        done: set[Future] = set()
+        while not done:  # in slices, so a stop signal is handled while the cases run
+            done, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)
         for future in done:
             running.pop(future)
             yield future.result()  # a KeyboardInterrupt in a worker is raised here
