@@ -51,6 +51,8 @@ GROUP_POLL_S = 0.5
 #: How long a worker ended by a stop signal waits for lipbench's own handler to tell an
 #: external stop (the whole process tree signalled) from the case signalling itself.
 STOP_GRACE_S = 0.5
+#: How long a worker that returned its result may take to exit by itself before it is killed.
+EXIT_GRACE_S = 2.0
 _CONTEXT: Any = None
 _LIVE: set[int] = set()  # process groups of running workers
 _LIVE_LOCK = threading.Lock()
@@ -145,6 +147,8 @@ def run_isolated(case: Case, runner: Runner, *, timeout: float | None,
                     break
     finally:
         with deferred():
+            if result is not None:
+                proc.join(EXIT_GRACE_S)  # its own exit first (finalizers), then whatever it left running
             kill_tree(proc.pid)
             if proc.is_alive():
                 proc.kill()
