@@ -117,6 +117,7 @@ def method_source(name: str) -> str:
     return _file_digest(path) if path else "unknown"
 
 
+@functools.lru_cache(maxsize=1)
 def _entry_points() -> dict[str, str]:
     from importlib.metadata import entry_points
 

@@ -123,8 +123,8 @@ def _open_run(suites: Sequence[Suite], preset: str, out: ResultsDir, options: Ru
     manifest and the plan; returns the manifest."""
     out.prepare(resume=options.resume, overwrite=options.overwrite)
     if options.resume:
+        check_resumable(out, preset, cases, prints)  # before anything changes (a torn tail is not read)
         out.repair()
-        check_resumable(out, preset, cases, prints)
     manifest = build_manifest(preset=preset, suites=[s.name for s in suites],
                               seeds={s.name: s.resolved(preset)["seeds"] for s in suites},
                               device=options.device, started=now(), command=options.command)
