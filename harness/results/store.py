@@ -37,16 +37,17 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import pandas as pd
 
 from harness.errors import ResultsFolderError, UserError
 
-from .atomic import (MARKER, UnsafePathError, append_file, check_own, check_replaceable, oserror, open_folder, open_subfolder,
-                     read_file, remove_file, results_folder_of, write_file)
+from .atomic import (MARKER, UnsafePathError, append_file, check_own, check_replaceable, oserror, open_folder,
+                     open_subfolder, read_file, remove_file, results_folder_of, write_file)
 from .lock import folder_lock
-from .rows import COLUMNS, TRACE_COLUMNS, is_seed, row_problem, to_frame
+from .records import ARTIFACT_PATH, Key, complete_prefix, csv_rows, dumps, key_of, record_problem, safe_name
+from .rows import COLUMNS, TRACE_COLUMNS, row_problem, to_frame
 
 #: Everything lipbench writes into a results folder; ``--overwrite`` removes these only
 #: (``lock``: the lock file of earlier versions).
@@ -55,14 +56,8 @@ OWN_FILES = ("cases.jsonl", "attempts.jsonl", "summaries.json", "results.csv", "
 ARTIFACTS = "artifacts"
 #: A temporary file lipbench left behind when it died mid-write (``atomic.write_file``).
 _OWN_TEMPORARY = re.compile(r"^\.(" + "|".join(map(re.escape, OWN_FILES)) + r")\.[0-9a-f]{12}\.tmp$")
-#: What an artifact record's path may be: ``artifacts/<folder>/<file>``, neither name starting with
-#: a dot (so never ``.`` or ``..``) nor holding a slash.
-_ARTIFACT_PATH = re.compile(r"^artifacts/([^/\x00.][^/\x00]*)/([^/\x00.][^/\x00]*)$")
 #: JSON files of the folder and the shape each must have.
 _JSON_SHAPES = {"manifest.json": dict, "plan.json": list, "summaries.json": dict}
-
-Key = tuple[str, str, str, int]
-
 
 class ResultsDir:
     """Read and write one results folder."""
@@ -219,7 +214,7 @@ class ResultsDir:
         found = []
         for record in self._read_records(strict=False):
             for item in record.get("artifacts", []):
-                match = _ARTIFACT_PATH.match(item.get("path", ""))
+                match = ARTIFACT_PATH.match(item.get("path", ""))
                 if match:
                     found.append((match.group(1), match.group(2)))
         return sorted(set(found))
@@ -234,13 +229,13 @@ class ResultsDir:
         with self._writing() as fd:
             records = []
             if artifacts:
-                folder = _safe(key[0])
+                folder = safe_name(key[0])
                 art_fd = open_subfolder(fd, ARTIFACTS, self.artifacts, create=True)
                 try:
                     sub = open_subfolder(art_fd, folder, self.artifacts / folder, create=True)
                     try:
                         for name, data in artifacts:
-                            file = _safe(f"{'-'.join(map(str, key[1:]))}")[:150] + "-" + _safe(name)[:100]
+                            file = safe_name(f"{'-'.join(map(str, key[1:]))}")[:150] + "-" + safe_name(name)[:100]
                             write_file(sub, file, data, self.artifacts / folder / file)
                             records.append({"kind": "image", "name": name, "path": f"{ARTIFACTS}/{folder}/{file}"})
                     finally:
@@ -253,11 +248,11 @@ class ResultsDir:
                 line["node"] = node
             if fingerprint is not None:
                 line["fingerprint"] = fingerprint
-            append_file(fd, "cases.jsonl", _dumps(line) + "\n", self.path / "cases.jsonl")
+            append_file(fd, "cases.jsonl", dumps(line) + "\n", self.path / "cases.jsonl")
 
     def record_attempt(self, key: Sequence[Any], outcome: str = "started") -> None:
         with self._writing() as fd:
-            append_file(fd, "attempts.jsonl", _dumps({"key": list(key), "outcome": outcome}) + "\n",
+            append_file(fd, "attempts.jsonl", dumps({"key": list(key), "outcome": outcome}) + "\n",
                         self.path / "attempts.jsonl")
 
     def write_summaries(self, suite: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -308,7 +303,7 @@ class ResultsDir:
             data = read_file(fd, "cases.jsonl", self.path / "cases.jsonl")
             if data is None:
                 return False
-            end = _complete_prefix(data)
+            end = complete_prefix(data)
             if end == len(data):
                 return False
             handle = os.open("cases.jsonl", os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
@@ -325,7 +320,7 @@ class ResultsDir:
         """Whether the last line of ``cases.jsonl`` is a fragment a crash left behind."""
         with self._folder() as fd:
             data = read_file(fd, "cases.jsonl", self.path / "cases.jsonl")
-        return data is not None and _complete_prefix(data) != len(data)
+        return data is not None and complete_prefix(data) != len(data)
 
     def case_records(self) -> list[dict[str, Any]]:
         """The last record of every finished case, in the order they finished."""
@@ -338,7 +333,7 @@ class ResultsDir:
         if self._records is None or self._records[0] != stamp:
             latest: dict[tuple, dict[str, Any]] = {}
             for record in self._read_records(strict=True):
-                key = _key(record["key"])
+                key = key_of(record["key"])
                 latest.pop(key, None)
                 latest[key] = record
             self._records = (stamp, list(latest.values()))
@@ -350,12 +345,12 @@ class ResultsDir:
             data = read_file(fd, "cases.jsonl", source)
         if data is None:
             return []
-        complete = data[:_complete_prefix(data)]
+        complete = data[:complete_prefix(data)]
         records = []
         for number, line in enumerate(complete.split(b"\n")[:-1], start=1):
             try:
                 record = json.loads(line.decode("utf-8"))
-                problem = _record_problem(record)
+                problem = record_problem(record)
             except (ValueError, RecursionError) as exc:
                 problem = str(exc) or "nested too deeply"
             if problem:
@@ -369,15 +364,15 @@ class ResultsDir:
 
     def completed_keys(self) -> set[Key]:
         """(suite, case, method, seed) of every case that finished (ok or error)."""
-        return {_key(r["key"]) for r in self.case_records()}
+        return {key_of(r["key"]) for r in self.case_records()}
 
     def errored_keys(self) -> set[Key]:
-        return {_key(r["key"]) for r in self.case_records()
+        return {key_of(r["key"]) for r in self.case_records()
                 if any(row.get("status") == "error" for row in r["rows"])}
 
     def fingerprints(self) -> dict[Key, dict[str, Any] | None]:
         """The fingerprint each finished case was recorded with (``None``: an earlier lipbench)."""
-        return {_key(r["key"]): r.get("fingerprint") for r in self.case_records()}
+        return {key_of(r["key"]): r.get("fingerprint") for r in self.case_records()}
 
     def unfinished_attempts(self) -> Counter:
         """How often each case was started without finishing (it was running when the harness died)."""
@@ -386,10 +381,10 @@ class ResultsDir:
         counts: Counter = Counter()
         if data is None:
             return counts
-        for line in data[:_complete_prefix(data)].split(b"\n")[:-1]:
+        for line in data[:complete_prefix(data)].split(b"\n")[:-1]:
             try:
                 record = json.loads(line)
-                key = _key(record["key"])
+                key = key_of(record["key"])
             except (ValueError, KeyError, TypeError, RecursionError):
                 continue  # a bookkeeping line only: losing one costs at most one retry
             if record.get("outcome") == "started":
@@ -411,7 +406,7 @@ class ResultsDir:
         try:
             frame = pd.read_csv(io.BytesIO(data), keep_default_na=False, dtype={"samples": str, "message": str})
             records = frame.to_dict("records")
-            problems = [p for p in map(row_problem, _csv_rows(records)) if p]
+            problems = [p for p in map(row_problem, csv_rows(records)) if p]
             if problems or list(frame.columns[:len(COLUMNS)]) != COLUMNS:
                 raise ValueError(problems[0] if problems else f"columns are not {', '.join(COLUMNS)}")
             return to_frame(records)
@@ -445,9 +440,9 @@ class ResultsDir:
                 return out
             try:
                 for r in self.case_records():
-                    suite, case, method, seed = _key(r["key"])
+                    suite, case, method, seed = key_of(r["key"])
                     for a in r.get("artifacts", []):
-                        match = _ARTIFACT_PATH.match(a.get("path", ""))
+                        match = ARTIFACT_PATH.match(a.get("path", ""))
                         if match and _regular_inside(art_fd, match.group(1), match.group(2)):
                             out.append({"suite": suite, "case": case, "method": method, "seed": seed,
                                         "kind": a.get("kind", "image"), "name": a.get("name", ""),
@@ -460,7 +455,7 @@ class ResultsDir:
         planned = set()
         for number, item in enumerate(self.read_json("plan.json", []), start=1):
             try:
-                planned.add(_key(item))
+                planned.add(key_of(item))
             except (ValueError, TypeError) as exc:
                 raise ResultsFolderError(f"{self.path / 'plan.json'}: damaged (entry {number}: {exc})") from None
         return planned
@@ -481,54 +476,6 @@ class ResultsDir:
             return frame
 
 
-def _key(raw: Iterable[Any]) -> Key:
-    if not isinstance(raw, (list, tuple)) or len(raw) != 4:
-        raise ValueError("a key is [suite, case, method, seed]")
-    suite, case, method, seed = raw
-    if not all(isinstance(x, str) for x in (suite, case, method)) or not is_seed(seed):
-        raise ValueError(f"key {str(list(raw))[:80]} is not [text, text, text, integer]")
-    return (suite, case, method, seed)
-
-
-def _record_problem(record: Any) -> str | None:
-    """What is wrong with a case record as lipbench writes them, or ``None``."""
-    if not isinstance(record, dict) or not isinstance(record.get("rows"), list):
-        return "not a case record"
-    try:
-        key = _key(record.get("key"))
-    except ValueError as exc:
-        return str(exc)
-    for row in record["rows"]:
-        problem = row_problem(row)
-        if problem:
-            return problem
-        if row["suite"] != key[0]:
-            return f"a row of suite {row['suite'][:40]!r} in a case of {key[0]!r}"
-    if not isinstance(record.get("traces", []), list) or not all(isinstance(t, dict) for t in record.get("traces", [])):
-        return "traces: not a list of mappings"
-    artifacts = record.get("artifacts", [])
-    if not isinstance(artifacts, list) or not all(isinstance(a, dict) and isinstance(a.get("path"), str)
-                                                  and _ARTIFACT_PATH.match(a["path"]) for a in artifacts):
-        return "artifacts: not a list of lipbench's artifact records"
-    if not isinstance(record.get("fingerprint", {}), dict):
-        return "fingerprint: not a mapping"
-    return None
-
-
-def _csv_rows(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """results.csv rows as stored rows (CSV reads seeds as int, values as float, text as text)."""
-    for r in records:
-        row = dict(r)
-        for column in ("case", "method", "metric", "unit", "device", "status", "message", "params", "samples"):
-            row[column] = "" if row.get(column) is None else str(row.get(column))
-        if isinstance(row.get("seed"), (int, float)) and float(row["seed"]).is_integer():
-            row["seed"] = int(row["seed"])
-        value = row.get("value")
-        row["value"] = float(value) if isinstance(value, (int, float)) else (
-            float("nan") if value in ("", "nan", "NaN") else value)
-        yield row
-
-
 def _regular_inside(art_fd: int, folder: str, name: str) -> bool:
     try:
         sub = open_subfolder(art_fd, folder, folder, create=False)
@@ -542,27 +489,6 @@ def _regular_inside(art_fd: int, folder: str, name: str) -> bool:
         return False
     finally:
         os.close(sub)
-
-
-def _complete_prefix(data: bytes) -> int:
-    """Length of ``data`` up to and including its last newline (a torn tail excluded)."""
-    return data.rfind(b"\n") + 1
-
-
-def _dumps(record: dict[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True, default=_plain, allow_nan=True)
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
-
-def _safe(text: str) -> str:
-    """A file name from ``text``: letters, digits and ``-_.=``, never starting with a dot."""
-    name = "".join(c if c.isalnum() and c.isascii() or c in "-_.=" else "_" for c in str(text))[:150]
-    return ("_" + name[1:] if name.startswith(".") else name) or "_"
 
 
 __all__ = ["ResultsDir", "MARKER", "OWN_FILES"]
