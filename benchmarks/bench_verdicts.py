@@ -14,9 +14,17 @@ script simulates machines that way and measures the two error rates of the verdi
   all machines; an injection is detected when at least one of its verdicts fails.
 
     python benchmarks/bench_verdicts.py WORKDIR [--machines N] [--suites a,b] [--merge-into baselines]
+    python benchmarks/bench_verdicts.py --from-baselines baselines/cpu
 
 With ``--merge-into``, the machines' runs are merged into that baselines folder (this is
-how ``baselines/cpu/`` is written). Runs are kept under WORKDIR (a rerun resumes them).
+how ``baselines/cpu/`` is written): as ``lipbench baseline update`` does, runs with failing
+checks are refused and outcomes beyond the robust z are named and refused, unless
+``--accept-outliers``. Runs are kept under WORKDIR (a rerun resumes them).
+
+``--from-baselines DIR`` measures the comparison rules alone, in seconds and without running
+anything: each source (machine) of the stored baseline files is judged against the others'
+rows (checks need the runs, so only comparison verdicts are counted), and the margin of every
+outcome verdict (its change over its threshold) is summarised.
 """
 from __future__ import annotations
 
@@ -34,9 +42,16 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.baselines import judge, passed, stored_baselines, update_baselines  # noqa: E402
+from harness.baselines import Acceptance, judge, stored_baselines, update_baselines  # noqa: E402
+from harness.baselines.compare import compare_suite  # noqa: E402
+from harness.baselines.store import read_baseline  # noqa: E402
 from harness.cli.locate import resolve_suites  # noqa: E402
 from harness.results import ResultsDir  # noqa: E402
+from harness.results.rows import COLUMNS  # noqa: E402
+
+#: Merging runs only to measure verdicts: what a baseline update would refuse (a failing check,
+#: an outlier) is part of what is measured, not a reason to stop.
+MEASURING = Acceptance(failing=True, outliers=True)
 
 #: Simulated machines: name -> (environment, lipbench --threads). What differs between real
 #: x86-64 machines is which vector kernels run: ATen's own (``ATEN_CPU_CAPABILITY``), oneDNN's
@@ -96,9 +111,9 @@ def false_alarms(work: Path, runs: dict[str, ResultsDir], suites, preset: str) -
     for name, run in runs.items():
         with tempfile.TemporaryDirectory() as tmp:
             others = [r for n, r in runs.items() if n != name]
-            update_baselines(others, tmp)
+            update_baselines(others, tmp, suites={s.name: s for s in suites}, accept=MEASURING)
             verdicts = judge(suites, run.rows(), stored_baselines(tmp, "cpu", preset), run.planned_keys(),
-                             (run.read_json("manifest.json") or {}).get("methods"), run.completed_keys())
+                             run.manifest().get("methods"), run.completed_keys())
         bad = failing(verdicts)
         rows.append({"machine": name, "verdicts": len(verdicts), "false alarms": len(bad),
                      "which": "; ".join(f"{r.suite} {r.case} {r.method} {r.metric} [{r.check}]"
@@ -106,23 +121,27 @@ def false_alarms(work: Path, runs: dict[str, ResultsDir], suites, preset: str) -
     return rows
 
 
-def detections(work: Path, runs: dict[str, ResultsDir], preset: str) -> list[dict]:
+def detections(work: Path, runs: dict[str, ResultsDir], suites, preset: str) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        update_baselines(list(runs.values()), tmp)
+        update_baselines(list(runs.values()), tmp, suites={s.name: s for s in suites}, accept=MEASURING)
+        selected = {s.name for s in suites}
         for inj in INJECTIONS:
+            chosen = [s for s in inj.suites if s in selected]  # --suites: the injection where it can run
+            if not chosen:
+                continue
             out = work / f"injected-{inj.label}-{inj.name.split()[0]}-{len(inj.name)}"
             spec = inj.method if inj.method.startswith("{") else f"{{name: '{inj.method}'}}"
-            suites = [_with_injection(s, spec, inj.label, work) for s in inj.suites]
+            injected = [_with_injection(s, spec, inj.label, work) for s in chosen]
             resume = ["--resume"] if out.exists() else []
-            lipbench(["run", *map(str, suites), "--preset", preset, "--out", str(out), *resume],
+            lipbench(["run", *map(str, injected), "--preset", preset, "--out", str(out), *resume],
                      "native-t1")
             run = ResultsDir(out)
-            loaded = resolve_suites([str(s) for s in suites], ROOT / "suites")
+            loaded = resolve_suites([str(s) for s in injected], ROOT / "suites")
             verdicts = judge(loaded, run.rows(), stored_baselines(tmp, "cpu", preset), run.planned_keys(),
-                             (run.read_json("manifest.json") or {}).get("methods"), run.completed_keys())
+                             run.manifest().get("methods"), run.completed_keys())
             mine = failing(verdicts[verdicts["method"] == inj.label])
-            rows.append({"injection": inj.name, "suites": ", ".join(inj.suites), "detected": not mine.empty,
+            rows.append({"injection": inj.name, "suites": ", ".join(chosen), "detected": not mine.empty,
                          "failing verdicts": len(mine),
                          "by": "; ".join(sorted({f"{r.suite}/{r.metric} [{r.check}]" for r in mine.itertuples()}))[:300]})
     return rows
@@ -144,15 +163,52 @@ def _with_injection(suite: str, spec: str, label: str, work: Path) -> Path:
     return path
 
 
+def from_baselines(folder: Path) -> None:
+    """Leave-one-source-out comparison verdicts from stored baseline files (see the module doc)."""
+    suites = {s.name: s for s in resolve_suites([], ROOT / "suites", import_methods=False)}
+    table, margins = [], []
+    for path in sorted(folder.glob("*.json")):
+        stored = read_baseline(path)
+        if stored is None or stored.suite not in suites:
+            continue
+        for source in sorted(set(stored.rows["source"])):
+            run = stored.rows[stored.rows["source"] == source].assign(suite=stored.suite, device="cpu", message="",
+                                                                      params="{}")
+            verdicts = pd.DataFrame(compare_suite(suites[stored.suite], run[COLUMNS],
+                                                  stored.rows[stored.rows["source"] != source]))
+            if verdicts.empty:
+                continue
+            bad = failing(verdicts)
+            outcome = verdicts[verdicts["check"] == "outcome"]
+            margins += list((outcome["effect"] * outcome["reference"].abs() / outcome["threshold"]).dropna())
+            table.append({"suite": stored.suite, "source": source, "verdicts": len(verdicts), "false alarms": len(bad),
+                          "which": "; ".join(f"{r.case} {r.method} {r.metric}" for r in bad.itertuples())[:200]})
+    frame = pd.DataFrame(table)
+    with pd.option_context("display.width", 250, "display.max_colwidth", 120):
+        print(frame.to_string(index=False))
+    margin = pd.Series(margins, dtype=float)
+    print(f"\n{int(frame['verdicts'].sum())} comparison verdicts, {int(frame['false alarms'].sum())} false alarms; "
+          f"outcome verdicts: {len(margin)}, their change (the smaller of the mean's and the median's) over the "
+          f"threshold: median "
+          f"{margin.median():.3f}, 99th percentile {margin.quantile(0.99):.3f}, largest {margin.max():.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("work", type=Path)
+    parser.add_argument("work", type=Path, nargs="?")
+    parser.add_argument("--from-baselines", type=Path, help="judge each stored source against the others, no runs")
+    parser.add_argument("--accept-outliers", action="store_true", help="with --merge-into: merge outliers too")
     parser.add_argument("--machines", type=int, default=len(MACHINES))
     parser.add_argument("--suites", default="", help="comma-separated (default: every suite)")
     parser.add_argument("--preset", default="ci")
     parser.add_argument("--merge-into", type=Path, help="merge the machines' runs into this baselines folder")
     parser.add_argument("--skip-injections", action="store_true")
     args = parser.parse_args()
+    if args.from_baselines:
+        from_baselines(args.from_baselines)
+        return
+    if args.work is None:
+        parser.error("WORKDIR is needed unless --from-baselines")
     names = list(MACHINES)[: args.machines]
     suite_names = [s for s in args.suites.split(",") if s]
     suites = resolve_suites(suite_names, ROOT / "suites")
@@ -165,9 +221,11 @@ def main() -> None:
         print(pd.DataFrame(false_alarms(args.work, runs, suites, args.preset)).to_string(index=False))
         if not args.skip_injections:
             print("\nInjected regressions (against a baseline from every machine):")
-            print(pd.DataFrame(detections(args.work, runs, args.preset)).to_string(index=False))
+            print(pd.DataFrame(detections(args.work, runs, suites, args.preset)).to_string(index=False))
     if args.merge_into:
-        for change in update_baselines(list(runs.values()), args.merge_into, prune=True):
+        accept = Acceptance(outliers=args.accept_outliers)
+        for change in update_baselines(list(runs.values()), args.merge_into, prune=True,
+                                       suites={s.name: s for s in suites}, accept=accept):
             print("\n".join(change.lines()))
 
 

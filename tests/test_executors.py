@@ -156,8 +156,8 @@ def test_ray_missing_is_one_line_exit_2_saying_how_to_install(tmp_path, capsys, 
 
 @pytest.mark.parametrize("flags, needle", [
     (["--executor", "spark"], "invalid choice: 'spark'"),
-    (["--workers", "0"], "must be positive"),
-    (["--retries", "-1"], "must be 0 or more"),
+    (["--workers", "0"], "must be from 1 to 1024"),
+    (["--retries", "-1"], "must be from 0 to 100"),
 ])
 def test_bad_executor_flags_are_exit_2(tmp_path, capsys, flags, needle):
     code = main(["run", "thm2_variance", "--out", str(tmp_path / "r"), *flags])

@@ -2,7 +2,10 @@
 import ctypes
 import json
 import os
+import signal
+import threading
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,6 +13,7 @@ import pytest
 from harness.baselines import IncompleteRunError, load_baseline, update_baselines
 from harness.errors import ResultsFolderError
 from harness.results import Measurement, ResultsDir
+from harness.results.lock import FolderBusyError
 from harness.runners import Runner, register, run_suites
 from harness.suite import Suite
 
@@ -50,6 +54,11 @@ class FakeRunner(Runner):
             raise SystemExit(3)
         if mode == "interrupt":
             raise KeyboardInterrupt
+        if mode == "gated":  # while its gate file exists: say so, then wait to be stopped from outside
+            gate = Path(case.settings["gate"])
+            if gate.exists():
+                gate.with_suffix(".started").touch()
+                time.sleep(60)
         if mode == "per_layer":  # one planned case, rows under case ids and methods of its own
             return [Measurement("x", 1.0, case=f"mode=per_layer,layer={i}", method="m") for i in range(2)]
         import torch
@@ -58,11 +67,11 @@ class FakeRunner(Runner):
         return [Measurement("x", value)]
 
 
-def make_suite(modes, timeout=5, seeds=(0, 1)):
+def make_suite(modes, timeout=5, seeds=(0, 1), settings=None):
     return Suite.from_dict({
         "name": "fake", "description": "d", "kind": "fake_for_tests", "seeds": list(seeds),
         "matrix": {"mode": modes}, "timeout": timeout, "metrics": {"x": {"unit": "1"}},
-        "presets": {"ci": {}, "full": {}},
+        "presets": {"ci": {}, "full": {}}, "settings": settings or {},
     })
 
 
@@ -84,8 +93,8 @@ def test_errors_nan_and_hangs_do_not_stop_the_run(tmp_path):
 
 
 @pytest.mark.parametrize("mode, needle", [
-    ("stubborn", "timeout of 1 s; its worker was killed"),
-    ("native_hang", "timeout of 1 s; its worker was killed"),
+    ("stubborn", "timeout of 1 s; its worker and every process it started were killed"),
+    ("native_hang", "timeout of 1 s; its worker and every process it started were killed"),
     ("exit", "exited with code 7"),
     ("segfault", "killed by SIGSEGV"),
 ])
@@ -117,17 +126,48 @@ def test_same_seed_same_values(tmp_path):
     assert a["value"].iloc[0] != a["value"].iloc[1]  # different seeds differ
 
 
-def test_interrupt_keeps_finished_cases_and_resume_skips_them(tmp_path):
+def _interrupt_when(started: Path, signum=signal.SIGINT) -> threading.Thread:
+    """Send ``signum`` to this process once ``started`` exists (a case is running)."""
+    def watch():
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signum)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_keeps_finished_cases_and_resume_skips_them(tmp_path, signum):
+    from harness.runners.termination import Terminated
+    gate = tmp_path / "gate"
+    gate.touch()
+    suite = make_suite(["ok", "gated"], settings={"gate": str(gate)}, timeout=120)
     out = ResultsDir(tmp_path / "r")
-    with pytest.raises(KeyboardInterrupt):
-        run_suites([make_suite(["ok", "interrupt"])], "ci", out, progress=False)
+    started = time.monotonic()
+    _interrupt_when(gate.with_suffix(".started"), signum)
+    with pytest.raises(Terminated) as stopped:
+        run_suites([suite], "ci", out, progress=False)
+    assert stopped.value.signum == signum and stopped.value.exit_code == 128 + signum
+    assert time.monotonic() - started < 50  # the gated worker was killed, not waited for
     assert out.completed_keys() == {("fake", "mode=ok", "", 0), ("fake", "mode=ok", "", 1)}
+    assert not out.unfinished_attempts()  # stopped from outside: no death of the harness is counted
     with pytest.raises(ResultsFolderError, match="--resume"):
-        run_suites([make_suite(["ok"])], "ci", out, progress=False)
+        run_suites([suite], "ci", out, progress=False)
+    gate.unlink()
     CALLS.clear()
-    rows = run_suites([make_suite(["ok", "raise"])], "ci", out, resume=True, progress=False, isolation=False)
-    assert CALLS == ["mode=raise", "mode=raise"]
-    assert len(rows) == 4
+    rows = run_suites([suite], "ci", out, resume=True, progress=False, isolation=False)
+    assert CALLS == ["mode=gated", "mode=gated"]
+    assert set(rows["status"]) == {"ok"} and len(rows) == 4
+
+
+@pytest.mark.parametrize("isolation", [True, False])
+def test_keyboard_interrupt_or_system_exit_raised_by_a_method_is_an_error_row(tmp_path, isolation):
+    rows = run_suites([make_suite(["interrupt", "sys_exit", "ok"], seeds=[0])], "ci", ResultsDir(tmp_path / "r"),
+                      progress=False, isolation=isolation)
+    assert statuses(rows) == {"mode=interrupt": {"error"}, "mode=sys_exit": {"error"}, "mode=ok": {"ok"}}
+    assert "KeyboardInterrupt" in rows[rows["case"] == "mode=interrupt"]["message"].iloc[0]
 
 
 def test_errors_are_not_retried_on_resume_unless_asked(tmp_path):
@@ -272,12 +312,12 @@ def test_results_folders_protect_what_lipbench_did_not_write(tmp_path):
 def test_one_run_per_results_folder(tmp_path):
     out = ResultsDir(tmp_path / "r")
     out.prepare()
-    with out.lock():
-        with pytest.raises(ResultsFolderError, match=f"PID {os.getpid()}"):
-            run_suites([make_suite(["ok"])], "ci", out, progress=False, resume=True)
-    (out.path / "lock").write_text("999999999\n")  # a stale lock: its process is gone
+    with out.lock():  # another holder (this process, through another descriptor)
+        with pytest.raises(FolderBusyError, match=f"PID {os.getpid()}"):
+            run_suites([make_suite(["ok"])], "ci", ResultsDir(out.path), progress=False, resume=True)
+    (out.path / "lock").write_text("1\n")  # an earlier version's lock file naming PID 1 (alive, in a container)
     run_suites([make_suite(["ok"])], "ci", out, progress=False, isolation=False, resume=True)
-    assert not (out.path / "lock").exists()
+    assert len(out.completed_keys()) == 2  # the OS lock died with its holder: nothing stale to take over
 
 
 def test_files_are_readable_by_others(tmp_path):

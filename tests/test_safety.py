@@ -9,17 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cli_support import TINY, finished_run, lipbench, one_line_error, snapshot, write_suite
 from harness.cli.main import main
 from harness.results import ResultsDir
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "name": "tiny", "description": "a small thm2_variance suite", "kind": "thm2_variance",
-    "matrix": {"m": [2, 4], "n": [3], "distribution": ["gaussian"]}, "seeds": [0],
-    "settings": {"matrices": 20},
-    "checks": [{"name": "bound", "metric": "variance", "assert": "value <= 1", "cite": "Lin et al. 2021, Thm 2"}],
-    "presets": {"ci": {}, "full": {}},
-}
 SENTINEL_MODULE = '''
 import pathlib
 from harness.methods import Method
@@ -34,30 +28,6 @@ class Exits(Method):
         import os
         os._exit(7)
 '''
-
-
-def write_suite(folder: Path, data=None, text=None, name="tiny") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.yaml"
-    if text is not None:
-        path.write_bytes(text if isinstance(text, bytes) else text.encode())
-    else:
-        path.write_text(yaml.safe_dump(data or TINY, sort_keys=False))
-    return path
-
-
-def lipbench(capsys, *args):
-    """Exit code and stderr of one command line (stdout is dropped)."""
-    code = main([str(a) for a in args])
-    err = capsys.readouterr().err
-    return code, err
-
-
-def one_line_error(code, err, *needles):
-    assert code == 2, err
-    assert "Traceback" not in err and err.startswith("lipbench: "), err
-    for needle in needles:
-        assert needle in err, (needle, err)
 
 
 @pytest.fixture
@@ -103,14 +73,8 @@ def test_a_mistyped_method_parameter_is_exit_2(tmp_path, capsys):
     one_line_error(code, err, "n_power_iterations", "abc")
 
 
-def _finished_run(tmp_path, capsys) -> Path:
-    out = tmp_path / "r"
-    assert lipbench(capsys, "run", write_suite(tmp_path / "s"), "--out", out)[0] == 0
-    return out
-
-
 def test_a_torn_last_record_is_repaired_on_resume_and_refused_by_baseline_update(tmp_path, capsys):
-    out = _finished_run(tmp_path, capsys)
+    out = finished_run(tmp_path, capsys)
     cases = out / "cases.jsonl"
     data = cases.read_bytes()
     cases.write_bytes(data[:-40])  # a crash in the middle of the last append
@@ -122,7 +86,7 @@ def test_a_torn_last_record_is_repaired_on_resume_and_refused_by_baseline_update
 
 
 def test_a_damaged_middle_record_is_named_and_refused(tmp_path, capsys):
-    out = _finished_run(tmp_path, capsys)
+    out = finished_run(tmp_path, capsys)
     cases = out / "cases.jsonl"
     lines = cases.read_bytes().split(b"\n")
     lines[0] = lines[0][:25]
@@ -203,10 +167,10 @@ def test_bad_paths_and_folders_are_exit_2(tmp_path, capsys):
     afile = tmp_path / "file.txt"
     afile.write_text("x")
     one_line_error(*lipbench(capsys, "run", suite, "--out", afile), "exists and is not a folder")
-    out = _finished_run(tmp_path, capsys)
+    out = finished_run(tmp_path, capsys)
     one_line_error(*lipbench(capsys, "run", suite, "--out", out), "already holds results", "--resume")
     one_line_error(*lipbench(capsys, "run", tmp_path / "nope.yaml", "--out", tmp_path / "x"), "no such suite")
-    one_line_error(*lipbench(capsys, "run", suite, "--timeout", "-3"), "--timeout", "must be positive")
+    one_line_error(*lipbench(capsys, "run", suite, "--timeout", "-3"), "--timeout", "must be a positive, finite number")
 
 
 @pytest.mark.parametrize("damage, needle", [
@@ -216,7 +180,7 @@ def test_bad_paths_and_folders_are_exit_2(tmp_path, capsys):
     (lambda text: text.replace('"seed": 0', '"seed": "zero"', 1), "seed: expected int"),
 ])
 def test_corrupt_or_misplaced_baselines_are_exit_2_with_file_and_line(tmp_path, capsys, damage, needle):
-    out = _finished_run(tmp_path, capsys)
+    out = finished_run(tmp_path, capsys)
     base = tmp_path / "b"
     assert lipbench(capsys, "baseline", "update", out, "--baselines", base)[0] == 0
     path = base / "cpu" / "tiny.ci.json"
@@ -240,7 +204,7 @@ def test_exploding_check_expressions_are_error_verdicts_not_hangs(tmp_path, caps
 
 
 def test_a_second_run_on_one_folder_exits_2_naming_the_first(tmp_path, capsys):
-    out = _finished_run(tmp_path, capsys)
+    out = finished_run(tmp_path, capsys)
     results = ResultsDir(out)
     with results.lock():
         code, err = lipbench(capsys, "run", write_suite(tmp_path / "s"), "--out", out, "--resume")
@@ -248,7 +212,7 @@ def test_a_second_run_on_one_folder_exits_2_naming_the_first(tmp_path, capsys):
 
 
 def test_results_and_baselines_are_readable_by_others(tmp_path, capsys):
-    out = _finished_run(tmp_path, capsys)
+    out = finished_run(tmp_path, capsys)
     assert lipbench(capsys, "baseline", "update", out, "--baselines", tmp_path / "b")[0] == 0
     umask = os.umask(0)
     os.umask(umask)
@@ -266,3 +230,153 @@ def test_internal_errors_are_one_line_without_debug_and_a_traceback_with_it(tmp_
     assert code == 3 and err.strip() == "lipbench: internal error: RuntimeError: a bug (run with --debug for the traceback)"
     code, err = lipbench(capsys, "list", "--debug")
     assert code == 3 and "Traceback" in err
+
+
+# --- every bad input: exit 2 and one line (README, "Safety and failure behaviour") ------------
+HOSTILE_PICKLE = b"cos\nsystem\n(S'touch pwned'\ntR."  # pickle protocol 0: os.system("touch pwned")
+
+
+def _damage(out: Path, name: str, change) -> None:
+    path = out / name
+    path.write_text(change(path.read_text()))
+
+
+def _first_row(text: str, **changes) -> str:
+    lines = text.splitlines()
+    record = json.loads(lines[0])
+    record["rows"][0].update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del record["rows"][0][key]
+    return "\n".join([json.dumps(record)] + lines[1:]) + "\n"
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["run", "{suite}", "--preset", "nope"], ["no preset 'nope'", "its presets: ci, full"]),
+    (["run", "{suite}", "--preset", "../x"], ["--preset", "expected a preset name"]),
+    (["run", "{suite}", "--max-memory", "inf"], ["--max-memory", "finite"]),
+    (["run", "{suite}", "--max-memory", "nan"], ["--max-memory", "finite"]),
+    (["run", "{suite}", "--max-memory", "1e-300"], ["--max-memory", "from 1024"]),
+    (["run", "{suite}", "--timeout", "inf"], ["--timeout", "finite"]),
+    (["run", "{suite}", "--workers", "10000"], ["--workers", "from 1 to 1024"]),
+    (["run", "{suite}", "--workers", "1000"], ["--workers 1000", "MiB each", "give --max-memory"]),
+    (["check", "sn_w", "--param", "x=["], ["--param x", "not a valid YAML value"]),
+    (["check", "sn_w", "--param", "x=[&a [1, 2], *a, *a]"], ["--param x", "YAML alias *a"]),
+    (["check", "sn_w", "--param", "x=!!python/object/apply:os.system ['touch pwned']"], ["--param x"]),
+    (["report", "{results}", "-o", "{tmp}"], ["-o", "is a folder"]),
+    (["report", "{results}", "-o", "{tmp}/x.html", "--junit", "{tmp}"], ["--junit", "is a folder"]),
+    (["verify", "{suite}", "--report", "{tmp}"], ["--report", "is a folder"]),
+    (["report", "{results}", "-o", "{tmp}/x.html", "--baselines", "{suite}"], ["--baselines", "not a folder"]),
+    (["inspect", "harness.training.models:StandardCNNDiscriminator", "--input-shape", "3,32,32", "--html", "{tmp}"],
+     ["--html", "is a folder"]),
+    (["run", "{suite}", "--out", "{suite}"], ["--out", "not a folder"]),
+    (["run", "{suite}", "--out", "/sys/lipbench-cannot-write-here/r"], ["cannot create the folder"]),
+    (["report", "{results}", "-o", "/sys/lipbench-cannot-write-here.html"], ["lipbench-cannot-write-here.html: cannot"]),
+    (["report", "{tmp}/nowhere", "-o", "{tmp}/x.html"], ["no such results folder"]),
+    (["baseline", "update", "{tmp}/s", "--baselines", "{tmp}/b"], ["the run did not finish"]),
+])
+def test_bad_input_is_exit_2_and_one_line(tmp_path, capsys, args, needles):
+    if "/sys/" in " ".join(args) and not Path("/sys").is_dir():
+        pytest.skip("no /sys: a place no user may create files in")
+    results = finished_run(tmp_path, capsys)
+    names = {"suite": tmp_path / "s" / "tiny.yaml", "results": results, "tmp": tmp_path}
+    before = snapshot(tmp_path)
+    code, err = lipbench(capsys, *[a.format(**names) for a in args])
+    one_line_error(code, err, *needles)
+    assert snapshot(tmp_path) == before and not Path("pwned").exists()
+
+
+@pytest.mark.parametrize("name, change, needle", [
+    ("cases.jsonl", lambda t: _first_row(t, value="0.5"), "cases.jsonl:1: damaged case record (value: expected a number"),
+    ("cases.jsonl", lambda t: _first_row(t, seed=None), "cases.jsonl:1: damaged case record (a row lacks seed"),
+    ("cases.jsonl", lambda t: _first_row(t, seed=2**70), "seed: expected an integer within int64"),
+    ("cases.jsonl", lambda t: _first_row(t, samples="[1, 'a'"), "samples: expected a JSON list"),
+    ("cases.jsonl", lambda t: "\xff" + t, "cases.jsonl:1: damaged case record"),
+    ("manifest.json", lambda t: "[1, 2]", "manifest.json: damaged (expected a JSON object, found list)"),
+    ("manifest.json", lambda t: t.replace('"methods": {', '"methods": 7, "x": {', 1), "methods: int"),
+    ("plan.json", lambda t: '[["tiny", "c", "", "zero"]]', "plan.json: damaged (entry 1"),
+    ("summaries.json", lambda t: "[]", "summaries.json: damaged (expected a JSON object"),
+    ("summaries.json", lambda t: '{"tiny": [{"suite": "tiny"}]}', "summaries.json: damaged (tiny: a row lacks"),
+])
+def test_damaged_results_are_exit_2_naming_file_and_problem(tmp_path, capsys, name, change, needle):
+    results = finished_run(tmp_path, capsys)
+    _damage(results, name, change)
+    for args in (["report", results, "-o", tmp_path / "x.html"],
+                 ["baseline", "update", results, "--baselines", tmp_path / "b"],
+                 ["compare", results, results],
+                 ["run", tmp_path / "s" / "tiny.yaml", "--out", results, "--resume"]):
+        one_line_error(*lipbench(capsys, *args, "--suites-dir", tmp_path / "s"), needle)
+    assert not (tmp_path / "b").exists() and not (tmp_path / "x.html").exists()
+
+
+def test_a_fifo_in_place_of_a_record_or_a_suite_is_refused_without_hanging(tmp_path, capsys):
+    results = finished_run(tmp_path, capsys)
+    (results / "cases.jsonl").unlink()
+    os.mkfifo(results / "cases.jsonl")
+    one_line_error(*lipbench(capsys, "report", results, "-o", tmp_path / "x.html", "--suites-dir", tmp_path / "s"),
+                   "cases.jsonl: is not a regular file")
+    os.mkfifo(tmp_path / "s" / "fifo.yaml")
+    one_line_error(*lipbench(capsys, "run", tmp_path / "s" / "fifo.yaml", "--out", tmp_path / "r2"),
+                   "fifo.yaml:1: not a regular file")
+
+
+def test_a_results_csv_only_folder_with_damaged_values_is_exit_2(tmp_path, capsys):
+    results = finished_run(tmp_path, capsys)
+    (results / "cases.jsonl").unlink()
+    _damage(results, "results.csv", lambda t: t.replace(",ok,", ",maybe,", 1))
+    one_line_error(*lipbench(capsys, "report", results, "-o", tmp_path / "x.html", "--suites-dir", tmp_path / "s"),
+                   "results.csv: damaged (status: expected one of ok, error, diverged")
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"\x00garbage that is no checkpoint", "not a checkpoint lipbench can load with weights_only=True"),
+    (HOSTILE_PICKLE, "not a checkpoint lipbench can load with weights_only=True"),
+])
+def test_a_corrupt_or_hostile_checkpoint_for_inspect_is_exit_2_and_runs_nothing(tmp_path, capsys, monkeypatch,
+                                                                                content, needle):
+    monkeypatch.chdir(tmp_path)
+    checkpoint = tmp_path / "d.pt"
+    checkpoint.write_bytes(content)
+    code, err = lipbench(capsys, "inspect", checkpoint, "--factory", "harness.training.models:StandardCNNDiscriminator",
+                         "--input-shape", "3,32,32")
+    one_line_error(code, err, str(checkpoint), needle)
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("seeds, needle", [([2**70], "seeds[0]"), ([-1], "seeds[0]"), ([True], "seeds[0]"),
+                                           ([0, 1.0], "seeds[1]: expected an integer seed, got float 1.0")])
+def test_seeds_outside_int64_or_negative_are_a_file_line_error(tmp_path, capsys, seeds, needle):
+    suite = write_suite(tmp_path / "s", dict(TINY, seeds=seeds))
+    one_line_error(*lipbench(capsys, "run", suite, "--out", tmp_path / "r"), f"{suite}:", needle)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_read_only_file_system_is_exit_2_naming_the_path(tmp_path, capsys, monkeypatch):
+    import errno
+    real_mkdir = Path.mkdir
+
+    def refuse(self, *args, **kwargs):
+        if "readonly" in str(self):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return real_mkdir(self, *args, **kwargs)
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    one_line_error(*lipbench(capsys, "run", write_suite(tmp_path / "s"), "--out", tmp_path / "readonly" / "r"),
+                   "readonly", "Read-only file system")
+
+
+def test_every_row_of_the_readmes_safety_table_names_tests_that_exist():
+    import re
+    text = (REPO / "README.md").read_text()
+    table = text[text.index("## Safety and failure behaviour"):text.index("## Command line")]
+    files = {"S": "test_safety.py", "I": "test_integrity.py", "P": "test_processes.py",
+             "R": "test_runner_framework.py", "V": "test_verdicts.py"}
+    defined = {k: set(re.findall(r"^def (test_\w+)\(", (REPO / "tests" / f).read_text(), re.M)) for k, f in files.items()}
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith(("| input", "| ---"))]
+    named = set()
+    for row in rows:
+        tests = re.findall(r"\b([SIPRV]) `(test_\w+)`", row.rsplit(" | ", 1)[-1])
+        assert tests, f"a guarantee without a test: {row[:80]}"
+        for kind, name in tests:
+            assert name in defined[kind], f"{files[kind]} has no {name}"
+            named.add((kind, name))
+    for kind in ("I", "P"):  # every test of these files holds a row of the table
+        assert {(kind, n) for n in defined[kind]} <= named, sorted(defined[kind] - {n for k, n in named if k == kind})

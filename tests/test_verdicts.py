@@ -165,3 +165,42 @@ def test_passed(verdict, ok):
     frame = to_frame([{"suite": "s", "case": "c", "method": "m", "seed": 0, "metric": "x", "check": "c",
                        "kind": "check", "verdict": verdict, "value": 1.0, "reference": 1.0, "detail": ""}])
     assert passed(frame) is ok
+
+
+def test_one_outlying_baseline_value_cannot_widen_the_outcome_threshold():
+    rng = np.random.default_rng(2)
+    base = list(1 + 0.1 * rng.standard_normal(11))  # 11 seed x machine values
+    regressed = [1.6, 1.65, 1.7]
+    clean = compare_outcomes(regressed, base, better="lower")
+    polluted = compare_outcomes(regressed, base + [1e6], better="lower")  # one machine's seed far out
+    assert clean.verdict == polluted.verdict == "regression"
+    assert polluted.threshold <= 1.5 * clean.threshold
+    naive = 4 * np.std(base + [1e6], ddof=1) * np.sqrt(1 / 3 + 1 / 12)  # what a mean and sd gave: 7.5e5
+    assert naive > 1e5 > polluted.threshold
+
+
+def test_a_value_far_out_counts_as_the_largest_ordinary_value_in_the_robust_spread():
+    from harness.baselines.rules import robust_location_spread
+    rng = np.random.default_rng(3)
+    base = list(rng.standard_normal(12))
+    for i in range(len(base)):
+        for far, ordinary in ((1e6, max(base)), (-1e6, min(base))):
+            moved = base[:i] + [far] + base[i + 1:]
+            plain = base[:i] + [ordinary] + base[i + 1:]
+            assert robust_location_spread(moved) == robust_location_spread(plain)
+    assert robust_location_spread([1.0, 5.0, 9.0])[1:] == (0.0, 0)  # too few values for a spread
+
+
+def test_the_minimum_detectable_effect_of_each_compared_metric():
+    from harness.baselines.rules import detectable_effects
+    verdicts = to_frame([
+        dict(suite="s", case="c", method="m", seed=0, metric="fid", check="outcome", kind="comparison",
+             verdict="pass", value=1.0, reference=2.0, effect=0.0, threshold=0.2, detail=""),
+        dict(suite="s", case="d", method="m", seed=0, metric="fid", check="outcome", kind="comparison",
+             verdict="pass", value=1.0, reference=1.0, effect=0.0, threshold=0.3, detail=""),
+        dict(suite="s", case="c", method="m", seed=0, metric="ratio", check="timing", kind="comparison",
+             verdict="pass", value=1.0, reference=1.0, effect=0.0, threshold=0.15, detail=""),
+    ])
+    effects = detectable_effects(verdicts)
+    assert effects[("s", "fid")] == "minimum detectable effect 20% of the baseline (median over 2 comparison(s), 10%-30%)"
+    assert effects[("s", "ratio")] == "minimum detectable effect 15% of the baseline (median over 1 comparison(s))"

@@ -186,7 +186,8 @@ def _compare_groups(suite: str, name: str, metric: Metric, cur: pd.DataFrame, ol
             note = f", {sources} machine(s) x {ref['seed'].nunique()} seed(s)"
             j = compare_outcomes(values, base, better=metric.better, resolution=metric.resolution,
                                  baseline_note=note)
-        out.append(_judged(ident, float(np.mean(base)) if base else math.nan, j))
+        location = np.median if metric.kind == "outcome" else np.mean  # the outcome rule's robust location
+        out.append(_judged(ident, float(location(base)) if base else math.nan, j))
     return out
 
 

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 from pathlib import Path
 
-import yaml
-
 from harness.errors import UserError
 from harness.baselines import judge, passed, results_as_baseline, update_baselines
+from harness.baselines.admission import NAME, Acceptance
 from harness.baselines.compare import tolerance_of
 from harness.methods import available
 from harness.methods.claims import profile
@@ -16,6 +16,7 @@ from harness.observe.describe import check_method, describe_method
 from harness.results import ResultsDir
 from harness.runners import runner_for
 from harness.suite import MethodSpec, Suite
+from harness.suite.loader import parse_yaml_value
 
 from .locate import baselines_dir, baselines_dir_to_write, resolve_suites, suite_files, suites_dir
 from .outputs import new_results_folder
@@ -29,7 +30,7 @@ class UsageError(UserError):
 
 def cmd_list(args: argparse.Namespace) -> int:
     directory = suites_dir(args.suites_dir)
-    suites = resolve_suites([], directory) if suite_files(directory) else []
+    suites = resolve_suites([], directory, import_methods=False) if suite_files(directory) else []
     print(f"suites ({directory}):")
     for s in suites:
         grouped = runner_for(s.kind).groups_methods
@@ -87,7 +88,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _notes(results: ResultsDir, explicit: str | None) -> list[str]:
-    manifest = results.read_json("manifest.json") or {}
+    manifest = results.manifest()
     return baseline_notes(baselines_dir(explicit), manifest.get("device_class", "cpu"))
 
 
@@ -107,7 +108,7 @@ def _parse_params(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageError(f"--param {item!r}: expected KEY=VALUE")
-        params[key] = yaml.safe_load(value)
+        params[key] = parse_yaml_value(value, f"--param {key}")
     return params
 
 
@@ -169,38 +170,65 @@ def cmd_check(args: argparse.Namespace) -> int:
                    baselines=baseline_rows(chosen, results, baselines_dir(args.baselines)))
 
 
-def _suites_of(results: ResultsDir, directory: Path) -> list[Suite]:
-    names = sorted(set(results.rows()["suite"]))
-    return resolve_suites(names, directory)
+def _suites_of(results: ResultsDir, explicit: str | None) -> list[Suite]:
+    """The suites of a results folder: from ``--suites-dir`` when given, else the files it was run from."""
+    names = set(results.rows()["suite"]) | {n for n in results.manifest().get("suites", []) if isinstance(n, str)}
+    files = sorted({_suite_file(name, results, explicit) for name in names if NAME.match(name)})
+    return resolve_suites(files, suites_dir(explicit))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """Report a results folder (read under a shared lock; nothing is written into it)."""
     results = ResultsDir(args.results)
-    suites = _suites_of(results, suites_dir(args.suites_dir))
-    verdicts = judge_results(suites, results, baselines_dir(args.baselines))
-    return publish(suites, results, verdicts, **_outputs(args, report=args.output),
-                   baselines=baseline_rows(suites, results, baselines_dir(args.baselines)),
-                   title=f"lipbench report {results.path}", notes=_notes(results, args.baselines))
+    with results.reading():
+        suites = _suites_of(results, args.suites_dir)
+        verdicts = judge_results(suites, results, baselines_dir(args.baselines))
+        return publish(suites, results, verdicts, **_outputs(args, report=args.output),
+                       baselines=baseline_rows(suites, results, baselines_dir(args.baselines)),
+                       title=f"lipbench report {results.path}", notes=_notes(results, args.baselines),
+                       record_verdicts=False)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Judge results B with results A standing in for the baselines."""
+    """Judge results B with results A standing in for the baselines (nothing is written into either)."""
     a, b = ResultsDir(args.a), ResultsDir(args.b)
-    suites = _suites_of(b, suites_dir(args.suites_dir))
-    verdicts = judge(suites, b.rows(), results_as_baseline(a.rows()), b.read_json("plan.json", []),
-                     (b.read_json("manifest.json") or {}).get("methods"))
-    return publish(suites, b, verdicts, **_outputs(args), baselines=a.rows(),
-                   title=f"lipbench compare {a.path} -> {b.path}")
+    with a.reading(), b.reading():
+        suites = _suites_of(b, args.suites_dir)
+        verdicts = judge(suites, b.rows(), results_as_baseline(a.rows()), sorted(b.planned_keys()),
+                         b.manifest().get("methods"))
+        return publish(suites, b, verdicts, **_outputs(args), baselines=a.rows(),
+                       title=f"lipbench compare {a.path} -> {b.path}", record_verdicts=False)
 
 
 def cmd_baseline_update(args: argparse.Namespace) -> int:
-    """Merge complete runs (one per machine or CPU setting) into the stored baselines."""
-    suites = {s.name: s for s in resolve_suites([], suites_dir(args.suites_dir))}
-    changes = update_baselines([ResultsDir(r) for r in args.results], baselines_dir_to_write(args.baselines),
-                               prune=args.prune, tolerance=_within_tolerance(suites))
+    """Merge complete runs (one per machine or CPU setting) into the stored baselines.
+
+    Only the runs' own suites are loaded, and no method is imported (the runs' manifests
+    carry every claim and tag the checks need)."""
+    runs = [ResultsDir(r) for r in args.results]
+    with contextlib.ExitStack() as stack:
+        for run in runs:
+            stack.enter_context(run.reading())
+        files = sorted({_suite_file(name, run, args.suites_dir) for run in runs
+                        for name in run.manifest().get("suites", []) if isinstance(name, str) and NAME.match(name)})
+        suites = {s.name: s for s in resolve_suites(files, suites_dir(args.suites_dir), import_methods=False)}
+        accept = Acceptance(failing=args.accept_failing, relabelled=args.accept_relabelled,
+                            outliers=args.accept_outliers, stale=args.replace_stale)
+        changes = update_baselines(runs, baselines_dir_to_write(args.baselines), prune=args.prune,
+                                   tolerance=_within_tolerance(suites), suites=suites, accept=accept)
     for change in changes:
         print("\n".join(change.lines()))
     return 0
+
+
+def _suite_file(name: str, run: ResultsDir, explicit: str | None) -> str:
+    """The suite file a run is checked against: ``--suites-dir``'s when given, else the file the
+    run was made from (its manifest), else the default suites folder's."""
+    recorded = run.manifest().get("suite_files")
+    path = recorded.get(name) if isinstance(recorded, dict) and not explicit else None
+    if isinstance(path, str) and path.endswith(".yaml") and Path(path).stem == name and Path(path).is_file():
+        return path
+    return str(suites_dir(explicit) / f"{name}.yaml")
 
 
 def _within_tolerance(suites: dict[str, Suite]):

@@ -25,6 +25,7 @@ from torch import nn
 from harness.exact import NetworkBound, lipschitz_lower_bound, lipschitz_upper_bound
 from harness.exact.graph import capture
 from harness.imports import ReferenceLoadError, resolve
+from harness.results.atomic import write_output
 
 
 class InspectError(ValueError):
@@ -53,6 +54,19 @@ def _call_factory(reference: str) -> nn.Module:
     return model
 
 
+def _load_checkpoint(path: Path) -> object:
+    """Tensors and containers only (``weights_only``: a pickle cannot run code); a damaged or
+    hostile file is one line naming it."""
+    if not path.is_file():
+        raise InspectError(f"{path}: not a regular file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is the file's, not lipbench's
+        reason = " ".join(str(exc).split())[:200]
+        raise InspectError(f"{path}: not a checkpoint lipbench can load with weights_only=True "
+                           f"({type(exc).__name__}: {reason})") from None
+
+
 def load_target(target: str, factory: str | None) -> nn.Module:
     """A module from ``package.module:factory``, or a checkpoint file (module or state dict)."""
     path = Path(target)
@@ -63,7 +77,7 @@ def load_target(target: str, factory: str | None) -> nn.Module:
     if factory is None:
         raise InspectError(f"{target}: a checkpoint needs --factory package.module:factory to build the module")
     model = _call_factory(factory)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _load_checkpoint(path)
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     try:
@@ -212,7 +226,7 @@ td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}} td:first-child,t
 {body}
 </tbody></table></body></html>
 """
-    path.write_text(page, encoding="utf-8")
+    write_output(path, page, "--html")
 
 
 def inspect_target(args: argparse.Namespace) -> int:

@@ -41,8 +41,11 @@ def suite_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.yaml"))
 
 
-def resolve_suites(names: Sequence[str], directory: Path) -> list[Suite]:
-    """Load the named suites (file stems or paths); all suites in ``directory`` when none are named."""
+def resolve_suites(names: Sequence[str], directory: Path, import_methods: bool = True) -> list[Suite]:
+    """Load the named suites (file stems or paths); all suites in ``directory`` when none are named.
+
+    ``import_methods=False`` checks method names against the registry but imports no
+    ``module:attr`` method (``list`` and ``baseline update`` run no method)."""
     if not names:
         paths = suite_files(directory)
         if not paths:
@@ -57,5 +60,6 @@ def resolve_suites(names: Sequence[str], directory: Path) -> list[Suite]:
                 known = ", ".join(p.stem for p in suite_files(directory))
                 raise SuiteError([f"{name}: no such suite (looked for {path}); known: {known}"])
             paths.append(path)
-    return load_suites(paths, known_kinds=kinds(), known_methods=available(), check_method=check_method,
+    return load_suites(paths, known_kinds=kinds(), known_methods=available(),
+                       check_method=check_method if import_methods else None,
                        declarations_for=lambda kind: runner_for(kind).declarations)

@@ -1,26 +1,46 @@
 """``lipbench``: list, run, verify, check, plan, report, compare, inspect, baseline update.
 
 Exit codes: 0 everything passed; 1 a regression, violated bound or error; 2 bad input
-(a file, line, key, flag, path, baseline or method named in one line, no traceback);
-3 an internal error (a bug: ``--debug`` shows its traceback).
+(a file, line, key, flag, path, baseline or method named in one line, no traceback), or a
+file system that refuses (permissions, read-only, full); 3 an internal error (a bug:
+``--debug`` shows its traceback); 128 + N stopped by signal N (130 SIGINT, 143 SIGTERM,
+129 SIGHUP), finished cases kept.
 """
 from __future__ import annotations
 
 import argparse
+import errno
+import math
+import re
 import sys
 import traceback
+from pathlib import Path
 from typing import NoReturn, Sequence
 
 from harness.errors import UserError
 from harness.shipped import build_info
+from harness.results.atomic import check_output_path, results_folder_of
 
 from harness.runners.executors import EXECUTORS
+from harness.runners.isolation import default_max_memory
+from harness.runners.termination import Terminated, stop_on_signals
 from harness.suite import DEFAULT_MAX_CASES
 
 from . import commands
 
 USAGE_ERROR = 2
 INTERNAL_ERROR = 3
+#: Smallest --max-memory, and smallest share of the machine one of --workers may get: a worker
+#: process with torch and lipbench loaded is resident at 448 MiB before its case starts
+#: (measured on the development machine), so a limit much nearer than this fails every case.
+MIN_CASE_MEMORY_MIB = 1024
+#: Most cases at once on one machine, and most torch threads per case: beyond these a flag is a typo.
+MAX_WORKERS = 1024
+#: Errors of the file system the user's paths live on: bad input or environment, not a bug.
+_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG,
+                       errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.EMFILE,
+                       errno.EFBIG, errno.EBUSY, errno.ETXTBSY}
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,99}$")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def run_options(p: argparse.ArgumentParser, out_default: str | None) -> None:
         p.add_argument("suites", nargs="*", metavar="SUITE", help="suite names or files (default: all)")
-        p.add_argument("--preset", default="ci")
+        p.add_argument("--preset", default="ci", type=preset_name)
         p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
         p.add_argument("--out", default=out_default, help="results folder")
         execution_options(p)
@@ -60,21 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=positive_float, help="per-case timeout in seconds (default: the suite's)")
         p.add_argument("--max-cases", type=positive_int, default=DEFAULT_MAX_CASES,
                        help=f"refuse a plan with more cases (default {DEFAULT_MAX_CASES})")
-        p.add_argument("--max-memory", type=positive_float, metavar="MIB",
+        p.add_argument("--max-memory", type=memory_mib, metavar="MIB",
                        help="kill a case whose worker uses more memory (default: 80%% of the machine)")
-        p.add_argument("--threads", type=non_negative_int, default=1, metavar="N",
+        p.add_argument("--threads", type=thread_count, default=1, metavar="N",
                        help="torch intra-op threads per case (default 1; 0: torch's default)")
         p.add_argument("--no-isolation", action="store_true",
                        help="run cases in the lipbench process itself (debugging; no hard timeout or memory limit)")
         p.add_argument("--executor", choices=EXECUTORS, default="local",
                        help="where cases run: local (this machine, the default) or ray (a Ray cluster: "
                             'pip install "lipbench[ray]")')
-        p.add_argument("--workers", type=positive_int,
+        p.add_argument("--workers", type=worker_count,
                        help="local: cases at once (default 1); ray: CPUs of the local cluster it starts "
                             "(default: this machine's), with --address: most cases in flight at once")
         p.add_argument("--address", help="ray: join a running cluster instead (auto: the one `ray start` "
                                          "joined this machine to, or HOST:PORT of its head)")
-        p.add_argument("--retries", type=non_negative_int, default=1,
+        p.add_argument("--retries", type=retry_count, default=1,
                        help="ray: how often a case lost with its worker or node is sent again (default 1)")
 
     p = sub.add_parser("run", help="run suites and write long-format results")
@@ -100,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="variant parameter")
     p.add_argument("--against", nargs="+", help="built-in methods to run beside it (default: each suite's)")
     p.add_argument("--suites", nargs="+", dest="suite_names", metavar="SUITE")
-    p.add_argument("--preset", default="ci")
+    p.add_argument("--preset", default="ci", type=preset_name)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="results folder (default: results/check-VARIANT-TIME, a new one each time)")
     p.add_argument("--fail-fast", action="store_true", help="stop after the contract when it is violated")
@@ -133,16 +153,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="complete results folders, one per machine or CPU setting (default: results/verify)")
     u.add_argument("--baselines")
     u.add_argument("--prune", action="store_true", help="also remove baseline rows of cases the runs did not plan")
+    u.add_argument("--replace-stale", action="store_true",
+                   help="remove other sources' rows of a case whose definition (fingerprint) differs from the run's")
+    u.add_argument("--accept-failing", action="store_true",
+                   help="merge runs whose checks fail (violations, errors); refused otherwise")
+    u.add_argument("--accept-relabelled", action="store_true",
+                   help="merge a `check --as NAME` run as NAME's baseline; refused otherwise")
+    u.add_argument("--accept-outliers", action="store_true",
+                   help="merge training outcomes beyond the robust z of the baseline; refused otherwise")
     u.add_argument("--suites-dir")
     u.set_defaults(func=commands.cmd_baseline_update)
 
     p = sub.add_parser("plan", help="cases, resources, estimated wall time and GPU-hours of a run, before it runs")
     p.add_argument("suites", nargs="*", metavar="SUITE", help="suite names or files (default: all)")
-    p.add_argument("--preset", default="ci")
+    p.add_argument("--preset", default="ci", type=preset_name)
     p.add_argument("--device", default="cpu", help="where one iteration is measured (cpu, cuda or cuda:N)")
     p.add_argument("--methods", help="comma-separated methods replacing the suites' lists")
     p.add_argument("--executor", choices=EXECUTORS, default="local", help="the executor the run would use")
-    p.add_argument("--workers", type=positive_int, help="ray: cases at once (default: this machine's CPUs)")
+    p.add_argument("--workers", type=worker_count, help="ray: cases at once (default: this machine's CPUs)")
     p.add_argument("--address", help="ray: estimate for the nodes of this running cluster")
     p.add_argument("--from", dest="from_results", metavar="RESULTS",
                    help="take each case's seconds from an earlier results folder instead of measuring")
@@ -159,9 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="apply this method first (name or module:attr)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="method parameter (VALUE parsed as YAML); repeatable")
-    p.add_argument("--tol", type=float, default=1e-4,
+    p.add_argument("--tol", type=positive_float, default=1e-4,
                    help="relative accuracy of each operator norm's value (brackets are certified anyway)")
-    p.add_argument("--max-rel-width", type=float, default=0.01,
+    p.add_argument("--max-rel-width", type=positive_float, default=0.01,
                    help="operator-norm bracket width above which a Cholesky certificate is tried")
     p.add_argument("--json", action="store_true", help="print JSON records")
     p.add_argument("--html", metavar="FILE", help="also write the table and a bar chart of factors as a page")
@@ -174,22 +202,80 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv  # accepted anywhere on the line: shows tracebacks of errors
     argv = [a for a in argv if a != "--debug"]
     try:
-        args = build_parser().parse_args(argv)
-        return int(args.func(args) or 0)
+        with stop_on_signals():
+            args = build_parser().parse_args(argv)
+            check_arguments(args)
+            return int(args.func(args) or 0)
     except UserError as exc:
-        if debug:
-            traceback.print_exc()
-        print(f"lipbench: {exc}", file=sys.stderr)
-        return USAGE_ERROR
-    except KeyboardInterrupt:
-        print("lipbench: interrupted; finished cases are kept (use --resume)", file=sys.stderr)
-        return 130
+        return _usage_error(str(exc), debug)
+    except KeyboardInterrupt as exc:
+        signum = exc if isinstance(exc, Terminated) else Terminated()
+        print(f"lipbench: stopped by {signum.name}; every worker was killed and finished cases are kept "
+              "(use --resume)", file=sys.stderr)
+        return signum.exit_code
+    except OSError as exc:
+        if exc.errno in _ENVIRONMENT_ERRNOS:
+            where = f"{exc.filename}: " if exc.filename else ""
+            return _usage_error(f"{where}{exc.strerror or exc}", debug)
+        return _internal_error(exc, debug)
     except Exception as exc:  # noqa: BLE001 - a bug: one line unless --debug
-        if debug:
-            traceback.print_exc()
-        print(f"lipbench: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-              file=sys.stderr)
-        return INTERNAL_ERROR
+        return _internal_error(exc, debug)
+
+
+def _usage_error(message: str, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    first, _, rest = message.partition("\n")
+    more = rest.count("\n") + 1 if rest else 0
+    print(f"lipbench: {first}" + (f" (and {more} more problem(s); --debug lists them)" if more and not debug
+                                  else ""), file=sys.stderr)
+    if debug and rest:
+        print(rest, file=sys.stderr)
+    return USAGE_ERROR
+
+
+def _internal_error(exc: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    print(f"lipbench: internal error: {text} (run with --debug for the traceback)", file=sys.stderr)
+    return INTERNAL_ERROR
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """What argparse cannot check alone: output paths, folders, the memory each worker gets."""
+    out = getattr(args, "out", None)
+    for flag, attr in (("-o", "output"), ("--report", "report"), ("--junit", "junit"), ("--html", "html"),
+                       ("--summary-md", "summary_md")):
+        value = getattr(args, attr, None)
+        if value:
+            path = check_output_path(value, flag)
+            if out and _inside(path, Path(out)):
+                raise commands.UsageError(f"{flag} {path}: inside the results folder --out {out}, where lipbench "
+                                          "writes only its own records; choose a path outside it")
+    baselines = getattr(args, "baselines", None)
+    if baselines:
+        if Path(baselines).exists() and not Path(baselines).is_dir():
+            raise commands.UsageError(f"--baselines {baselines}: exists and is not a folder")
+        owner = results_folder_of(baselines)
+        if owner is not None or (out and _inside(Path(baselines), Path(out))):
+            raise commands.UsageError(f"--baselines {baselines}: inside the results folder {owner or out}; "
+                                      "baselines live outside results folders")
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise commands.UsageError(f"--out {out}: exists and is not a folder")
+    workers = getattr(args, "workers", None)
+    if workers and not getattr(args, "max_memory", None) and not getattr(args, "address", None) \
+            and hasattr(args, "max_memory"):
+        share = default_max_memory(workers)
+        if share is not None and share < MIN_CASE_MEMORY_MIB * 2**20:
+            raise commands.UsageError(f"--workers {workers}: 80% of this machine's memory shared by {workers} "
+                                      f"workers is {share / 2**20:.0f} MiB each, below the {MIN_CASE_MEMORY_MIB} MiB "
+                                      "a case needs; use fewer workers or give --max-memory")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = Path(path).absolute(), Path(folder).absolute()
+    return path == folder or folder in path.parents
 
 
 def _bounded(cast, noun: str, ok, rule: str):
@@ -197,7 +283,7 @@ def _bounded(cast, noun: str, ok, rule: str):
     def parse(text: str):
         try:
             value = cast(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
         if not ok(value):
             raise argparse.ArgumentTypeError(f"{rule}, got {text!r}")
@@ -205,9 +291,20 @@ def _bounded(cast, noun: str, ok, rule: str):
     return parse
 
 
-positive_float = _bounded(float, "a number", lambda v: v > 0, "must be positive")
+def preset_name(text: str) -> str:
+    """A preset's name: letters, digits, ``_`` and ``-`` (it becomes part of baseline file names)."""
+    if not _NAME.match(text):
+        raise argparse.ArgumentTypeError(f"expected a preset name (letters, digits, _ and -), got {text!r}")
+    return text
+
+
+positive_float = _bounded(float, "a number", lambda v: math.isfinite(v) and v > 0, "must be a positive, finite number")
 positive_int = _bounded(int, "an integer", lambda v: v > 0, "must be positive")
-non_negative_int = _bounded(int, "an integer", lambda v: v >= 0, "must be 0 or more")
+memory_mib = _bounded(float, "a number of MiB", lambda v: math.isfinite(v) and MIN_CASE_MEMORY_MIB <= v <= 2**40,
+                      f"must be a finite number of MiB from {MIN_CASE_MEMORY_MIB} (a worker alone needs ~450) to 2^40")
+worker_count = _bounded(int, "an integer", lambda v: 0 < v <= MAX_WORKERS, f"must be from 1 to {MAX_WORKERS}")
+thread_count = _bounded(int, "an integer", lambda v: 0 <= v <= MAX_WORKERS, f"must be from 0 to {MAX_WORKERS}")
+retry_count = _bounded(int, "an integer", lambda v: 0 <= v <= 100, "must be from 0 to 100")
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def execute(suites: Sequence[Suite], *, preset: str, out: Path, options: RunOpti
 def baseline_rows(suites: Sequence[Suite], results: ResultsDir, baselines: Path) -> pd.DataFrame:
     """The stored baseline rows of every suite of a run (its device class and preset), with ``suite``;
     NAME's rows also under the label ``VARIANT as NAME`` of a ``--as`` check (what it was compared with)."""
-    manifest = results.read_json("manifest.json") or {}
+    manifest = results.manifest()
     lookup = stored_baselines(baselines, manifest.get("device_class", "cpu"), manifest.get("preset", "ci"))
     frames = [rows.assign(suite=s.name) for s in suites if (rows := lookup(s.name)) is not None]
     judged = {label: baseline_label(label, p) for label, p in (manifest.get("methods") or {}).items()
@@ -66,9 +66,9 @@ def baseline_rows(suites: Sequence[Suite], results: ResultsDir, baselines: Path)
 
 def judge_results(suites: Sequence[Suite], results: ResultsDir, baselines: Path) -> pd.DataFrame:
     """Verdicts of a results folder against the stored baselines of its device class and preset."""
-    manifest = results.read_json("manifest.json") or {}
+    manifest = results.manifest()
     lookup = stored_baselines(baselines, manifest.get("device_class", "cpu"), manifest.get("preset", "ci"))
-    return judge(suites, results.rows(), lookup, results.read_json("plan.json", []), manifest.get("methods"),
+    return judge(suites, results.rows(), lookup, sorted(results.planned_keys()), manifest.get("methods"),
                  results.completed_keys() if (results.path / "cases.jsonl").exists() else None)
 
 
@@ -97,17 +97,20 @@ def baseline_notes(baselines: Path, device_class: str) -> list[str]:
 
 def publish(suites: Sequence[Suite], results: ResultsDir, verdicts: pd.DataFrame, *,
             report: Path | None, junit: Path | None, title: str, notes: Sequence[str] = (),
-            baselines: pd.DataFrame | None = None, summary_md: Path | None = None) -> int:
-    """Write the report files and the terminal summary; returns the exit code (0 or 1)."""
-    manifest = results.read_json("manifest.json") or {}
-    verdicts.to_csv(results.path / "verdicts.csv", index=False)
+            baselines: pd.DataFrame | None = None, summary_md: Path | None = None,
+            record_verdicts: bool = True) -> int:
+    """Write the report files and the terminal summary; returns the exit code (0 or 1).
+
+    ``record_verdicts``: also write ``verdicts.csv`` into the results folder (verify and check,
+    whose run owns it; a report or a comparison never writes into a results folder)."""
+    manifest = results.manifest()
+    if record_verdicts:
+        results.write_verdicts(verdicts)
     if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
         write_html(report, results.rows(), verdicts, [report_suite(s) for s in suites], manifest,
                    traces=results.traces(), artifacts=results.artifact_list(), title=title,
                    notes=list(notes), baselines=baselines)
     if junit is not None:
-        junit.parent.mkdir(parents=True, exist_ok=True)
         write_junit(junit, verdicts)
     if summary_md is not None:
         write_markdown_summary(summary_md, verdicts, title=title, report=str(report) if report else None)

@@ -57,7 +57,8 @@ def _costs(cases: Sequence[Case], args: argparse.Namespace) -> dict[tuple, Cost]
         results = ResultsDir(args.from_results)
         if not results.has_results():
             raise UserError(f"--from {args.from_results}: holds no lipbench results")
-        return costs_from_results(cases, results)
+        with results.reading():
+            return costs_from_results(cases, results)
     measured = TrainingCosts(args.device, repeats=args.repeats,
                              on_measure=lambda text: print(text, file=sys.stderr, flush=True))
     return {c.key: measured.cost(c) for c in cases}

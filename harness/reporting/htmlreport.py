@@ -24,6 +24,9 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
+from harness.baselines.rules import detectable_effects
+from harness.results.atomic import write_output
+
 from .data import (case_params, fmt_number, normalize_artifacts, normalize_results,
                    normalize_suite, normalize_traces, text)
 from .paper_tables import paper_section
@@ -202,6 +205,7 @@ def _suite_section(suite: dict, anchor: str, res: pd.DataFrame, ver: pd.DataFram
                                  traces, artifacts, params, colors))
     failing = sort_verdicts(ver[ver["verdict"].map(is_failing)])
     comparisons = ver[ver["kind"] == "comparison"]
+    effects = detectable_effects(comparisons)
     metrics_order = list(suite["metrics"])
     return {
         "name": name, "anchor": anchor, "description": suite["description"], "kind": suite["kind"],
@@ -213,7 +217,8 @@ def _suite_section(suite: dict, anchor: str, res: pd.DataFrame, ver: pd.DataFram
                     for k, v in suite["metrics"].items()],
         "checks": _check_rows(suite["checks"], ver),
         "compare": [{"metric": text(c.get("metric")), "rule": text(c.get("rule")),
-                     "options": ", ".join(f"{k}={v}" for k, v in c.items() if k not in ("metric", "rule"))}
+                     "options": ", ".join(f"{k}={v}" for k, v in c.items() if k not in ("metric", "rule")),
+                     "detectable": effects.get((name, text(c.get("metric"))), "")}
                     for c in suite["compare"]],
         "failing": _verdict_rows(failing, {}),
         "comparisons": _verdict_rows(comparisons, {}),
@@ -309,9 +314,4 @@ def write_html(path: str | os.PathLike, results: pd.DataFrame | None, verdicts: 
     """
     html = render_html(results, verdicts, suites, manifest, traces=traces, artifacts=artifacts,
                        title=title, notes=notes, baselines=baselines)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_output(path, html, "report")

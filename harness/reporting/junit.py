@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.results.atomic import write_output
+
 from .verdicts import normalize_verdicts, sort_verdicts, summary_line
 
 __all__ = ["junit_xml", "write_junit"]
@@ -88,9 +90,5 @@ def junit_xml(verdicts: pd.DataFrame | None, suite_name: str = "lipbench") -> ET
 def write_junit(path: str | os.PathLike, verdicts: pd.DataFrame | None,
                 suite_name: str = "lipbench") -> Path:
     """Write JUnit XML for ``verdicts`` to ``path`` (atomically); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    junit_xml(verdicts, suite_name).write(tmp, encoding="utf-8", xml_declaration=True)
-    os.replace(tmp, path)
-    return path
+    data = ET.tostring(junit_xml(verdicts, suite_name).getroot(), encoding="utf-8", xml_declaration=True)
+    return write_output(path, data, "junit")

@@ -13,14 +13,17 @@ import copy
 import dataclasses
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import pandas as pd
 from tqdm import tqdm
 
+from harness.errors import ResultsFolderError
 from harness.methods.claims import profile
 from harness.observe.describe import describe_all
 from harness.results import ResultsDir, build_manifest, device_label, error_row, make_row
+from harness.results.fingerprint import CASE, differences, fingerprint, suite_digest
 from harness.results.manifest import device_class, now
 from harness.suite import Case, MethodSpec, Suite
 from harness.suite.resources import Resources
@@ -28,7 +31,8 @@ from harness.suite.resources import Resources
 from .base import runner_for
 from .case import error_outcome, short_traceback
 from .executors import CaseNeeds, Executor, Finished, Started, describe_case, make_executor
-from .isolation import default_max_memory
+from .isolation import default_max_memory, kill_all
+from .termination import deferred, stop_on_signals
 
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MAX_CASES = 10_000
@@ -85,43 +89,91 @@ def run_suites(suites: Sequence[Suite], preset: str, out: ResultsDir,
     """Run every case of ``suites`` at ``preset`` into ``out``; returns all rows.
 
     ``overrides`` are :class:`RunOptions` fields (``resume=True``, ``isolation=False``, ...).
+    SIGINT, SIGTERM and SIGHUP stop the run alike (:mod:`.termination`): every worker is
+    killed, finished cases are kept, :class:`~.termination.Terminated` is raised.
     """
     options = options or RunOptions()
     if overrides:
         options = RunOptions(**{**options.__dict__, **overrides})
-    cases = plan(suites, preset, options.device, options.methods, options.max_cases, options.threads)
-    needs = case_needs(suites, preset, options.timeout)
-    with make_executor(options.executor, workers=options.workers, address=options.address,
-                       retries=options.retries, isolation=options.isolation,
-                       max_memory=options.max_memory) as executor:
-        executor.check(cases, needs)  # a case no node can run: exit 2 before anything is written
-        out.prepare(resume=options.resume, overwrite=options.overwrite)
-        with out.lock():
-            if options.resume:
-                out.repair()
-            manifest = build_manifest(preset=preset, suites=[s.name for s in suites],
-                                      seeds={s.name: s.resolved(preset)["seeds"] for s in suites},
-                                      device=options.device, started=now(), command=options.command)
-            manifest["isolation"] = "worker process per case" if options.isolation else "in-process"
-            manifest["case_threads"] = options.threads or manifest["torch_threads"]
-            manifest["max_memory_mib"] = round(options.max_memory / 2**20) if options.max_memory else None
-            manifest["methods"] = method_profiles(cases)
-            manifest["executor"] = executor.describe()
-            manifest["overrides"] = options.overrides
-            out.write_json("manifest.json", manifest)
-            planned = out.planned_keys() | {c.key for c in cases}
-            out.write_json("plan.json", sorted(planned))
-            pending = _pending(cases, out, options)
-            with _Progress(len(pending), options.progress, executor) as progress:
-                _drive(executor, pending, needs, out, progress)
-            for suite in suites:
-                _summarize(suite, preset, out, options.device, manifest["methods"], cases)
-            manifest["executor"] = executor.describe()
-            manifest["overrides"] = options.overrides
-            manifest.update(_device_of_rows(out, manifest["device"]))
-            manifest["finished"] = now()
-            out.write_json("manifest.json", manifest)
-            return out.finalize()
+    with stop_on_signals():
+        cases = plan(suites, preset, options.device, options.methods, options.max_cases, options.threads)
+        needs = case_needs(suites, preset, options.timeout)
+        prints = case_fingerprints(suites, preset, cases)
+        with make_executor(options.executor, workers=options.workers, address=options.address,
+                           retries=options.retries, isolation=options.isolation,
+                           max_memory=options.max_memory) as executor:
+            executor.check(cases, needs)  # a case no node can run: exit 2 before anything is written
+            with out.lock():  # before anything in the folder is read or deleted
+                with deferred():
+                    manifest = _open_run(suites, preset, out, options, cases, prints, executor)
+                pending = _pending(cases, out, options, prints)
+                with _Progress(len(pending), options.progress, executor) as progress:
+                    _drive(executor, pending, needs, out, progress, prints)
+                for suite in suites:
+                    _summarize(suite, preset, out, options.device, manifest["methods"], cases)
+                with deferred():
+                    manifest["executor"] = executor.describe()
+                    manifest.update(_device_of_rows(out, manifest["device"]))
+                    manifest["finished"] = now()
+                    out.write_json("manifest.json", manifest)
+                    return out.finalize()
+
+
+def _open_run(suites: Sequence[Suite], preset: str, out: ResultsDir, options: RunOptions, cases: list[Case],
+              prints: dict[tuple, dict], executor: Executor) -> dict:
+    """Prepare the folder (its lock held), check that a resumed run is the same run, write the
+    manifest and the plan; returns the manifest."""
+    out.prepare(resume=options.resume, overwrite=options.overwrite)
+    if options.resume:
+        check_resumable(out, preset, cases, prints)  # before anything changes (a torn tail is not read)
+        out.repair()
+    manifest = build_manifest(preset=preset, suites=[s.name for s in suites],
+                              seeds={s.name: s.resolved(preset)["seeds"] for s in suites},
+                              device=options.device, started=now(), command=options.command)
+    manifest["isolation"] = "worker process per case" if options.isolation else "in-process"
+    manifest["case_threads"] = options.threads or manifest["torch_threads"]
+    manifest["max_memory_mib"] = round(options.max_memory / 2**20) if options.max_memory else None
+    manifest["methods"] = method_profiles(cases)
+    manifest["suite_files"] = {s.name: str(Path(s.source).resolve()) for s in suites if Path(s.source).is_file()}
+    manifest["executor"] = executor.describe()
+    manifest["overrides"] = options.overrides
+    out.write_json("manifest.json", manifest)
+    out.write_json("plan.json", sorted(out.planned_keys() | {c.key for c in cases}))
+    return manifest
+
+
+def case_fingerprints(suites: Sequence[Suite], preset: str, cases: Sequence[Case]) -> dict[tuple, dict]:
+    """Each case's fingerprint (:mod:`harness.results.fingerprint`), by case key."""
+    digests = {s.name: suite_digest(s.resolved(preset)) for s in suites}
+    return {c.key: fingerprint(c, digests[c.suite], preset) for c in cases}
+
+
+def check_resumable(out: ResultsDir, preset: str, cases: Sequence[Case], prints: dict[tuple, dict]) -> None:
+    """Refuse to resume what is not the same run: another preset, cases the folder planned that this
+    run does not, or a finished case whose fingerprint differs (the difference is named)."""
+    where = f"--resume: {out.path}"
+    fix = "use --overwrite to replace the results, or another --out"
+    earlier = out.manifest().get("preset")
+    if earlier not in (None, preset):
+        raise ResultsFolderError(f"{where} holds a run of preset {earlier!r}, not {preset!r}; resume it with "
+                                 f"--preset {earlier}, or {fix}")
+    dropped = sorted(out.planned_keys() - {c.key for c in cases})
+    if dropped:
+        raise ResultsFolderError(f"{where} planned {len(dropped)} case(s) this run does not, e.g. "
+                                 f"{_describe_key(dropped[0])} (another variant, methods or suites); --resume "
+                                 f"continues the same run: {fix}")
+    recorded = out.fingerprints()
+    changed = [(key, differences(recorded[key], prints[key], CASE)) for key in prints if key in recorded]
+    changed = [(key, diff) for key, diff in changed if diff]
+    if changed:
+        key, diff = changed[0]
+        raise ResultsFolderError(f"{where}: {len(changed)} finished case(s) were run with another definition, e.g. "
+                                 f"{_describe_key(key)}: {'; '.join(diff[:3])}; {fix}")
+
+
+def _describe_key(key: tuple) -> str:
+    suite, case, method, seed = key
+    return f"{suite} {case}{' ' + method if method else ''} seed={seed}"
 
 
 def case_needs(suites: Sequence[Suite], preset: str, timeout: float | None = None) -> Callable[[Case], CaseNeeds]:
@@ -139,27 +191,30 @@ def case_needs(suites: Sequence[Suite], preset: str, timeout: float | None = Non
 
 
 def _drive(executor: Executor, pending: list[Case], needs: Callable[[Case], CaseNeeds], out: ResultsDir,
-           progress: "_Progress") -> None:
+           progress: "_Progress", prints: dict[tuple, dict]) -> None:
     """Write what the executor reports, as it happens: each attempt, then each finished case."""
     running: dict[tuple, Case] = {}
     try:
         for event in executor.run(pending, needs):
-            if isinstance(event, Started):
-                out.record_attempt(event.case.key)
-                running[event.case.key] = event.case
-                progress.starting(event.case, len(running))
-            elif isinstance(event, Finished):
-                outcome = event.outcome
-                out.append_case(event.case.key, outcome.rows, outcome.traces, outcome.artifacts, event.seconds,
-                                node=event.node or None)
-                if running.pop(event.case.key, None) is not None:
-                    out.record_attempt(event.case.key, "finished")
-                progress.finished(event, len(running))
-            else:
-                progress.note(event.text)
+            with deferred():  # a record is written whole before a stop signal is raised
+                if isinstance(event, Started):
+                    out.record_attempt(event.case.key)
+                    running[event.case.key] = event.case
+                    progress.starting(event.case, len(running))
+                elif isinstance(event, Finished):
+                    outcome = event.outcome
+                    out.append_case(event.case.key, outcome.rows, outcome.traces, outcome.artifacts,
+                                    event.seconds, node=event.node or None, fingerprint=prints.get(event.case.key))
+                    if running.pop(event.case.key, None) is not None:
+                        out.record_attempt(event.case.key, "finished")
+                    progress.finished(event, len(running))
+                else:
+                    progress.note(event.text)
     except KeyboardInterrupt:
-        for key in running:
-            out.record_attempt(key, "interrupted")
+        with deferred():
+            kill_all()
+            for key in running:  # stopped from outside: not a death of the harness, run again on --resume
+                out.record_attempt(key, "interrupted")
         raise
 
 
@@ -189,7 +244,7 @@ def method_profiles(cases: Sequence[Case]) -> dict[str, dict]:
     return out
 
 
-def _pending(cases: list[Case], out: ResultsDir, options: RunOptions) -> list[Case]:
+def _pending(cases: list[Case], out: ResultsDir, options: RunOptions, prints: dict[tuple, dict]) -> list[Case]:
     """Cases still to run; cases that killed the harness itself repeatedly are recorded as errors."""
     if not options.resume:
         return cases
@@ -204,7 +259,8 @@ def _pending(cases: list[Case], out: ResultsDir, options: RunOptions) -> list[Ca
         if deaths[case.key] >= MAX_HARNESS_DEATHS and not options.retry_errors:
             outcome = error_outcome(case, f"lipbench itself died {deaths[case.key]} times while running "
                                           "this case; it is not run again (use --retry-errors)")
-            out.append_case(case.key, outcome.rows)
+            with deferred():
+                out.append_case(case.key, outcome.rows, fingerprint=prints.get(case.key))
             continue
         pending.append(case)
     return pending
@@ -286,4 +342,5 @@ def _in_plan_order(rows: pd.DataFrame, cases: Sequence[Case]) -> pd.DataFrame:
     return rows.assign(_position=position).sort_values("_position", kind="stable").drop(columns="_position")
 
 
-__all__ = ["RunOptions", "case_needs", "plan", "run_suites", "DEFAULT_TIMEOUT_S", "DEFAULT_MAX_CASES"]
+__all__ = ["RunOptions", "case_fingerprints", "case_needs", "check_resumable", "plan", "run_suites",
+           "DEFAULT_TIMEOUT_S", "DEFAULT_MAX_CASES"]

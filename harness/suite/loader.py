@@ -6,6 +6,8 @@ A suite file is untrusted input, so before anything is expanded or built:
 * YAML aliases (``*name``) are refused while parsing, before any expansion, so neither an
   alias bomb nor a self-referencing alias (``&x [*x]``) can cost memory or recursion;
 * a key given twice in one mapping is an error (YAML would silently keep the last);
+* ``name:`` must be the file's stem (results and baselines are filed under it), and two
+  files of one name in one run are an error;
 * the schema, kinds, methods, metric names and every expression (type-checked against the
   names a row will have) are validated;
 * every preset's case count is computed without expanding; presets within
@@ -14,6 +16,8 @@ A suite file is untrusted input, so before anything is expanded or built:
 """
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -71,10 +75,13 @@ def _dotted(path: Iterable) -> str:
 
 def _read_text(path: Path, label: str) -> str:
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block the load
     except OSError as exc:
         raise SuiteError([f"{label}:1: cannot read suite file: {exc.strerror}"]) from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SuiteError([f"{label}:1: not a regular file"])
+        data = handle.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         raise SuiteError([f"{label}:1: suite file larger than {MAX_BYTES} bytes"])
     try:
@@ -85,19 +92,40 @@ def _read_text(path: Path, label: str) -> str:
                           "save the suite file as UTF-8"]) from None
 
 
+def _refuse_aliases(text: str, label: str) -> None:
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise SuiteError([f"{label}:{event.start_mark.line + 1}: YAML alias *{event.anchor} is "
+                              "not allowed (write the value out)"])
+
+
+def _syntax_error(exc: yaml.YAMLError, label: str) -> SuiteError:
+    mark = getattr(exc, "problem_mark", None)
+    line = mark.line + 1 if mark else 1
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    return SuiteError([f"{label}:{line}: YAML syntax: {problem}"])
+
+
+def parse_yaml_value(text: str, label: str) -> Any:
+    """One value given as YAML on the command line (``--param k=VALUE``), aliases refused."""
+    if len(text) > MAX_BYTES:
+        raise SuiteError([f"{label}: value longer than {MAX_BYTES} characters"])
+    try:
+        _refuse_aliases(text, label)
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise SuiteError([f"{label}: {text[:40]!r} is not a valid YAML value ({problem})"]) from None
+
+
 def _parse(text: str, label: str) -> tuple[dict, yaml.Node]:
     """The data and node tree of ``text``; aliases, duplicate keys and syntax errors refused."""
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):
-                raise SuiteError([f"{label}:{event.start_mark.line + 1}: YAML alias *{event.anchor} is "
-                                  "not allowed in suite files (write the value out)"])
+        _refuse_aliases(text, label)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise SuiteError([f"{label}:{line}: YAML syntax: {getattr(exc, 'problem', exc)}"]) from None
+        raise _syntax_error(exc, label) from None
     if not isinstance(data, dict) or node is None:
         raise SuiteError([f"{label}:1: a suite file must be a mapping of keys to values"])
     duplicates = _duplicate_keys(node)
@@ -126,6 +154,9 @@ def load_suite(path: str | Path, known_kinds: Iterable[str] | None = None,
     for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         where = tuple(err.absolute_path)
         problems.append(f"{lines.at(where)}: {_dotted(where)}: {err.message}")
+    if not problems and data["name"] != path.stem:
+        problems.append(f"{lines.at(('name',))}: name: {data['name']!r} must be the file's stem {path.stem!r} "
+                        "(results and baselines are filed under it); rename one of them")
     if not problems:
         declarations = None
         if declarations_for is not None and (known_kinds is None or data["kind"] in set(known_kinds)):
@@ -167,7 +198,16 @@ def _semantic_problems(data: dict, known_kinds, known_methods, check_method,
             except ExpressionError as exc:
                 found.append((("plots", i, "reference", j, "expr"), str(exc)))
     found += _method_problems(data, known_methods, check_method)
+    found += _seed_problems(data)
     return found
+
+
+def _seed_problems(data: dict) -> list[tuple[tuple, str]]:
+    """Seeds are integers as written: the schema's ``integer`` also admits ``1.0``."""
+    sources = [((), data)] + [(("presets", p), v) for p, v in data["presets"].items()]
+    return [(where + ("seeds", i), f"expected an integer seed, got {type(seed).__name__} {seed!r}")
+            for where, source in sources for i, seed in enumerate(source.get("seeds", []))
+            if not isinstance(seed, int) or isinstance(seed, bool)]
 
 
 def _method_problems(data: dict, known_methods, check_method) -> list[tuple[tuple, str]]:
@@ -268,13 +308,24 @@ def _case_problems(suite: Suite) -> list[str]:
 
 
 def load_suites(paths: Iterable[str | Path], **known: Any) -> list[Suite]:
-    """Load several suites, collecting the problems of all of them before raising."""
-    suites, problems = [], []
+    """Load several suites, collecting the problems of all of them before raising; one file
+    named twice is loaded once, two files of one name are an error."""
+    suites, problems, seen = [], [], {}
     for path in paths:
+        real = Path(path).resolve()
+        if real in seen.values():
+            continue
         try:
-            suites.append(load_suite(path, **known))
+            suite = load_suite(path, **known)
         except SuiteError as exc:
             problems += exc.problems
+            continue
+        if suite.name in seen:
+            problems.append(f"{suite.at('name')}: name: suite {suite.name!r} is also defined by {seen[suite.name]}; "
+                            "one run takes one file per suite name")
+            continue
+        seen[suite.name] = real
+        suites.append(suite)
     if problems:
         raise SuiteError(problems)
     return suites

@@ -152,8 +152,8 @@ class Suite:
     def resolved(self, preset: str) -> dict[str, Any]:
         """The suite with ``preset`` applied: matrix keys and settings merged, the rest replaced."""
         if preset not in self.raw["presets"]:
-            raise KeyError(f"suite {self.name!r} ({self.source}) has no preset {preset!r}; "
-                           f"presets: {', '.join(self.presets)}")
+            raise SuiteError([f"{self.at('presets')}: presets: suite {self.name!r} has no preset {preset!r}; "
+                              f"its presets: {', '.join(self.presets)}"])
         over = self.raw["presets"][preset]
         out = copy.deepcopy(self.raw)
         out["matrix"] = {**self.raw.get("matrix", {}), **over.get("matrix", {})}

@@ -24,6 +24,9 @@ _METHOD = {
     ]
 }
 
+#: Seeds are stored as int64 and seed torch, numpy and Python's random: 0 to 2^63 - 1.
+_SEEDS = {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}}
+
 _PRESET = {
     "type": "object",
     "additionalProperties": False,
@@ -32,7 +35,7 @@ _PRESET = {
         "matrix": _MATRIX,
         "include": _COMBOS,
         "exclude": _COMBOS,
-        "seeds": {"type": "array", "minItems": 1, "items": {"type": "integer"}},
+        "seeds": _SEEDS,
         "settings": {"type": "object"},
         "methods": {"type": "array", "minItems": 1, "items": _METHOD},
         "device": {"type": "string"},
@@ -98,20 +101,20 @@ SUITE_SCHEMA = {
     "required": ["name", "description", "kind", "seeds", "presets"],
     "additionalProperties": False,
     "properties": {
-        "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_-]{0,99}$"},
         "description": {"type": "string", "minLength": 1},
         "kind": {"type": "string", "minLength": 1},
         "methods": {"type": "array", "items": _METHOD},
         "matrix": _MATRIX,
         "include": _COMBOS,
         "exclude": _COMBOS,
-        "seeds": {"type": "array", "minItems": 1, "items": {"type": "integer"}},
+        "seeds": _SEEDS,
         "settings": {"type": "object"},
         "device": {"type": "string"},
         "timeout": {"type": "number", "exclusiveMinimum": 0},
         "resources": RESOURCES_SCHEMA,
-        "presets": {"type": "object", "required": ["ci", "full"],
-                    "additionalProperties": _PRESET},
+        "presets": {"type": "object", "required": ["ci", "full"], "additionalProperties": _PRESET,
+                    "propertyNames": {"pattern": "^[A-Za-z0-9_][A-Za-z0-9_-]{0,99}$"}},
         "checks": {"type": "array", "items": _CHECK},
         "plots": {"type": "array", "items": _PLOT},
         "paper_table": _PAPER_TABLE,

@@ -34,10 +34,13 @@ from harness.suite import Case
 from harness.suite.resources import Resources
 
 from ..base import Runner, runner_for
-from ..case import CaseOutcome, run_case
-from ..isolation import run_isolated
+from ..case import CaseOutcome, error_outcome, run_case, short_traceback
+from ..isolation import kill_all, run_isolated
+from ..termination import Terminated
 
 EXECUTORS = ("local", "ray")
+#: How long the local executor waits for a finished case before looking at signals again (s).
+POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,12 @@ def execute_case(case: Case, timeout: float, *, isolation: bool, max_memory: int
     if isolation:
         with _main_not_rerun(runner):
             return run_isolated(case, runner, timeout=timeout, max_memory=max_memory)
-    return run_case(case, runner, timeout=timeout)
+    try:
+        return run_case(case, runner, timeout=timeout)
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):  # lipbench was told to stop
+            raise
+        return error_outcome(case, short_traceback(exc))  # raised by the code under test
 
 
 @contextlib.contextmanager
@@ -173,6 +181,7 @@ class LocalExecutor(Executor):
                 while running:
                     yield from self._collect(running)
             except BaseException:
+                kill_all()  # the threads' workers die now, so the pool does not wait for their cases
                 for future in running:
                     future.cancel()
                 raise
@@ -184,7 +193,9 @@ class LocalExecutor(Executor):
 
     @staticmethod
     def _collect(running: dict[Future, Case]) -> Iterator[Event]:
-        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        done: set[Future] = set()
+        while not done:  # in slices, so a stop signal is handled while the cases run
+            done, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)
         for future in done:
             running.pop(future)
             yield future.result()  # a KeyboardInterrupt in a worker is raised here

@@ -41,6 +41,7 @@ from harness.suite import Case
 
 from ..base import Runner, runner_for
 from ..case import CaseOutcome, error_outcome
+from ..termination import unblocked
 from . import CaseNeeds, Event, Executor, Finished, NeedsFor, Note, Started, describe_case, execute_case
 from .placement import Claim, Node, Placement
 
@@ -116,6 +117,10 @@ class RayExecutor(Executor):
         return self
 
     def _connect(self) -> None:
+        with unblocked():  # the cluster's processes must not inherit lipbench's blocked stop signals
+            self._init()
+
+    def _init(self) -> None:
         env = {k: v for k, v in os.environ.items() if k.startswith("LIPBENCH_")}
         if self.address:
             self.ray.init(address=self.address, runtime_env={"env_vars": env} if env else None,
