@@ -1,0 +1,216 @@
+"""``bound_zoo``: published spectral-norm estimators against certified brackets on real layers.
+
+A case is a model (``model``), a stage (``init`` or ``trained``: after a short GAN run)
+and a padding mode (``padding``: the layers as built, ``zeros``, or the same weights with
+``circular`` padding). For every ``Conv2d`` of the model at the input size it sees,
+lipbench computes the certified float64 bracket ``lower ≤ ‖W̃‖ ≤ upper``
+(:func:`harness.exact.conv_operator_norm`) and runs every estimator of
+``settings.estimators`` (:mod:`harness.estimators`), recording per layer and estimator:
+
+* ``ratio``: the estimate over the bracket's value;
+* ``below_lower``: ``(lower − estimate)/lower`` where the estimate claims to bound the
+  norm from above (an upper bound, or the exact value): positive means the claim fails
+  on that layer, whatever the true norm inside the bracket;
+* ``above_upper``: ``(estimate − upper)/upper`` where it claims to bound it from below;
+* ``claim_rtol``: the claim's tolerance (0 for bounds, the arithmetic's rounding for an
+  exact claim), and ``time_ms``, the estimator's time (median over repeats).
+
+Rows of one layer have the case id ``<case>,layer=<name>`` and the estimator's name in
+the ``method`` column (the layer's own rows: bracket, time, geometry, have none). One
+failing layer or estimator becomes ``error`` rows of its own; the others are kept.
+Suite-level rows (case ``summary``) count each estimator's claims, violations and
+undecided layers (estimate inside the bracket).
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from typing import Any, Iterable
+
+import pandas as pd
+
+from harness.estimators import ConvLayer, Estimator, make_estimator
+from harness.exact import conv_operator_norm
+from harness.results import Measurement
+from harness.suite import Case
+
+from .base import RunContext, Runner, register
+from .case import short_traceback
+from .spec import Declarations, Metric, Setting
+from .zoo_layers import CLASSIFIERS, MODELS, STAGES, build_model, conv_layers, select, train_briefly
+
+LAYER_METRICS = ("norm", "norm_lower", "norm_upper", "bracket_width", "reference_ms",
+                 "kernel", "stride", "input_size", "channels_in", "channels_out")
+
+
+def build_estimators(specs: list[Any], seed: int) -> list[Estimator]:
+    """``settings.estimators``: names, or ``{name, params}`` mappings; random starts get the case seed."""
+    out = []
+    for spec in specs:
+        name, params = (spec, {}) if isinstance(spec, str) else (spec["name"], dict(spec.get("params") or {}))
+        if name in ("power_iteration", "lip4conv_power_iteration", "singla_feizi2021"):
+            params.setdefault("seed", seed)
+        out.append(make_estimator(name, **params))
+    return out
+
+
+def timed(fn, repeats: int, budget_s: float = 0.5) -> tuple[float, list[float]]:
+    """``fn()``'s value and its times in ms: repeated up to ``repeats`` times while under ``budget_s``."""
+    value, times = None, []
+    while len(times) < max(repeats, 1):
+        start = time.perf_counter()
+        value = fn()
+        times.append((time.perf_counter() - start) * 1e3)
+        if sum(times) > budget_s * 1e3:
+            break
+    return value, times
+
+
+def layer_measurements(layer: ConvLayer, settings: dict, case: str) -> tuple[list[Measurement], Any]:
+    """The certified bracket of ``‖W̃‖`` and the layer's geometry (rows without a method)."""
+    g = layer.geometry
+    op, times = timed(lambda: conv_operator_norm(
+        layer.weight, layer.in_hw, stride=g.stride, padding=g.padding, padding_mode=g.padding_mode,
+        tol=settings["tol"], max_rel_width=settings["max_rel_width"]), 1)
+    values = {"norm": op.value, "norm_lower": op.lower, "norm_upper": op.upper,
+              "bracket_width": op.rel_width, "reference_ms": times[0], "kernel": layer.kernel[0],
+              "stride": layer.stride[0], "input_size": layer.in_hw[0],
+              "channels_in": layer.input_shape[0], "channels_out": layer.weight.shape[0]}
+    units = {"reference_ms": "ms"}
+    return [Measurement(m, float(values[m]), unit=units.get(m, "1"), case=case, message=op.detail)
+            for m in LAYER_METRICS], op
+
+
+def estimator_measurements(est: Estimator, layer: ConvLayer, op, repeats: int, case: str) -> list[Measurement]:
+    """One estimator on one layer: ratio, time and, where it claims a bound, the margin to the bracket."""
+    claim = est.claim(layer)
+    value, times = timed(lambda: est.estimate(layer), repeats)
+    note = f"{claim.kind}: {claim.scope}"
+
+    def row(metric: str, v: float, unit: str = "1", samples=None) -> Measurement:
+        return Measurement(metric, v, unit=unit, case=case, method=est.name, message=note, samples=samples)
+
+    out = [row("estimate", value), row("ratio", value / op.value if op.value > 0 else math.nan),
+           row("time_ms", statistics.median(times), "ms", times)]
+    if claim.kind != "none":
+        out.append(row("claim_rtol", claim.rtol))
+    if claim.bounds_above:
+        out.append(row("below_lower", (op.lower - value) / op.lower if op.lower > 0 else -value))
+    if claim.bounds_below:
+        out.append(row("above_upper", (value - op.upper) / op.upper if op.upper > 0 else value))
+    return out
+
+
+def failed(metric: str, case: str, method: str | None, exc: BaseException) -> Measurement:
+    return Measurement(metric, math.nan, status="error", case=case, method=method, message=short_traceback(exc))
+
+
+@register
+class BoundZooRunner(Runner):
+    kind = "bound_zoo"
+    uses_methods = False
+    declarations = Declarations(
+        params={"model": Setting(str, description=f"one of {', '.join(MODELS)}"),
+                "stage": Setting(str, "init", "init (default initialisation) or trained (after a short GAN run)"),
+                "padding": Setting(str, "zeros", "zeros (the layers as built) or circular (same weights)")},
+        settings={
+            "estimators": Setting(list, description="estimator names or {name, params} (harness.estimators)"),
+            "input_size": Setting(dict, description="input height and width per model"),
+            "layers": Setting(dict, {}, "Conv2d names per model (default: every Conv2d)"),
+            "tol": Setting(float, 1e-6, "relative accuracy of the certified norm's value"),
+            "max_rel_width": Setting(float, 0.01, "bracket width above which the reference certifies further"),
+            "timing_repeats": Setting(int, 5, "most runs of an estimator timed per layer (0.5 s budget)"),
+            "adam": Setting(str, "C", "Adam setting of the short training run (Miyato et al. 2018, Table 1)"),
+            "train_iterations": Setting(int, 50, "generator updates of the short training run"),
+            "train_batch": Setting(int, 32, "batch size of the short training run")},
+        metrics={
+            "norm": Metric("float32", "certified ||W~||: value inside the bracket (float64 of the float32 weight)"),
+            "norm_lower": Metric("float32", "certified lower end of ||W~|| (||W~v||/||v|| of an actual vector)"),
+            "norm_upper": Metric("float32", "certified upper end of ||W~||"),
+            "bracket_width": Metric("info", "(upper - lower) / lower"),
+            "reference_ms": Metric("info", "time of the certified bracket", unit="ms"),
+            "kernel": Metric("exact", "kernel height"),
+            "stride": Metric("exact", "stride along the height"),
+            "input_size": Metric("exact", "input height"),
+            "channels_in": Metric("exact", "input channels"),
+            "channels_out": Metric("exact", "output channels"),
+            "estimate": Metric("info", "the estimator's number"),
+            "ratio": Metric("float32", "estimate / certified ||W~||"),
+            "time_ms": Metric("info", "the estimator's time on this layer (median over repeats)", unit="ms"),
+            "claim_rtol": Metric("exact", "tolerance of the estimator's claim on this layer: 0 for a bound, the "
+                                          "rounding of its arithmetic for an exact claim"),
+            "below_lower": Metric("float32", "(lower end - estimate) / lower end where the estimate claims to be "
+                                             "at least ||W~||: > claim_rtol means the claim fails on this layer"),
+            "above_upper": Metric("float32", "(estimate - upper end) / upper end where the estimate claims to be "
+                                             "at most ||W~||: > claim_rtol means the claim fails on this layer"),
+            "claims": Metric("info", "layers on which the estimator claims something (summary)"),
+            "violations": Metric("info", "layers on which its claim misses the certified bracket (summary)"),
+            "undecided": Metric("info", "layers on which its claimed bound lies inside the bracket (summary)"),
+            "median_ratio": Metric("info", "median estimate / certified norm over the layers (summary)"),
+            "median_time_ms": Metric("info", "median time over the layers (summary)", unit="ms"),
+        })
+
+    def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
+        p, s = case.params, case.settings
+        model, stage, padding = p["model"], self.param(case, "stage"), self.param(case, "padding")
+        if stage not in STAGES or padding not in ("zeros", "circular"):
+            raise ValueError(f"case {case.case}: stage must be one of {STAGES} and padding zeros or circular")
+        if model not in s["input_size"]:
+            raise ValueError(f"settings.input_size has no size for model {model!r}")
+        if stage == "trained" and model in CLASSIFIERS:
+            raise ValueError(f"case {case.case}: stage 'trained' is for the GAN discriminators, not {model}")
+        net, generator, shape = build_model(model, int(s["input_size"][model]), case.seed)
+        if stage == "trained":
+            train_briefly(generator, net, shape, s, case.seed)
+        estimators = build_estimators(s["estimators"], case.seed)
+        out: list[Measurement] = []
+        for layer in select(conv_layers(net, shape), s["layers"].get(model), model):
+            layer = layer.with_padding_mode(padding)
+            sub = f"{case.case},layer={layer.name}"
+            try:
+                rows, op = layer_measurements(layer, s, sub)
+            except Exception as exc:  # noqa: BLE001 - the other layers keep their rows
+                out.append(failed("norm", sub, None, exc))
+                continue
+            out += rows
+            for est in estimators:
+                try:
+                    out += estimator_measurements(est, layer, op, s["timing_repeats"], sub)
+                except Exception as exc:  # noqa: BLE001 - the other estimators keep their rows
+                    out.append(failed("ratio", sub, est.name, exc))
+        return out
+
+    def summarize(self, rows: pd.DataFrame, config: dict[str, Any]) -> list[Measurement]:
+        """Per estimator over all layers: claims, violations, undecided bounds, median ratio and time."""
+        return summary_measurements(rows)
+
+
+def summary_measurements(rows: pd.DataFrame, listed: int = 12) -> list[Measurement]:
+    """Per estimator: layers with a claim, violations (named in the message), undecided bounds
+    (an upper bound in ``[lower, upper)`` or a lower bound in ``(lower, upper]`` of the bracket),
+    the median ratio and the median time."""
+    ok = rows[(rows["status"] == "ok") & (rows["case"] != "summary")]
+    wide = ok.pivot_table(index=["case", "seed", "method"], columns="metric", values="value", aggfunc="first")
+    if "bracket_width" not in wide or "ratio" not in wide:
+        return []
+    width = wide["bracket_width"].xs("", level="method")
+    out = []
+    for method, g in wide.drop(index="", level="method", errors="ignore").groupby(level="method"):
+        g = g.droplevel("method")
+        col = {m: g[m] if m in g else pd.Series(math.nan, index=g.index)
+               for m in ("claim_rtol", "below_lower", "above_upper")}
+        w = width.reindex(g.index)
+        violated = (col["below_lower"] > col["claim_rtol"]) | (col["above_upper"] > col["claim_rtol"])
+        bound = col["claim_rtol"] == 0
+        undecided = bound & (((col["below_lower"] <= 0) & (col["below_lower"] > -w))
+                             | ((col["above_upper"] <= 0) & (col["above_upper"] > -w / (1 + w))))
+        names = [c for c, _ in g.index[violated]]
+        message = ("violated on " + "; ".join(names[:listed]) + (f"; and {len(names) - listed} more"
+                   if len(names) > listed else "")) if names else ""
+        values = {"claims": col["claim_rtol"].notna().sum(), "violations": violated.sum(),
+                  "undecided": undecided.sum(), "median_ratio": g["ratio"].median(),
+                  "median_time_ms": g["time_ms"].median()}
+        out += [Measurement(m, float(v), unit="ms" if m.endswith("_ms") else "1", case="summary",
+                            method=str(method), message=message) for m, v in values.items()]
+    return out
