@@ -182,7 +182,10 @@ def test_claims_follow_the_papers_scopes():
     assert kinds["lipgrid"] == ("upper", "upper", "none")  # the authors' code takes odd kernels
     assert kinds["power_iteration"] == ("lower", "lower", "lower")
     assert kinds["tsuzuku_alpha"] == ("upper", "upper", "upper")
-    assert make_estimator("sedghi2019").claim(circ).rtol > 0  # an exact claim's rounding
+    assert make_estimator("sedghi2019").tolerance < make_estimator("gram_iteration").tolerance  # float64, float32
+    strided_zero = layer_of(torch.randn(4, 3, 4, 4, dtype=torch.float64), 8, 2, 1, "zeros")
+    assert make_estimator("lip4conv_power_iteration").claim(strided_zero).known_miss
+    assert not make_estimator("lip4conv_power_iteration").claim(zeros).known_miss
     tiny = layer_of(torch.randn(2, 2, 3, 3, dtype=torch.float64), 2, 1, 1, "zeros")
     assert make_estimator("miyato_reshape").claim(tiny).kind == "none"  # no patch inside a 2x2 input
 
@@ -199,8 +202,8 @@ def test_bad_layers_and_estimators_are_refused():
         make_estimator("gram_iteration", samples=3)
     with pytest.raises(ValueError, match="at least one iteration"):
         make_estimator("power_iteration", iterations=0)
-    with pytest.raises(ValueError, match="only an exact claim"):
-        Claim("upper", "x", rtol=1e-9)
+    with pytest.raises(ValueError, match="known miss needs a claim"):
+        Claim("none", "x", known_miss="y")
 
 
 def test_estimates_are_deterministic_and_leave_the_layer_alone():

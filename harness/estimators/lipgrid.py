@@ -52,8 +52,13 @@ class LipGrid(Estimator):
         phase = (grid.view(-1, 1, 1, 1) * taps_h.view(1, 1, -1, 1)
                  + grid.view(1, -1, 1, 1) * taps_w.view(1, 1, 1, -1))  # (ω₁, ω₂, p, q)
         flat = phase.reshape(-1, kh * kw).T
-        ker = w.reshape(rows * cols, kh * kw)
-        real = (ker @ torch.cos(flat)).view(rows, cols, -1)
-        imag = (ker @ torch.sin(flat)).view(rows, cols, -1)
-        per_row = (real ** 2 + imag ** 2).sum(1)  # Σ_j |F_ij(ω)|², (rows, grid)
-        return float(per_row.max(dim=1).values.sum().sqrt())
+        cos, sin = torch.cos(flat), torch.sin(flat)
+        step = max(1, 2 ** 22 // (cols * flat.shape[1]))  # rows per chunk: bounded memory, same sums
+        total = torch.zeros((), dtype=self.dtype)
+        for start in range(0, rows, step):
+            ker = w[start:start + step].reshape(-1, kh * kw)
+            real = (ker @ cos).view(-1, cols, flat.shape[1])
+            imag = (ker @ sin).view(-1, cols, flat.shape[1])
+            per_row = (real ** 2 + imag ** 2).sum(1)  # Σ_j |F_ij(ω)|², (rows, grid)
+            total = total + per_row.max(dim=1).values.sum()
+        return float(total.sqrt())

@@ -79,7 +79,11 @@ class Lip4convPowerIteration(Estimator):
         self.iterations, self.seed = int(iterations), int(seed)
 
     def claim(self, layer: ConvLayer) -> Claim:
-        return Claim("lower", "published as Ryu et al. 2019's power-iteration estimate of the layer's norm")
+        scope = "published as Ryu et al. 2019's power-iteration estimate of the layer's norm"
+        if layer.stride != (1, 1) and max(layer.kernel) > 1:
+            return Claim("lower", scope, known_miss="it iterates the stride-1 map, whose norm exceeds the "
+                                                    "strided layer's")
+        return Claim("lower", scope)
 
     def estimate(self, layer: ConvLayer) -> float:
         w = layer.weight.to(self.dtype)

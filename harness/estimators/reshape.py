@@ -5,7 +5,7 @@ Miyato et al. normalise the kernel reshaped to ``Ŵ`` ``(c_out, c_in·k_h·k_w)`
 power iteration, here its converged value, a float32 SVD). Every output of the
 convolution is ``Ŵ`` applied to one (padded) patch, and every input pixel lies in at most
 ``α² = ⌈k_h/s_h⌉⌈k_w/s_w⌉`` patches, so ``‖W̃‖ ≤ α‖Ŵ‖`` (docs/references.md#tsuzuku2018,
-§4.1 and App. C; docs/theory.md#alpha); an output whose patch lies inside the unpadded
+§4.1; docs/theory.md#alpha); an output whose patch lies inside the unpadded
 input gives ``‖Ŵ‖ ≤ ‖W̃‖`` (docs/references.md#lin2021, §4). :func:`harness.exact.alpha_bound`
 decides that precondition per layer.
 """

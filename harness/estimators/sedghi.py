@@ -11,8 +11,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.runners.spec import FLOAT64_RTOL
-
 from .base import Claim, ConvLayer, Estimator
 
 
@@ -26,9 +24,8 @@ class Sedghi2019(Estimator):
     """``max_{u,v} σ₁(P(u, v))`` on the layer's input grid, whatever the layer's padding and stride.
 
     Claim: exact for circular padding with stride 1 and the kernel no larger than the input
-    (Thm. 6 treats the kernel as an ``n × n`` array; ``np.fft.fft2`` crops a larger one);
-    within ``FLOAT64_RTOL`` (``harness.runners.spec``: FFT and SVD backward errors in float64
-    stay below 1e-12 at these sizes). Elsewhere it claims nothing: it is the norm of another map.
+    (Thm. 6 treats the kernel as an ``n × n`` array; ``np.fft.fft2`` crops a larger one).
+    Elsewhere it claims nothing: it is the norm of another map.
     """
 
     name = "sedghi2019"
@@ -37,7 +34,7 @@ class Sedghi2019(Estimator):
 
     def claim(self, layer: ConvLayer) -> Claim:
         if layer.exactly_periodic() and layer.stride == (1, 1) and layer.kernel_fits():
-            return Claim("exact", "circular padding, stride 1: Sedghi et al. 2019 §2 Thm. 6", FLOAT64_RTOL)
+            return Claim("exact", "circular padding, stride 1: Sedghi et al. 2019 §2 Thm. 6")
         return Claim("none", "Thm. 6 covers circular padding with stride 1 and a kernel within the input")
 
     def estimate(self, layer: ConvLayer) -> float:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.runners.spec import FLOAT64_RTOL
-
 from .base import Claim, ConvLayer, Estimator
 from .sedghi import frequency_norms
 
@@ -36,8 +34,8 @@ class Senderovich2022(Estimator):
     """``max_u σ₁`` of the polyphase frequency matrices on the layer's input grid.
 
     Claim: exact for circular padding whose outputs are one period of the strided periodic
-    map (``s | n``, ``n/s`` outputs per axis) with the kernel within the input, within
-    ``FLOAT64_RTOL``; nothing elsewhere (zero padding is another map).
+    map (``s | n``, ``n/s`` outputs per axis) with the kernel within the input; nothing
+    elsewhere (zero padding is another map).
     """
 
     name = "senderovich2022"
@@ -46,7 +44,7 @@ class Senderovich2022(Estimator):
 
     def claim(self, layer: ConvLayer) -> Claim:
         if layer.exactly_periodic() and layer.kernel_fits():
-            return Claim("exact", "circular padding, s | n: Senderovich et al. 2022 §3 Thm. 1", FLOAT64_RTOL)
+            return Claim("exact", "circular padding, s | n: Senderovich et al. 2022 §3 Thm. 1")
         return Claim("none", "the theorem covers circular padding with s | n and n/s outputs")
 
     def estimate(self, layer: ConvLayer) -> float:

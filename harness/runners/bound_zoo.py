@@ -12,8 +12,10 @@ lipbench computes the certified float64 bracket ``lower ≤ ‖W̃‖ ≤ upper`
   norm from above (an upper bound, or the exact value): positive means the claim fails
   on that layer, whatever the true norm inside the bracket;
 * ``above_upper``: ``(estimate − upper)/upper`` where it claims to bound it from below;
-* ``claim_rtol``: the claim's tolerance (0 for bounds, the arithmetic's rounding for an
-  exact claim), and ``time_ms``, the estimator's time (median over repeats).
+* ``tolerance``: the rounding of the estimator's own arithmetic, up to which its claim is
+  judged (float32 or float64, :attr:`harness.estimators.Estimator.tolerance`);
+* ``known_miss``: 1 where the estimator documents that its claim fails on this layer
+  (it computes another map there), and ``time_ms``, its time (median over repeats).
 
 Rows of one layer have the case id ``<case>,layer=<name>`` and the estimator's name in
 the ``method`` column (the layer's own rows: bracket, time, geometry, have none). One
@@ -86,7 +88,7 @@ def estimator_measurements(est: Estimator, layer: ConvLayer, op, repeats: int, c
     """One estimator on one layer: ratio, time and, where it claims a bound, the margin to the bracket."""
     claim = est.claim(layer)
     value, times = timed(lambda: est.estimate(layer), repeats)
-    note = f"{claim.kind}: {claim.scope}"
+    note = f"{claim.kind}: {claim.scope}" + (f"; known miss: {claim.known_miss}" if claim.known_miss else "")
 
     def row(metric: str, v: float, unit: str = "1", samples=None) -> Measurement:
         return Measurement(metric, v, unit=unit, case=case, method=est.name, message=note, samples=samples)
@@ -94,7 +96,7 @@ def estimator_measurements(est: Estimator, layer: ConvLayer, op, repeats: int, c
     out = [row("estimate", value), row("ratio", value / op.value if op.value > 0 else math.nan),
            row("time_ms", statistics.median(times), "ms", times)]
     if claim.kind != "none":
-        out.append(row("claim_rtol", claim.rtol))
+        out += [row("tolerance", est.tolerance), row("known_miss", float(bool(claim.known_miss)))]
     if claim.bounds_above:
         out.append(row("below_lower", (op.lower - value) / op.lower if op.lower > 0 else -value))
     if claim.bounds_below:
@@ -138,14 +140,17 @@ class BoundZooRunner(Runner):
             "estimate": Metric("info", "the estimator's number"),
             "ratio": Metric("float32", "estimate / certified ||W~||"),
             "time_ms": Metric("info", "the estimator's time on this layer (median over repeats)", unit="ms"),
-            "claim_rtol": Metric("exact", "tolerance of the estimator's claim on this layer: 0 for a bound, the "
-                                          "rounding of its arithmetic for an exact claim"),
+            "tolerance": Metric("exact", "relative rounding of the estimator's arithmetic (float32 or float64), "
+                                         "up to which its claim is judged"),
+            "known_miss": Metric("exact", "1 where the estimator documents that its claim fails on this layer"),
             "below_lower": Metric("float32", "(lower end - estimate) / lower end where the estimate claims to be "
-                                             "at least ||W~||: > claim_rtol means the claim fails on this layer"),
+                                             "at least ||W~||: > 0 means the claim fails on this layer"),
             "above_upper": Metric("float32", "(estimate - upper end) / upper end where the estimate claims to be "
-                                             "at most ||W~||: > claim_rtol means the claim fails on this layer"),
+                                             "at most ||W~||: > 0 means the claim fails on this layer"),
             "claims": Metric("info", "layers on which the estimator claims something (summary)"),
-            "violations": Metric("info", "layers on which its claim misses the certified bracket (summary)"),
+            "violations": Metric("info", "layers on which its claim misses the certified bracket, by any amount "
+                                         "for a bound, beyond its tolerance for an exact value (summary)"),
+            "beyond_rounding": Metric("info", "layers on which it misses by more than its tolerance (summary)"),
             "undecided": Metric("info", "layers on which its claimed bound lies inside the bracket (summary)"),
             "median_ratio": Metric("info", "median estimate / certified norm over the layers (summary)"),
             "median_time_ms": Metric("info", "median time over the layers (summary)", unit="ms"),
@@ -187,9 +192,10 @@ class BoundZooRunner(Runner):
 
 
 def summary_measurements(rows: pd.DataFrame, listed: int = 12) -> list[Measurement]:
-    """Per estimator: layers with a claim, violations (named in the message), undecided bounds
-    (an upper bound in ``[lower, upper)`` or a lower bound in ``(lower, upper]`` of the bracket),
-    the median ratio and the median time."""
+    """Per estimator: layers with a claim; violations (a bound on the wrong side of the bracket
+    by any amount, an exact value off by more than its tolerance), named in the message; misses
+    beyond the tolerance; undecided bounds (an upper bound in ``[lower, upper)`` or a lower bound
+    in ``(lower, upper]`` of the bracket); the median ratio and the median time."""
     ok = rows[(rows["status"] == "ok") & (rows["case"] != "summary")]
     wide = ok.pivot_table(index=["case", "seed", "method"], columns="metric", values="value", aggfunc="first")
     if "bracket_width" not in wide or "ratio" not in wide:
@@ -199,18 +205,19 @@ def summary_measurements(rows: pd.DataFrame, listed: int = 12) -> list[Measureme
     for method, g in wide.drop(index="", level="method", errors="ignore").groupby(level="method"):
         g = g.droplevel("method")
         col = {m: g[m] if m in g else pd.Series(math.nan, index=g.index)
-               for m in ("claim_rtol", "below_lower", "above_upper")}
+               for m in ("tolerance", "below_lower", "above_upper")}
+        miss = col["below_lower"].fillna(-math.inf).combine(col["above_upper"].fillna(-math.inf), max)
+        exact = col["below_lower"].notna() & col["above_upper"].notna()
+        violated = (miss > 0) & ~(exact & (miss <= col["tolerance"]))
         w = width.reindex(g.index)
-        violated = (col["below_lower"] > col["claim_rtol"]) | (col["above_upper"] > col["claim_rtol"])
-        bound = col["claim_rtol"] == 0
-        undecided = bound & (((col["below_lower"] <= 0) & (col["below_lower"] > -w))
-                             | ((col["above_upper"] <= 0) & (col["above_upper"] > -w / (1 + w))))
+        undecided = ~exact & (((col["below_lower"] <= 0) & (col["below_lower"] > -w))
+                              | ((col["above_upper"] <= 0) & (col["above_upper"] > -w / (1 + w))))
         names = [c for c, _ in g.index[violated]]
         message = ("violated on " + "; ".join(names[:listed]) + (f"; and {len(names) - listed} more"
                    if len(names) > listed else "")) if names else ""
-        values = {"claims": col["claim_rtol"].notna().sum(), "violations": violated.sum(),
-                  "undecided": undecided.sum(), "median_ratio": g["ratio"].median(),
-                  "median_time_ms": g["time_ms"].median()}
+        values = {"claims": col["tolerance"].notna().sum(), "violations": violated.sum(),
+                  "beyond_rounding": (miss > col["tolerance"]).sum(), "undecided": undecided.sum(),
+                  "median_ratio": g["ratio"].median(), "median_time_ms": g["time_ms"].median()}
         out += [Measurement(m, float(v), unit="ms" if m.endswith("_ms") else "1", case="summary",
                             method=str(method), message=message) for m, v in values.items()]
     return out
