@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from harness.exact import materialize_operator
 from harness.exact.sigma_min import SmallestSingularValue, cholesky_lower, conv_smallest_singular_value
+from test_exact_conv_norm import conv_case  # random layers of every kind (conv1d/2d, transposed, groups)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -27,34 +28,6 @@ def contains(r: SmallestSingularValue, truth: float, scale: float) -> bool:
     """The bracket holds the dense SVD's value, up to that SVD's own error (~1e-15 of σ_max)."""
     slack = 1e-12 * scale
     return r.lower - slack <= truth <= r.upper + slack
-
-
-@st.composite
-def conv_case(draw, modes=("zeros", "circular")):
-    kind = draw(st.sampled_from(["conv2d", "conv2d", "conv1d", "conv_transpose2d"]))
-    mode = "zeros" if kind == "conv_transpose2d" else draw(st.sampled_from(modes))
-    groups = draw(st.sampled_from([1, 1, 2]))
-    ci, co = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
-    k = draw(st.integers(1, 3))
-    stride, dilation, padding = draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(0, 2))
-    n = draw(st.integers(1, 7))
-    gen = torch.Generator().manual_seed(draw(st.integers(0, 2 ** 16)))
-    out_pad = 0
-    if kind == "conv_transpose2d":
-        w = torch.randn(ci, co // groups, k, k, generator=gen)
-        out_pad = draw(st.integers(0, max(stride, dilation) - 1))
-    elif kind == "conv1d":
-        w = torch.randn(co, ci // groups, k, generator=gen)
-    else:
-        w = torch.randn(co, ci // groups, k, draw(st.integers(1, 3)), generator=gen)
-    args = dict(stride=stride, padding=padding, padding_mode=mode, dilation=dilation, kind=kind,
-                groups=groups, output_padding=out_pad)
-    try:
-        a = materialize_operator(w, n, **args)
-    except ValueError:
-        assume(False)
-    assume(a.numel() > 0)
-    return w, n, args, a
 
 
 @SETTINGS
@@ -95,7 +68,7 @@ def test_fft_path_is_exact_per_frequency(case):
 
 
 @SETTINGS
-@given(conv_case(modes=("zeros",)))
+@given(conv_case(circular_ok=False))
 def test_the_witness_vector_reproduces_the_upper_end(case):
     """``upper`` is ``‖W̃x‖/‖x‖`` (or ``‖W̃ᵀy‖/‖y‖``) of the returned vector, plus rounding only."""
     w, n, args, a = case

@@ -94,6 +94,11 @@ class ConvLayer:
         """The kernel is no larger than the input on either axis (no tap wraps onto another)."""
         return all(k <= n for k, n in zip(self.kernel, self.in_hw))
 
+    def one_period(self) -> bool:
+        """Circular padding computing one period of the strided periodic map, kernel within the input:
+        the layer the frequency-domain theorems describe."""
+        return self.exactly_periodic() and self.kernel_fits()
+
     def matvec(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         """``W̃x`` for a batch ``x`` (``weight`` defaults to the layer's, in ``x``'s dtype)."""
         w = (self.weight if weight is None else weight).to(x.dtype)
@@ -136,6 +141,10 @@ class Claim:
         return self.kind in ("lower", "exact")
 
 
+#: The claim of a frequency-domain bound on a circular layer outside :meth:`ConvLayer.one_period`.
+NOT_ONE_PERIOD = Claim("none", "circular padding that is not one period of the strided map")
+
+
 class Estimator(ABC):
     """A published estimator of ``‖W̃‖₂``; subclasses set ``name``, ``paper`` and ``dtype``.
 
@@ -164,6 +173,12 @@ class Estimator(ABC):
     @abstractmethod
     def estimate(self, layer: ConvLayer) -> float:
         """The estimate of ``‖W̃‖₂`` for ``layer``."""
+
+    def count(self, value: int, what: str = "iteration") -> int:
+        """A positive integer parameter, or a ``ValueError`` naming the estimator."""
+        if int(value) != value or value < 1:
+            raise ValueError(f"{self.name} needs at least one {what}, got {value}")
+        return int(value)
 
     def describe(self) -> str:
         return f"{self.name} ({self.paper}; {str(self.dtype).replace('torch.', '')})"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Claim, ConvLayer, Estimator
+from .base import NOT_ONE_PERIOD, Claim, ConvLayer, Estimator
 
 
 def row_sum_bound(kernel: torch.Tensor, iterations: int) -> torch.Tensor:
@@ -43,16 +43,14 @@ class Delattre2024(Estimator):
     paper = "docs/references.md#delattre2024, §IV"
 
     def __init__(self, iterations: int = 4) -> None:
-        if iterations < 1:
-            raise ValueError(f"delattre2024 needs at least one iteration, got {iterations}")
-        self.iterations = int(iterations)
+        self.iterations = self.count(iterations)
 
     def claim(self, layer: ConvLayer) -> Claim:
         if not layer.circular:
             return Claim("upper", "zero padding, any input size: Delattre et al. 2024 §IV")
-        if layer.exactly_periodic() and layer.kernel_fits():
+        if layer.one_period():
             return Claim("upper", "circular padding: the periodised Gram kernel has no larger row sums")
-        return Claim("none", "circular padding that is not one period of the strided map")
+        return NOT_ONE_PERIOD
 
     def estimate(self, layer: ConvLayer) -> float:
         w = layer.weight.to(self.dtype)

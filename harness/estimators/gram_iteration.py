@@ -42,12 +42,10 @@ class GramIteration(Estimator):
     paper = "docs/references.md#delattre2023, §3 Thm. 1, Alg. 3"
 
     def __init__(self, iterations: int = 6) -> None:
-        if iterations < 1:
-            raise ValueError(f"gram_iteration needs at least one iteration, got {iterations}")
-        self.iterations = int(iterations)
+        self.iterations = self.count(iterations)
 
     def claim(self, layer: ConvLayer) -> Claim:
-        if layer.exactly_periodic() and layer.kernel_fits():
+        if layer.one_period():
             return Claim("upper", "circular padding: Delattre et al. 2023 §3 Thm. 1 on every frequency")
         return Claim("none", "the bound is for circular convolutions on the input grid")
 

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from .base import Claim, ConvLayer, Estimator
+from .base import NOT_ONE_PERIOD, Claim, ConvLayer, Estimator
 
 
 class LipGrid(Estimator):
@@ -29,16 +29,14 @@ class LipGrid(Estimator):
     paper = "docs/references.md#araujo2021, §3 Thm. 3, §4"
 
     def __init__(self, samples: int = 50) -> None:
-        if samples < 2:
-            raise ValueError(f"lipgrid needs at least 2 samples per axis, got {samples}")
-        self.samples = int(samples)
+        self.samples = self.count(samples, "sample per axis")
 
     def claim(self, layer: ConvLayer) -> Claim:
         kh, kw = layer.kernel
         if kh != kw or kh % 2 == 0:
             return Claim("none", f"the paper's code takes odd square kernels, not {kh}x{kw}")
-        if layer.circular and not (layer.exactly_periodic() and layer.kernel_fits()):
-            return Claim("none", "circular padding that is not one period of the strided map")
+        if layer.circular and not layer.one_period():
+            return NOT_ONE_PERIOD
         return Claim("upper", "Araujo et al. 2021 §3 Thm. 3 (LipGrid, §4)")
 
     def estimate(self, layer: ConvLayer) -> float:

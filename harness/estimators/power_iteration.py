@@ -44,9 +44,7 @@ class PowerIteration(Estimator):
     paper = "docs/references.md#ryu2019, §4; docs/references.md#gouk2021, §4.2 Alg. 2"
 
     def __init__(self, iterations: int = 100, seed: int = 0) -> None:
-        if iterations < 1:
-            raise ValueError(f"power_iteration needs at least one iteration, got {iterations}")
-        self.iterations, self.seed = int(iterations), int(seed)
+        self.iterations, self.seed = self.count(iterations), int(seed)
 
     def claim(self, layer: ConvLayer) -> Claim:
         return Claim("lower", "‖W̃u‖ ≤ ‖W̃‖ for every unit u (Ryu et al. 2019 §4; Gouk et al. 2021 §4.2)")
@@ -74,9 +72,7 @@ class Lip4convPowerIteration(Estimator):
     paper = "docs/references.md#ryu2019, §4, as in lip4conv's bounds.py (compute_ryu_2019)"
 
     def __init__(self, iterations: int = 100, seed: int = 0) -> None:
-        if iterations < 1:
-            raise ValueError(f"lip4conv_power_iteration needs at least one iteration, got {iterations}")
-        self.iterations, self.seed = int(iterations), int(seed)
+        self.iterations, self.seed = self.count(iterations), int(seed)
 
     def claim(self, layer: ConvLayer) -> Claim:
         scope = "published as Ryu et al. 2019's power-iteration estimate of the layer's norm"

@@ -15,7 +15,7 @@ import torch
 
 from harness.exact import alpha, alpha_bound
 
-from .base import Claim, ConvLayer, Estimator
+from .base import NOT_ONE_PERIOD, Claim, ConvLayer, Estimator
 
 
 def reshape_norm(layer: ConvLayer, dtype: torch.dtype) -> torch.Tensor:
@@ -57,8 +57,8 @@ class TsuzukuAlpha(Estimator):
     paper = "docs/references.md#tsuzuku2018, §4.1"
 
     def claim(self, layer: ConvLayer) -> Claim:
-        if layer.circular and not (layer.exactly_periodic() and layer.kernel_fits()):
-            return Claim("none", "circular padding that is not one period of the strided map")
+        if layer.circular and not layer.one_period():
+            return NOT_ONE_PERIOD
         return Claim("upper", "‖W̃‖ ≤ α‖Ŵ‖: each pixel lies in at most α² patches (Tsuzuku et al. 2018)")
 
     def estimate(self, layer: ConvLayer) -> float:

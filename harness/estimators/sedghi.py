@@ -33,7 +33,7 @@ class Sedghi2019(Estimator):
     dtype = torch.float64
 
     def claim(self, layer: ConvLayer) -> Claim:
-        if layer.exactly_periodic() and layer.stride == (1, 1) and layer.kernel_fits():
+        if layer.one_period() and layer.stride == (1, 1):
             return Claim("exact", "circular padding, stride 1: Sedghi et al. 2019 §2 Thm. 6")
         return Claim("none", "Thm. 6 covers circular padding with stride 1 and a kernel within the input")
 

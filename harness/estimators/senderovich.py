@@ -43,7 +43,7 @@ class Senderovich2022(Estimator):
     dtype = torch.float64
 
     def claim(self, layer: ConvLayer) -> Claim:
-        if layer.exactly_periodic() and layer.kernel_fits():
+        if layer.one_period():
             return Claim("exact", "circular padding, s | n: Senderovich et al. 2022 §3 Thm. 1")
         return Claim("none", "the theorem covers circular padding with s | n and n/s outputs")
 

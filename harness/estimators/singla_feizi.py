@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Claim, ConvLayer, Estimator
+from .base import NOT_ONE_PERIOD, Claim, ConvLayer, Estimator
 from .power_iteration import layer_generator, matrix_power_iteration
 
 
@@ -38,13 +38,11 @@ class SinglaFeizi2021(Estimator):
     paper = "docs/references.md#singlafeizi2021, §3 Thm. 1"
 
     def __init__(self, iterations: int = 50, seed: int = 0) -> None:
-        if iterations < 1:
-            raise ValueError(f"singla_feizi2021 needs at least one iteration, got {iterations}")
-        self.iterations, self.seed = int(iterations), int(seed)
+        self.iterations, self.seed = self.count(iterations), int(seed)
 
     def claim(self, layer: ConvLayer) -> Claim:
-        if layer.circular and not (layer.exactly_periodic() and layer.kernel_fits()):
-            return Claim("none", "circular padding that is not one period of the strided map")
+        if layer.circular and not layer.one_period():
+            return NOT_ONE_PERIOD
         return Claim("upper", "Singla & Feizi 2021 §3 Thm. 1")
 
     def estimate(self, layer: ConvLayer) -> float:

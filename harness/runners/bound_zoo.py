@@ -25,6 +25,7 @@ undecided layers (estimate inside the bracket).
 """
 from __future__ import annotations
 
+import inspect
 import math
 import statistics
 import time
@@ -32,7 +33,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from harness.estimators import ConvLayer, Estimator, make_estimator
+from harness.estimators import ESTIMATORS, ConvLayer, Estimator, make_estimator
 from harness.exact import conv_operator_norm
 from harness.results import Measurement
 from harness.suite import Case
@@ -51,7 +52,7 @@ def build_estimators(specs: list[Any], seed: int) -> list[Estimator]:
     out = []
     for spec in specs:
         name, params = (spec, {}) if isinstance(spec, str) else (spec["name"], dict(spec.get("params") or {}))
-        if name in ("power_iteration", "lip4conv_power_iteration", "singla_feizi2021"):
+        if name in ESTIMATORS and "seed" in inspect.signature(ESTIMATORS[name]).parameters:
             params.setdefault("seed", seed)
         out.append(make_estimator(name, **params))
     return out
