@@ -17,8 +17,9 @@ lipbench computes the certified float64 bracket ``lower ≤ ‖W̃‖ ≤ upper`
 * ``known_miss``: 1 where the estimator documents that its claim fails on this layer
   (it computes another map there), and ``time_ms``, its time (median over repeats).
 
-Rows of one layer have the case id ``<case>,layer=<name>`` and the estimator's name in
-the ``method`` column (the layer's own rows: bracket, time, geometry, have none). One
+Rows of one layer have the case id ``<case>,layer=<name> (<c_in>><c_out> k<k> s<s> <h>x<w>)``
+and the estimator's name in the ``method`` column (the layer's own rows: bracket and its
+time, have none). One
 failing layer or estimator becomes ``error`` rows of its own; the others are kept.
 Suite-level rows (case ``summary``) count each estimator's claims, violations and
 undecided layers (estimate inside the bracket).
@@ -43,8 +44,7 @@ from .case import short_traceback
 from .spec import Declarations, Metric, Setting
 from .zoo_layers import CLASSIFIERS, MODELS, STAGES, build_model, conv_layers, select, train_briefly
 
-LAYER_METRICS = ("norm", "norm_lower", "norm_upper", "bracket_width", "reference_ms",
-                 "kernel", "stride", "input_size", "channels_in", "channels_out")
+LAYER_METRICS = ("norm", "norm_lower", "norm_upper", "bracket_width", "reference_ms")
 
 
 def build_estimators(specs: list[Any], seed: int) -> list[Estimator]:
@@ -70,16 +70,22 @@ def timed(fn, repeats: int, budget_s: float = 0.5) -> tuple[float, list[float]]:
     return value, times
 
 
+def layer_label(layer: ConvLayer) -> str:
+    """``features.2 (64>64 k4 s2 32x32)``: the layer's name and geometry, for case ids and tables."""
+    (h, w), (kh, kw), (sh, sw) = layer.in_hw, layer.kernel, layer.stride
+    k = f"k{kh}" if kh == kw else f"k{kh}x{kw}"
+    s = f"s{sh}" if sh == sw else f"s{sh}x{sw}"
+    return f"{layer.name} ({layer.input_shape[0]}>{layer.weight.shape[0]} {k} {s} {h}x{w})"
+
+
 def layer_measurements(layer: ConvLayer, settings: dict, case: str) -> tuple[list[Measurement], Any]:
-    """The certified bracket of ``‖W̃‖`` and the layer's geometry (rows without a method)."""
+    """The certified bracket of ``‖W̃‖`` and its time (rows without a method)."""
     g = layer.geometry
     op, times = timed(lambda: conv_operator_norm(
         layer.weight, layer.in_hw, stride=g.stride, padding=g.padding, padding_mode=g.padding_mode,
         tol=settings["tol"], max_rel_width=settings["max_rel_width"]), 1)
     values = {"norm": op.value, "norm_lower": op.lower, "norm_upper": op.upper,
-              "bracket_width": op.rel_width, "reference_ms": times[0], "kernel": layer.kernel[0],
-              "stride": layer.stride[0], "input_size": layer.in_hw[0],
-              "channels_in": layer.input_shape[0], "channels_out": layer.weight.shape[0]}
+              "bracket_width": op.rel_width, "reference_ms": times[0]}
     units = {"reference_ms": "ms"}
     return [Measurement(m, float(values[m]), unit=units.get(m, "1"), case=case, message=op.detail)
             for m in LAYER_METRICS], op
@@ -94,7 +100,7 @@ def estimator_measurements(est: Estimator, layer: ConvLayer, op, repeats: int, c
     def row(metric: str, v: float, unit: str = "1", samples=None) -> Measurement:
         return Measurement(metric, v, unit=unit, case=case, method=est.name, message=note, samples=samples)
 
-    out = [row("estimate", value), row("ratio", value / op.value if op.value > 0 else math.nan),
+    out = [row("ratio", value / op.value if op.value > 0 else math.nan),
            row("time_ms", statistics.median(times), "ms", times)]
     if claim.kind != "none":
         out += [row("tolerance", est.tolerance), row("known_miss", float(bool(claim.known_miss)))]
@@ -133,12 +139,6 @@ class BoundZooRunner(Runner):
             "norm_upper": Metric("float32", "certified upper end of ||W~||"),
             "bracket_width": Metric("info", "(upper - lower) / lower"),
             "reference_ms": Metric("info", "time of the certified bracket", unit="ms"),
-            "kernel": Metric("exact", "kernel height"),
-            "stride": Metric("exact", "stride along the height"),
-            "input_size": Metric("exact", "input height"),
-            "channels_in": Metric("exact", "input channels"),
-            "channels_out": Metric("exact", "output channels"),
-            "estimate": Metric("info", "the estimator's number"),
             "ratio": Metric("float32", "estimate / certified ||W~||"),
             "time_ms": Metric("info", "the estimator's time on this layer (median over repeats)", unit="ms"),
             "tolerance": Metric("exact", "relative rounding of the estimator's arithmetic (float32 or float64), "
@@ -173,7 +173,7 @@ class BoundZooRunner(Runner):
         out: list[Measurement] = []
         for layer in select(conv_layers(net, shape), s["layers"].get(model), model):
             layer = layer.with_padding_mode(padding)
-            sub = f"{case.case},layer={layer.name}"
+            sub = f"{case.case},layer={layer_label(layer)}"
             try:
                 rows, op = layer_measurements(layer, s, sub)
             except Exception as exc:  # noqa: BLE001 - the other layers keep their rows
