@@ -19,9 +19,15 @@ import torch
 from torch import nn
 
 from harness.layers import LayerGeometry, apply_adjoint, apply_operator, geometry, output_shape
-from harness.runners.spec import FLOAT32_TOL, FLOAT64_RTOL
+from harness.runners.spec import FLOAT64_RTOL
 
 CLAIM_KINDS = ("upper", "lower", "exact", "none")
+#: Relative rounding allowed to a float32 estimator's claim. Its reductions run over up to
+#: ~1e6 terms on these layers (a power iteration's inner product over a 128x58x58 output),
+#: well beyond the ~1e4 of ``harness.runners.spec.FLOAT32_TOL``: measured up to 1.5e-5
+#: (lip4conv's power iteration on ResNet-18's layer2.0.downsample.0 lies 1.47e-5 above the
+#: certified norm in float32 and 1e-12 below it in float64); 1e-4 leaves a factor 6.
+FLOAT32_CLAIM_TOL = 1e-4
 
 
 @dataclass(frozen=True)
@@ -161,10 +167,9 @@ class Estimator(ABC):
         """Relative rounding of the estimator's arithmetic: a claim holds up to it.
 
         float64: ``harness.runners.spec.FLOAT64_RTOL`` (FFT and SVD backward errors stay below
-        1e-12 at these sizes); float32: ``FLOAT32_TOL`` (a norm or power-iteration estimate of
-        a float32 weight accumulates a few hundred roundings of 6e-8).
+        1e-12 at these sizes); float32: :data:`FLOAT32_CLAIM_TOL`.
         """
-        return FLOAT64_RTOL if self.dtype == torch.float64 else FLOAT32_TOL
+        return FLOAT64_RTOL if self.dtype == torch.float64 else FLOAT32_CLAIM_TOL
 
     @abstractmethod
     def claim(self, layer: ConvLayer) -> Claim:
