@@ -42,7 +42,7 @@ from harness.suite import Case
 from .base import RunContext, Runner, register
 from .case import short_traceback
 from .spec import Declarations, Metric, Setting
-from .zoo_layers import CLASSIFIERS, MODELS, STAGES, build_model, conv_layers, select, train_briefly
+from .zoo_layers import MODELS, conv_layers, model_at_stage, select
 
 LAYER_METRICS = ("norm", "norm_lower", "norm_upper", "bracket_width", "reference_ms")
 
@@ -160,15 +160,11 @@ class BoundZooRunner(Runner):
     def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
         p, s = case.params, case.settings
         model, stage, padding = p["model"], self.param(case, "stage"), self.param(case, "padding")
-        if stage not in STAGES or padding not in ("zeros", "circular"):
-            raise ValueError(f"case {case.case}: stage must be one of {STAGES} and padding zeros or circular")
+        if padding not in ("zeros", "circular"):
+            raise ValueError(f"case {case.case}: padding must be zeros or circular, got {padding!r}")
         if model not in s["input_size"]:
             raise ValueError(f"settings.input_size has no size for model {model!r}")
-        if stage == "trained" and model in CLASSIFIERS:
-            raise ValueError(f"case {case.case}: stage 'trained' is for the GAN discriminators, not {model}")
-        net, generator, shape = build_model(model, int(s["input_size"][model]), case.seed)
-        if stage == "trained":
-            train_briefly(generator, net, shape, s, case.seed)
+        net, shape = model_at_stage(model, int(s["input_size"][model]), stage, case.seed, s)
         estimators = build_estimators(s["estimators"], case.seed)
         out: list[Measurement] = []
         for layer in select(conv_layers(net, shape), s["layers"].get(model), model):
