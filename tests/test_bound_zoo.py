@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from harness.baselines import evaluate_checks
 from harness.estimators import ESTIMATORS
@@ -142,3 +143,21 @@ def test_bad_settings_name_the_problem(tmp_path, one_thread):
 def test_rows_are_json_params_of_the_parent_case(rows):
     params = {json.loads(p)["padding"] for p in rows[rows["case"] != "summary"]["params"]}
     assert params == {"zeros", "circular"}
+
+
+def test_models_are_built_in_float64_and_judged_in_float32(one_thread):
+    from harness.runners.zoo_layers import conv_layers, model_at_stage, select
+    settings = {"adam": "C", "train_iterations": 2, "train_batch": 8}
+    init, shape = model_at_stage("dcgan28", 28, "init", 0, settings)
+    trained, _ = model_at_stage("dcgan28", 28, "trained", 0, settings)
+    layers = conv_layers(init, shape)
+    assert [(layer.name, layer.input_shape) for layer in layers] == [("features.0", (1, 28, 28)),
+                                                                     ("features.2", (64, 14, 14))]
+    assert all(layer.weight.dtype == torch.float32 for layer in layers)
+    assert not torch.equal(layers[1].weight, conv_layers(trained, shape)[1].weight)
+    again, _ = model_at_stage("dcgan28", 28, "init", 0, settings)
+    assert torch.equal(conv_layers(again, shape)[1].weight, layers[1].weight)  # seeded
+    with pytest.raises(ValueError, match="dcgan28 has features.0, features.2"):
+        select(layers, ["features.1"], "dcgan28")
+    with pytest.raises(ValueError, match="not resnet18"):
+        model_at_stage("resnet18", 224, "trained", 0, settings)
