@@ -18,11 +18,11 @@ lipbench computes the certified float64 bracket ``lower ≤ ‖W̃‖ ≤ upper`
   (it computes another map there), and ``time_ms``, its time (median over repeats).
 
 Rows of one layer have the case id ``<case>,layer=<name> (<c_in>><c_out> k<k> s<s> <h>x<w>)``
-and the estimator's name in the ``method`` column (the layer's own rows: bracket and its
-time, have none). One
-failing layer or estimator becomes ``error`` rows of its own; the others are kept.
-Suite-level rows (case ``summary``) count each estimator's claims, violations and
-undecided layers (estimate inside the bracket).
+and the estimator's name in the ``method`` column (the layer's own rows, the bracket and
+its time, have none). A failing layer or estimator becomes ``error`` rows of its own; the
+others are kept. Suite-level rows (case ``summary``) count each estimator's claims,
+violations (named in the message), misses beyond its tolerance and undecided bounds
+(estimate inside the bracket).
 """
 from __future__ import annotations
 
