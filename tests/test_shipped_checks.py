@@ -395,6 +395,36 @@ def _timing_slow_batch64(tmp_path, monkeypatch, suite):
     return run(tmp_path, _timing(64), [_as("variants:SlowSNw", "sn_w")])
 
 
+# --- bound_zoo -----------------------------------------------------------------------------------
+
+ZOO_TINY = dict(matrix={"model": ["dcgan28"], "stage": ["init"], "padding": ["zeros", "circular"]}, include=[],
+                settings={"layers": {"dcgan28": ["features.0"]}, "timing_repeats": 1,
+                          "estimators": ["gram_iteration", "power_iteration", "lip4conv_power_iteration"]})
+
+
+@breaks("bound_zoo", "upper_claims_hold")
+def _zoo_bound_too_low(tmp_path, monkeypatch, suite):
+    from harness.estimators.gram_iteration import GramIteration
+    real = GramIteration.estimate
+    monkeypatch.setattr(GramIteration, "estimate", lambda self, layer: 0.5 * real(self, layer))
+    return run(tmp_path, shrunk("bound_zoo", **ZOO_TINY))
+
+
+@breaks("bound_zoo", "lower_claims_hold")
+def _zoo_estimate_too_high(tmp_path, monkeypatch, suite):
+    from harness.estimators.power_iteration import PowerIteration
+    real = PowerIteration.estimate
+    monkeypatch.setattr(PowerIteration, "estimate", lambda self, layer: 1.01 * real(self, layer))
+    return run(tmp_path, shrunk("bound_zoo", **ZOO_TINY))
+
+
+@breaks("bound_zoo", "known_misses_reproduce")
+def _zoo_miss_fixed(tmp_path, monkeypatch, suite):
+    from harness.estimators.power_iteration import Lip4convPowerIteration, PowerIteration
+    monkeypatch.setattr(Lip4convPowerIteration, "estimate", PowerIteration.estimate)  # the layer's own map
+    return run(tmp_path, shrunk("bound_zoo", **ZOO_TINY))
+
+
 # --- the tests -----------------------------------------------------------------------------------
 
 def test_every_check_has_a_breaker():

@@ -4,6 +4,8 @@
 * :func:`conv_operator_norm`, :func:`layer_operator_norm`: ``‖W̃‖₂`` of a layer on inputs of
   a given size with a certified bracket (:class:`OperatorNorm`);
   :func:`materialize_operator` for tests;
+* :func:`conv_smallest_singular_value`: ``σ_min(W̃)`` with a certified bracket
+  (:class:`SmallestSingularValue`);
 * :func:`alpha`, :func:`alpha_bound`: the lemma ``‖Ŵ‖ ≤ ‖W̃‖ ≤ α‖Ŵ‖`` and its precondition;
 * :func:`lipschitz_upper_bound`: a certified network bound over the real computation
   graph (:class:`NetworkBound`, one :class:`NodeRecord` per node), accepting exactly the ops
@@ -19,13 +21,14 @@ from .graph import InputShapeError, UnfollowableModelError, UnsupportedOperation
 from .lower import LowerBound, lipschitz_lower_bound
 from .network import NetworkBound, NodeRecord, lipschitz_upper_bound
 from .reshaped import reshaped_norm, reshaped_norms
+from .sigma_min import SmallestSingularValue, conv_smallest_singular_value
 from .declared import register_lipschitz_constant, unregister_lipschitz_constant
 
 __all__ = [
     "AlphaBound", "BracketCheck", "InputShapeError", "LowerBound", "NetworkBound", "NodeRecord",
-    "OperatorNorm", "UnfollowableModelError", "UnsupportedOperationError", "adjoint_mismatch",
-    "alpha", "alpha_bound", "check_bracket", "circular_conv_norm", "conv_operator_norm",
-    "frequency_matrices", "lanczos_operator_norm", "layer_operator_norm", "linear_operator_norm",
-    "lipschitz_lower_bound", "lipschitz_upper_bound", "materialize_operator",
+    "OperatorNorm", "SmallestSingularValue", "UnfollowableModelError", "UnsupportedOperationError",
+    "adjoint_mismatch", "alpha", "alpha_bound", "check_bracket", "circular_conv_norm", "conv_operator_norm",
+    "conv_smallest_singular_value", "frequency_matrices", "lanczos_operator_norm", "layer_operator_norm",
+    "linear_operator_norm", "lipschitz_lower_bound", "lipschitz_upper_bound", "materialize_operator",
     "register_lipschitz_constant", "reshaped_norm", "reshaped_norms", "unregister_lipschitz_constant",
 ]

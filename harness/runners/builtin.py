@@ -9,3 +9,4 @@ from . import snw_vs_snconv  # noqa: F401
 from . import lipschitz_certificate  # noqa: F401
 from . import claims  # noqa: F401
 from . import contract  # noqa: F401
+from . import bound_zoo  # noqa: F401
