@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import multiprocessing
 import os
 import resource
@@ -55,6 +56,11 @@ GROUP_POLL_S = 0.5
 STOP_GRACE_S = 0.5
 #: How long a worker that returned its result may take to exit by itself before it is killed.
 EXIT_GRACE_S = 2.0
+#: What a worker sends once it runs, before the case: a case's timeout counts from there, not
+#: from the fork server's first start (which imports torch: seconds, a minute on a loaded machine).
+STARTED = "started"
+#: How long a worker may take to start (the fork server's imports included).
+START_LIMIT_S = 600.0
 _CONTEXT: Any = None
 _LIVE: set[int] = set()  # process groups of running workers
 _LIVE_LOCK = threading.Lock()
@@ -99,6 +105,7 @@ def _worker(conn: Connection, case: Case, runner: Runner, max_memory: int | None
             resource.setrlimit(resource.RLIMIT_DATA, (max_memory, max_memory))
         except (ValueError, OSError):
             pass  # a hard limit below ours: the harness still watches the resident size
+    conn.send(STARTED)
     try:
         outcome: Any = run_case(case, runner)
     except KeyboardInterrupt as exc:  # raised by the code under test: no signal reaches a worker's session
@@ -119,7 +126,8 @@ def run_isolated(case: Case, runner: Runner, *, timeout: float | None,
     with _LIVE_LOCK:
         _LIVE.add(proc.pid)
     send.close()
-    deadline = time.monotonic() + timeout if timeout else None
+    deadline = None  # set once the worker runs
+    start_by = time.monotonic() + START_LIMIT_S
     result: Any = None
     reason = ""
     next_group_poll = 0.0
@@ -131,8 +139,14 @@ def run_isolated(case: Case, runner: Runner, *, timeout: float | None,
                     result = receive.recv()
                 except EOFError:
                     result = None
+                if isinstance(result, str) and result == STARTED:
+                    result, deadline = None, time.monotonic() + timeout if timeout else math.inf
+                    continue
                 break
             if proc.sentinel in ready:
+                break
+            if deadline is None and time.monotonic() > start_by:
+                reason = f"the case's worker did not start within {START_LIMIT_S:g} s; it was killed"
                 break
             if deadline is not None and time.monotonic() > deadline:
                 reason = (f"the case ran past its timeout of {timeout:g} s; its worker and every process "
