@@ -229,11 +229,19 @@ def _complete_run(tmp_path):
     return out, clean, (out.path / "cases.jsonl").read_bytes()
 
 
-def test_a_torn_last_line_is_repaired_on_resume_at_every_byte_offset(tmp_path):
+def _cut_points(start: int, end: int, edge: int = 48, stride: int = 17) -> list[int]:
+    """Where a crash may stop the write of the line ``data[start:end]``: every byte near both
+    ends (the key, the closing braces and the newline) and every ``stride``-th byte between
+    (a prime stride, so the cuts fall at every kind of position in the record's fields)."""
+    every = set(range(start + 1, min(start + edge, end))) | set(range(max(start + 1, end - edge), end))
+    return sorted(every | set(range(start + 1, end, stride)))
+
+
+def test_a_torn_last_line_is_repaired_on_resume_wherever_the_write_stopped(tmp_path):
     out, clean, data = _complete_run(tmp_path)
     start = data.rstrip(b"\n").rfind(b"\n") + 1  # the last case's line
     last_key = tuple(json.loads(data[start:])["key"])
-    for cut in range(start + 1, len(data)):  # a crash can stop the write after any byte
+    for cut in _cut_points(start, len(data)):  # a crash can stop the write after any byte
         (out.path / "cases.jsonl").write_bytes(data[:cut])
         assert out.torn() and last_key not in out.completed_keys()
         CALLS.clear()
