@@ -41,7 +41,7 @@ class Family:
     def installed(self) -> bool:
         try:
             return importlib.util.find_spec(self.package) is not None
-        except ModuleNotFoundError:  # a missing parent package (``deel``)
+        except (ModuleNotFoundError, ValueError):  # a missing parent package (``deel``), a blocked module
             return False
 
 
