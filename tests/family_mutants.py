@@ -4,51 +4,24 @@ on, for tests/test_families.py.
 Importable as ``family_mutants:Name`` when ``tests/`` is on ``sys.path`` (like ``mutants.py``).
 Each mutant subclasses a family and inherits or declares its claim; :data:`MUTANTS` maps it to
 where it is judged (``"contract"``: :func:`harness.methods.run_contract` on the contract's
-zero-padded model; ``"circular"``: the observation/judge split on :func:`circular_model`) and the
+zero-padded model; ``"circular"``: the observation/judge split on
+:func:`harness.methods.families.judge.circular_model`) and the
 claim that must be named in its violation. :data:`CORRECT` lists families that must pass there.
 """
 from __future__ import annotations
 
-import copy
-from collections import OrderedDict
-
 import torch
-from torch import nn
 from torch.nn.utils import parametrize
 
 from harness.methods.families.orthogonium import OrthogoniumAOC, OrthogoniumAOL
 from harness.methods.families.torchlip import TorchlipSpectral
-from harness.observe.effective import observe_now, settle
-from harness.observe.verify import make_plan, measure_layers
+from harness.methods.families.judge import CIRCULAR_SHAPE, circular_model, observe_and_judge
 
-#: Input shape (without batch) of :func:`circular_model`.
-CIRCULAR_SHAPE = (2, 8, 8)
-
-
-def circular_model(seed: int = 0) -> nn.Module:
-    """A small discriminator with circular padding throughout (stride 1, stride 2 with k = 4 and
-    with k = s = 2, a linear head): the geometry an orthogonal convolution can be orthogonal on."""
-    torch.manual_seed(seed)
-    return nn.Sequential(OrderedDict(
-        conv1=nn.Conv2d(2, 4, 3, padding=1, padding_mode="circular"), act1=nn.LeakyReLU(0.1),
-        conv2=nn.Conv2d(4, 8, 4, stride=2, padding=1, padding_mode="circular"), act2=nn.LeakyReLU(0.1),
-        conv3=nn.Conv2d(8, 8, 2, stride=2, padding_mode="circular"), act3=nn.LeakyReLU(0.1),
-        flat=nn.Flatten(), head=nn.Linear(8 * 2 * 2, 1)))
-
-
-def judge_circular(method, seed: int = 0, budget: int = 400):
-    """The claim of ``method`` on :func:`circular_model`, by the observation/judge split: the
-    method-applied copy settles with zero-learning-rate steps and is observed in eval mode
-    (:mod:`harness.observe.effective`, the defendant's side); lipbench's plain model and the
-    observations give the measurements (:func:`harness.observe.verify.measure_layers`)."""
-    plain = circular_model(seed)
-    plan = make_plan(plain, CIRCULAR_SHAPE, seed + 1)
-    model = method.apply(copy.deepcopy(plain))
-    settle(model, method, plan["inputs"], plan, budget=budget)
-    model.eval()
-    with torch.no_grad():
-        record = observe_now(model, plan)
-    return measure_layers(method.claim, method.claim.target_value(method.params), plain, plan, record)
+def judge_circular(method, seed: int = 0):
+    """The claim of ``method`` on every layer of :func:`circular_model`, by the observation/judge
+    split (:func:`harness.methods.families.judge.observe_and_judge`)."""
+    return [j.measurement for j in observe_and_judge(method, circular_model(seed), CIRCULAR_SHAPE, seed,
+                                                     spectrum=False)]
 
 
 # --- mutants ---------------------------------------------------------------------------------------
