@@ -1,8 +1,8 @@
 """``orthogonium_aoc`` and ``orthogonium_aol``: orthogonium's layers (orthogonium 0.0.4; extra
 ``orthogonium``), swapped in for the discriminator's weight layers at the same paths.
 
-``orthogonium_aoc``: Adaptive Orthogonal Convolutions (Boissin et al. 2025, arXiv 2501.07930):
-``AdaptiveOrthoConv2d`` (``FastBlockConv2d``: BCOP, Li et al. 2019; ``RKOConv2d`` when kernel =
+``orthogonium_aoc``: Adaptive Orthogonal Convolutions (Boissin et al. 2025, docs/references.md#boissin2025):
+``AdaptiveOrthoConv2d`` (``FastBlockConv2d``: BCOP, Li et al. 2019, docs/references.md#li2019; ``RKOConv2d`` when kernel =
 stride; ``BcopRkoConv2d`` otherwise), ``AdaptiveOrthoConvTranspose2d`` and ``OrthoLinear``, each
 orthogonalised by a power iteration then ``bjorck_iterations`` Björck steps
 (``W ← 1.5W − 0.5WWᵀW``, orthogonium's default 12). Its explicit kernel is orthogonal as a
@@ -18,7 +18,8 @@ but orthogonality is lost at the border (``AdaptiveOrthoConv2d``'s docstring). H
   float32 kernel orthogonal to about 1e-6 (measured, tests/test_families.py), so 1e-3 states the
   library's tolerance with room for float32 rounding, not a tighter one.
 
-``orthogonium_aol``: Almost-Orthogonal Layers (Prach & Lampert, ECCV 2022, Thm 1 and 2):
+``orthogonium_aol``: Almost-Orthogonal Layers (Prach & Lampert, ECCV 2022, Thm 1 and 2,
+docs/references.md#prach2022):
 ``AOLConv2D`` / ``AOLConvTranspose2D`` rescale the kernel by ``(Σ_j |KᵀK|_ij q_j/q_i)^{-1/2}``, which
 makes ``‖W̃‖ ≤ 1`` for zero or circular padding and any input size; a linear layer is rescaled
 by the same rule on its matrix (a 1×1 kernel). Claim: ``operator_spectral_at_most 1``.

@@ -6,11 +6,11 @@ registered in their ``__init__`` after an orthogonal initialisation and a zero b
 
 1. ``torch.nn.utils.parametrizations.spectral_norm`` (power iteration, stopping tolerance
    ``eps_spectral``, default 1e-3): ``W / σ(Ŵ)``;
-2. ``deel.torchlip.utils.bjorck_norm`` (Björck & Bowie 1971; Anil et al. 2019, §4):
+2. ``deel.torchlip.utils.bjorck_norm`` (Anil et al. 2019, §4, docs/references.md#anil2019):
    ``W ← (1 + β)W − βWWᵀW`` until ``‖W_{t+1} − W_t‖_F < eps_bjorck`` (default 1e-3, at most
    15 steps, β = 0.5), every singular value of ``Ŵ`` pushed towards 1;
 3. ``deel.torchlip.utils.lconv_norm`` (convolutions only; Serrurier et al. 2021,
-   arXiv 2006.06520): ``W · 1/√(⌈k_h/s_h⌉⌈k_w/s_w⌉)``, Tsuzuku et al. 2018's
+   docs/references.md#serrurier2021): ``W · 1/√(⌈k_h/s_h⌉⌈k_w/s_w⌉)``, Tsuzuku et al. 2018's
    ``‖W̃‖ ≤ √(⌈k_h/s_h⌉⌈k_w/s_w⌉)·‖Ŵ‖`` (docs/references.md#tsuzuku2018) turned into a
    correction coefficient.
 
