@@ -62,8 +62,8 @@ def row(label: str, factory, model_label: str, plain, shape) -> str | None:
     error = max(j.measurement.error for j in judged)
     verdict = "pass" if error <= CLAIM_RTOL else "violation"
     return (f"| {label} | {model_label} | {method.claim.quantity} {method.claim.target_value(method.params):g} | "
-            f"[{top['sigma_max_lower']:.7f}, {top['sigma_max_upper']:.7f}] | "
-            f"[{low['sigma_min_lower']:.7f}, {low['sigma_min_upper']:.7f}] | {error:.3g} {verdict} | {seconds:.1f} |")
+            f"[{top['sigma_max_lower']:.9f}, {top['sigma_max_upper']:.9f}] | "
+            f"[{low['sigma_min_lower']:.9f}, {low['sigma_min_upper']:.9f}] | {error:.3g} {verdict} | {seconds:.1f} |")
 
 
 def main() -> None:
