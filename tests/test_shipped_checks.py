@@ -220,6 +220,7 @@ def _quality_flat_rank(tmp_path, monkeypatch, suite):
 @breaks("lin_bssn_sweep", "quality_finite")
 @breaks("miyato_table2", "quality_finite")
 @breaks("sample_quality", "quality_finite")
+@breaks("layer_families_quality", "quality_finite")
 def _quality_negative_fid(tmp_path, monkeypatch, suite):
     from harness.runners import sample_quality
     real = sample_quality.compute_sample_quality
@@ -393,6 +394,33 @@ def _timing_slow(tmp_path, monkeypatch, suite):
 @breaks("training_time", "sn_w_overhead_gpu")
 def _timing_slow_batch64(tmp_path, monkeypatch, suite):
     return run(tmp_path, _timing(64), [_as("variants:SlowSNw", "sn_w")])
+
+
+# --- layer families (tests/test_families.py; the extras are installed here) -----------------------
+
+@breaks("layer_families", "claim_on_fixed_weights", "claim_during_training")
+def _families_uncorrected(tmp_path, monkeypatch, suite):
+    return run(tmp_path, shrunk(suite, **CLAIMS_TINY), ["family_mutants:TorchlipWithoutCorrection"])
+
+
+@breaks("layer_families", "settles_on_fixed_weights")
+def _families_never_settles(tmp_path, monkeypatch, suite):
+    settings = {**CLAIMS_TINY["settings"], "settle_budget": 250}
+    return run(tmp_path, shrunk(suite, **{**CLAIMS_TINY, "settings": settings}), ["mutants:SNwAlternates"])
+
+
+@breaks("layer_families", "computes_what_it_reports")
+def _families_computes_with_another(tmp_path, monkeypatch, suite):
+    return run(tmp_path, shrunk(suite, **CLAIMS_TINY), ["corpus:ComputesWithAnother"])
+
+
+@breaks("layer_families_time", "time_measured")
+def _families_time_nan(tmp_path, monkeypatch, suite):
+    from harness.runners import training_time
+    monkeypatch.setattr(training_time, "_median", lambda values: -1.0)  # a broken median
+    return run(tmp_path, shrunk(suite, matrix={"model": ["dcgan_digits"], "size": [8], "batch": [16]},
+                                settings={"model_args": {"dcgan_digits": {"channels": 1, "ch": 8}}, "repeats": 2}),
+               ["torchlip_spectral"])
 
 
 # --- bound_zoo -----------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ Built-ins (see each class's docstring for the rule and the paper): ``none``,
 its :class:`Claim` and :class:`MethodTags`; :func:`measure_claim` measures a claim on
 the model a method returned and :func:`run_contract` runs the invariants every method
 must satisfy (``harness.methods.contract``). Loading ``module:attr`` imports that module
-(see :mod:`.registry`).
+(see :mod:`.registry`). The 1-Lipschitz layer families of deel-torchlip and orthogonium
+(optional extras) resolve by name too, importing their library only then (:mod:`.families`).
 """
 from .base import Method
 from .claims import Claim, MethodTags

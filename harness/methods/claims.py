@@ -8,7 +8,8 @@ target (a number, or the name of a method parameter such as ``"s"`` or ``"c"``).
   and Frobenius normalisations; orthonormal layers, every singular value at the target);
 * ``"bound"``: the quantity never exceeds the target (weight clipping's entries, exactly
   after every step; a spectral norm at most the target: Björck, Parseval, Frobenius
-  normalisation, whose spectral norm is at most the Frobenius norm);
+  normalisation, whose spectral norm is at most the Frobenius norm; an orthogonal layer's
+  operator, every singular value within the target tolerance of 1);
 * ``"penalty"``: a soft claim, a loss term that pulls the quantity towards the target
   (two-sided) or under it (one-sided, ``interpolate_gradient_at_most``) and certifies
   nothing (gradient penalty, orthonormal regularisation);
@@ -58,6 +59,9 @@ QUANTITIES: dict[str, Quantity] = {
     "operator_spectral_at_most": Quantity(
         "bound", "the spectral norm of every layer's operator W̃ (the layer without bias as a "
                  "linear map on its real input size) is at most {t}"),
+    "operator_orthogonal": Quantity(
+        "bound", "every singular value of every layer's operator W̃ (the layer without bias as a linear "
+                 "map on its real input size) lies within {t} of 1: max(σ_max − 1, 1 − σ_min) ≤ {t}"),
     "reshape_singular_values": Quantity(
         "equality", "every singular value of every layer's reshaped weight Ŵ is {t} (orthonormal "
                     "rows or columns, scaled by {t})"),
@@ -84,6 +88,9 @@ SPECTRAL = ("reshape_spectral", "balanced_spectral", "operator_spectral")
 #: ``‖W‖ ≤ t``): the spectral claims, the bounds, and orthonormal layers.
 SPECTRAL_AT_MOST = SPECTRAL + ("reshape_spectral_at_most", "operator_spectral_at_most",
                                "reshape_singular_values")
+#: Quantities about the whole spectrum of each layer's operator: measured with certified brackets
+#: of ``σ_max`` and ``σ_min`` (:func:`harness.exact.conv_smallest_singular_value`).
+OPERATOR_SPECTRUM = ("operator_orthogonal",)
 #: Quantities Miyato et al. 2018 (§3, App. D) show to favour low-rank weights.
 LOW_RANK = ("row_norms", "frobenius", "entries_within")
 #: Claims about input gradients at interpolates (two-sided, one-sided).
@@ -234,5 +241,5 @@ def profile(method: Any, as_name: str = "") -> dict[str, Any]:
 PROFILE_TYPES = {"claim": "string", "claim_kind": "string", "target": "number",
                  **{name: "bool" for name in MethodTags.__dataclass_fields__}}
 
-__all__ = ["Claim", "INTERPOLATE", "LOW_RANK", "MethodTags", "QUANTITIES", "MODEL_LEVEL", "PROFILE_TYPES", "Quantity",
+__all__ = ["Claim", "INTERPOLATE", "LOW_RANK", "MethodTags", "QUANTITIES", "MODEL_LEVEL", "OPERATOR_SPECTRUM", "PROFILE_TYPES", "Quantity",
            "SPECTRAL", "SPECTRAL_AT_MOST", "claim_of", "description", "judged_claim", "profile"]

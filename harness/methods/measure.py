@@ -28,13 +28,13 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from harness.exact import layer_operator_norm, reshaped_norm
-from harness.layers import (AFFINE_LAYERS, WEIGHT_LAYERS, layer_kind, reshape_matrix, standard_forward,
+from harness.exact import conv_smallest_singular_value, layer_operator_norm, reshaped_norm
+from harness.layers import (AFFINE_LAYERS, WEIGHT_LAYERS, geometry, layer_kind, reshape_matrix, standard_forward,
                             swapped_reshape_matrix)
 
 from .base import Method
-from .claims import INTERPOLATE, Claim
-from .forward_map import ClaimMeasurementError, ForwardMap, _like, kernel_from_forward
+from .claims import INTERPOLATE, OPERATOR_SPECTRUM, Claim
+from .forward_map import DENSE_LIMIT, ClaimMeasurementError, ForwardMap, _like, kernel_from_forward
 
 @dataclass(frozen=True)
 class ClaimMeasurement:
@@ -166,6 +166,51 @@ def weight_quantity(quantity: str, w: torch.Tensor, kind: str,
     raise ValueError(f"{quantity!r} is not a weight quantity")
 
 
+def spectrum_of_layer(layer: nn.Module, shape: Sequence[int] | None) -> dict[str, float]:
+    """Certified float64 brackets of ``σ_max`` and ``σ_min`` of a standard layer's operator ``W̃``
+    (``layer.weight`` on inputs of ``shape``, no batch): :func:`harness.exact.layer_operator_norm`
+    and :func:`harness.exact.conv_smallest_singular_value` (a ``Linear`` as a length-1 ``Conv1d``)."""
+    geom = geometry(layer)
+    top = layer_operator_norm(layer, shape)
+    w = layer.weight.detach().to("cpu", torch.float64)
+    if geom.kind == "linear":
+        low = conv_smallest_singular_value(w.unsqueeze(-1), (1,), kind="conv1d")
+    else:
+        dims = 1 if geom.kind == "conv1d" else 2
+        low = conv_smallest_singular_value(w, tuple(shape)[-dims:], stride=geom.stride, padding=geom.padding,
+                                           padding_mode=geom.padding_mode, dilation=geom.dilation,
+                                           kind=geom.kind, groups=geom.groups,
+                                           output_padding=geom.output_padding or 0)
+    return {"sigma_max": top.value, "sigma_max_lower": top.lower, "sigma_max_upper": top.upper,
+            "sigma_min": low.value, "sigma_min_lower": low.lower, "sigma_min_upper": low.upper,
+            "method": f"{top.method} / {low.method}"}
+
+
+def spectrum_of_map(fmap: Any) -> dict[str, float]:
+    """``σ_max`` and ``σ_min`` of an observed map (dense float64 SVD of its matrix; the brackets
+    are the SVD's values: LAPACK's backward-stable SVD errs by ``O(u‖A‖)``, far below any
+    tolerance a layer claims)."""
+    if fmap.in_dim * fmap.out_dim > DENSE_LIMIT:
+        raise ClaimMeasurementError(f"layer {fmap.name!r}: its map ({fmap.out_dim} x {fmap.in_dim}) is too "
+                                    "large for the dense SVD an orthogonality claim needs")
+    values = torch.linalg.svdvals(fmap.matrix())
+    top, low = float(values.max()), float(values.min())
+    return {"sigma_max": top, "sigma_max_lower": top, "sigma_max_upper": top,
+            "sigma_min": low, "sigma_min_lower": low, "sigma_min_upper": low, "method": "dense SVD of the map"}
+
+
+def orthogonality_deviation(spectrum: dict[str, float]) -> tuple[float, dict[str, Any]]:
+    """``max(σ_max − 1, 1 − σ_min)`` (the singular value farthest from 1) and the brackets, with the
+    deviation's certified ends: ``deviation_upper`` from ``σ_max``'s upper and ``σ_min``'s lower end
+    (a pass below the tolerance is certain), ``deviation_lower`` from the other ends (a violation
+    above it is certain)."""
+    value = max(spectrum["sigma_max"] - 1.0, 1.0 - spectrum["sigma_min"])
+    summary = {**spectrum,
+               "deviation_upper": max(spectrum["sigma_max_upper"] - 1.0, 1.0 - spectrum["sigma_min_lower"]),
+               "deviation_lower": max(spectrum["sigma_max_lower"] - 1.0, 1.0 - spectrum["sigma_min_upper"], 0.0)}
+    return value, summary
+
+
 def claim_error(kind: str, measured: float, target: float) -> float:
     """Relative error (equality, penalty) or relative excess (bound); ``inf`` if not finite."""
     if not math.isfinite(measured):
@@ -184,7 +229,8 @@ def measure_layer(name: str, layer: nn.Module, how: str, quantity: str, kind: st
     :class:`~.forward_map.DenseMap`; built from ``layer`` when not given) measured, with
     ``layer`` giving the geometry. ``shape``: the layer's input shape without batch."""
     measured_as = MEASURED_AS.get(quantity, quantity)
-    needs_shape = how == "forward" or (measured_as == "operator_spectral" and not isinstance(layer, nn.Linear))
+    needs_shape = how == "forward" or (measured_as in ("operator_spectral", *OPERATOR_SPECTRUM)
+                                       and not isinstance(layer, nn.Linear))
     if needs_shape and shape is None and fmap is None:
         raise ClaimMeasurementError(
             f"layer {name!r} ({type(layer).__name__}): measuring "
@@ -197,6 +243,8 @@ def measure_layer(name: str, layer: nn.Module, how: str, quantity: str, kind: st
         if measured_as == "operator_spectral":
             measured, method = fmap.operator_norm()
             summary = {"method": method}
+        elif measured_as in OPERATOR_SPECTRUM:
+            measured, summary = orthogonality_deviation(spectrum_of_map(fmap))
         else:
             w = kernel_from_forward(fmap)
             measured, summary = weight_quantity(quantity, w, layer_kind(layer, name), target)
@@ -208,6 +256,8 @@ def measure_layer(name: str, layer: nn.Module, how: str, quantity: str, kind: st
             norm = layer_operator_norm(layer, shape)
             measured = norm.value
             summary = {"lower": norm.lower, "upper": norm.upper, "method": norm.method}
+        elif measured_as in OPERATOR_SPECTRUM:
+            measured, summary = orthogonality_deviation(spectrum_of_layer(layer, shape))
         else:
             measured, summary = weight_quantity(quantity, w, layer_kind(layer, name), target)
     return ClaimMeasurement(name, quantity, kind, measured, target,
@@ -285,4 +335,5 @@ def measure_claim(method: Method, model: nn.Module, input_shape: Sequence[int] |
 
 __all__ = ["ClaimMeasurement", "ClaimMeasurementError", "MEASURED_AS", "claim_error", "claim_layers",
            "evaluating", "interpolate_gradient_norms", "interpolate_measurement", "measure_claim", "measure_layer",
-           "record_input_shapes", "weight_quantity"]
+           "orthogonality_deviation", "record_input_shapes", "spectrum_of_layer", "spectrum_of_map",
+           "weight_quantity"]

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 from harness.imports import ReferenceLoadError, resolve
 
 from .base import Method
+from .families import FAMILIES, load_family
 from .params import MethodLoadError, MethodParameterError, validate_params
 
 ENTRY_POINT_GROUP = "lipbench.methods"
@@ -90,8 +91,9 @@ def _entry_point_methods() -> dict[str, Any]:
 
 
 def available() -> list[str]:
-    """Names accepted by :func:`get`: built-ins, then installed entry points (not imported)."""
-    return sorted(_BUILTIN) + sorted(set(_entry_point_methods()) - set(_BUILTIN))
+    """Names accepted by :func:`get`: built-ins, then the layer families (:mod:`.families`, whether
+    or not their package is installed), then installed entry points (not imported)."""
+    return sorted(_BUILTIN) + sorted(FAMILIES) + sorted(set(_entry_point_methods()) - set(_BUILTIN) - set(FAMILIES))
 
 
 def load(reference: str) -> type[Method] | Callable[..., Method]:
@@ -109,6 +111,8 @@ def load(reference: str) -> type[Method] | Callable[..., Method]:
 def _factory(name: str) -> type[Method] | Callable[..., Method]:
     if name in _BUILTIN:
         return _BUILTIN[name]
+    if name in FAMILIES:
+        return load_family(name)
     if ":" in name:
         return load(name)
     eps = _entry_point_methods()
