@@ -80,13 +80,14 @@ def _relative(change: float, baseline: float) -> float:
 
 
 def compare_tolerance(value: float, baseline: float, *, rtol: float, atol: float = 0.0,
-                      better: str | None = None, source: str = "") -> Judgement:
-    """``|value - baseline| <= atol + rtol·|baseline|``; beyond it, the direction decides."""
+                      better: str | None = None, source: str = "", against: str = "baseline") -> Judgement:
+    """``|value - baseline| <= atol + rtol·|baseline|``; beyond it, the direction decides
+    (``against``: what the reference is called in the detail)."""
     limit = atol + rtol * abs(baseline)
     worse = _worse(value, baseline, better)
     moved = abs(value - baseline) > limit
     why = f" ({source})" if source else ""
-    detail = (f"{value:.10g} vs baseline {baseline:.10g}: |difference| {abs(value - baseline):.3g} "
+    detail = (f"{value:.10g} vs {against} {baseline:.10g}: |difference| {abs(value - baseline):.3g} "
               f"{'>' if moved else '<='} tolerance {limit:.3g}{why}")
     if not moved:
         verdict = "pass"

@@ -185,7 +185,8 @@ def _tolerance(ident: dict, metric: Metric, old: pd.DataFrame, new: pd.DataFrame
         return verdict_row(**base, verdict="pass" if status == ref_status else "regression",
                            detail=f"status {status} vs A's {ref_status}: {mine['message'].iloc[0]}")
     rtol, atol, source = tolerance_of(metric)
-    j = compare_tolerance(value, reference, rtol=rtol, atol=atol, better=metric.better, source=source)
+    j = compare_tolerance(value, reference, rtol=rtol, atol=atol, better=metric.better, source=source,
+                          against="A")
     return verdict_row(**base, verdict=j.verdict, effect=j.effect, threshold=j.threshold,
                        detail=f"{j.test}: {j.detail}{note}")
 
