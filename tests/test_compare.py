@@ -34,7 +34,9 @@ def runs(tmp_path_factory):
     suites.mkdir()
     data = {"name": "mc", "description": "small thm2_variance", "kind": "thm2_variance",
             "matrix": {"m": [4, 16], "n": [4, 32], "distribution": ["gaussian", "uniform"]},
-            "seeds": [0], "settings": {"matrices": 200}, "presets": {"ci": {}, "full": {}}}
+            "seeds": [0], "settings": {"matrices": 200}, "presets": {"ci": {}, "full": {}},
+            "checks": [{"name": "thm2_upper_bound", "metric": "variance_ci_low", "assert": "value <= 1 / max(m, n)",
+                        "cite": "Lin et al. 2021, Thm 2"}]}
     (suites / "mc.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     out = {}
     for name, count in (("a", 60), ("b", 90)):
@@ -88,6 +90,18 @@ def test_a_doubled_variance_is_caught_and_named(runs, capsys, tmp_path):
         ("m=16,n=32,distribution=uniform", "variance", "changed")]
     assert any(line.startswith("worst differences (1 failing)") for line in lines)
     assert any("CHANGED" in line and "m=16,n=32,distribution=uniform variance" in line for line in lines)
+
+
+def test_a_check_that_held_in_a_and_is_violated_in_b_is_a_regression(runs, capsys, tmp_path):
+    root, suites, out = runs
+    broken = tmp_path / "broken"
+    _copy(out["b"], broken)
+    _edit(broken, lambda row, key: 1.0 if key[1] == "m=4,n=4,distribution=gaussian" and key[3] == 0
+          and row["metric"] == "variance_ci_low" else row["value"])
+    code, lines, _ = _compare(capsys, out["a"], broken, suites, tmp_path / "r.html")
+    assert code == 1
+    assert any(x.startswith("  REGRESSION  mc/m=4,n=4,distribution=gaussian variance_ci_low seed=0: held in A (pass), "
+                            "violation in B") for x in lines), lines
 
 
 def test_identical_settings_compare_exact_metrics_per_seed(runs, capsys, tmp_path):

@@ -174,9 +174,18 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _suites_of(results: ResultsDir, explicit: str | None) -> list[Suite]:
     """The suites of a results folder: from ``--suites-dir`` when given, else the files it was run from."""
+    return resolve_suites(_suite_files_of(results, explicit), suites_dir(explicit))
+
+
+def _suite_files_of(results: ResultsDir, explicit: str | None) -> list[str]:
     names = set(results.rows()["suite"]) | {n for n in results.manifest().get("suites", []) if isinstance(n, str)}
-    files = sorted({_suite_file(name, results, explicit) for name in names if NAME.match(name)})
-    return resolve_suites(files, suites_dir(explicit))
+    return sorted({_suite_file(name, results, explicit) for name in names if NAME.match(name)})
+
+
+def _checked_suites(results: ResultsDir, explicit: str | None) -> list[Suite]:
+    """The suites of B whose files exist (their checks are compared; no method is imported)."""
+    files = [f for f in _suite_files_of(results, explicit) if Path(f).is_file()]
+    return resolve_suites(files, suites_dir(explicit), import_methods=False) if files else []
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -202,7 +211,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     a, b = ResultsDir(args.a), ResultsDir(args.b)
     with a.reading(), b.reading():
         kinds = _suite_kinds(args.suites_dir)
-        comparison = compare_runs(read_side(a, "A", kinds), read_side(b, "B", kinds))
+        comparison = compare_runs(read_side(a, "A", kinds), read_side(b, "B", kinds),
+                                  _checked_suites(b, args.suites_dir))
     title = f"lipbench compare {a.path} -> {b.path}"
     report = Path(args.report) if args.report else default_report(f"compare-{a.path.name}-{b.path.name}")
     write_comparison(report, comparison, title=title)

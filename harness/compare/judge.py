@@ -16,9 +16,9 @@ outcome       B's seeds against A's seeds (the       ``n/a``
 timing        Mann-Whitney U and minimum effect      ``n/a``
 ============  =====================================  ===============================================
 
-A method, case or metric A has and B lacks is ``missing`` (failing: B does not cover it); one
-only B has is ``new``. B's errors are ``error``; A's errored cases are ``n/a`` (nothing to
-compare with). Checks are not judged here (``lipbench report`` does that).
+A method, case or metric A has and B lacks is ``missing`` (failing: B does not cover it), and
+so is a case B planned and never finished; one only B has is ``new``. B's errors are ``error``; A's errored cases are ``n/a`` (nothing to
+compare with). Checks are compared by :mod:`.checks`.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.baselines.compare import ALL_SEEDS, judged_values, run_errors, tolerance_of
+from harness.baselines.compare import ALL_SEEDS, judged_values, not_run, run_errors, tolerance_of
 from harness.baselines.rules import Estimate, compare_estimates, compare_outcomes, compare_timing, compare_tolerance
 from harness.baselines.verdict import to_frame, verdict_row
 from harness.runners import runner_for
@@ -39,7 +39,7 @@ from .sides import SUMMARY, Definition, Side, suite_definitions
 
 def compare_sides(a: Side, b: Side) -> pd.DataFrame:
     """Every verdict of B against A (verdict rows: ``value`` is B's, ``reference`` A's)."""
-    verdicts = run_errors(b.rows)
+    verdicts = run_errors(b.rows) + not_run(b.unfinished, set())
     pending: list[tuple[dict, Estimate, Estimate, Metric]] = []
     for suite in sorted(set(a.rows["suite"]) | set(b.rows["suite"])):
         kind = b.kinds.get(suite) or a.kinds.get(suite)

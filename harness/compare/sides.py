@@ -33,6 +33,8 @@ class Side:
     settings: dict[tuple[str, str], dict[str, Any]]  # (suite, case) -> resolved settings, where recorded
     kinds: dict[str, str]  # suite -> runner kind
     seeds: dict[str, list[int]] = field(default_factory=dict)  # suite -> seeds of its cases
+    #: cases the run planned that never finished (an interrupted run)
+    unfinished: list[tuple[str, str, str, int]] = field(default_factory=list)
 
     def methods(self, suite: str) -> set[str]:
         """Method labels with rows in ``suite`` (``""``: a suite without methods)."""
@@ -63,7 +65,9 @@ def read_side(results: ResultsDir, label: str, kinds_of: Callable[[ResultsDir, s
     seeds = {s: sorted(int(x) for x in recorded[s]) if isinstance(recorded.get(s), list) else
              sorted(set(int(x) for x in rows.loc[(rows["suite"] == s) & (rows["case"] != SUMMARY), "seed"]))
              for s in set(rows["suite"])}
-    return Side(label, str(results.path), rows, manifest, settings, kinds, seeds)
+    planned = results.planned_keys()
+    unfinished = sorted(planned - results.completed_keys()) if (results.path / "cases.jsonl").exists() else []
+    return Side(label, str(results.path), rows, manifest, settings, kinds, seeds, unfinished)
 
 
 @dataclass(frozen=True)

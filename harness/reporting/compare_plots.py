@@ -1,6 +1,7 @@
 """Side-by-side plots of a comparison: per compared metric, A's values (left) and B's (right) on
 one shared y axis, one column per case, one colour per method; every seed is a dot, and a Monte
-Carlo estimate with a reported standard error carries its 95% interval (± 1.96 s.e.)."""
+Carlo estimate with a reported standard error carries its 95% interval (± 1.96 s.e.). Positive
+values spanning more than two decades are drawn on a log axis."""
 from __future__ import annotations
 
 import matplotlib
@@ -33,6 +34,9 @@ def side_by_side(metric: str, a: pd.DataFrame, b: pd.DataFrame, colors: dict[str
                 ax.set_title(f"{side}: {len(rows)} value(s)", fontsize=9)
                 _cases_axis(ax, cases)
             axes[0].set_ylabel(_tex_safe(metric))
+            values = pd.concat([a["value"], b["value"]]).astype(float)
+            if (values > 0).all() and values.max() > 100 * values.min():
+                axes[0].set_yscale("log")  # shared: both panels; values spanning decades
             handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
             if len(handles) > 1:
                 fig.legend(list(handles.values()), [_tex_safe(k) for k in handles], loc="outside right upper",
