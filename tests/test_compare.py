@@ -204,6 +204,26 @@ def test_outcomes_and_exact_metrics_are_not_compared_across_other_settings(tmp_p
     assert compared["detail"].str.startswith("not comparable (settings differ: train_steps 50→500)").all()
 
 
+def test_timings_are_compared_across_the_number_of_timed_rounds_only(tmp_path, capsys):
+    def folder(name, n, factor=1.0, **settings):
+        results = ResultsDir(tmp_path / name)
+        results.prepare()
+        ratios = [factor * (1.0 + 0.02 * ((i * 7) % 5 - 2)) for i in range(n)]
+        row = make_row("tt", "b=16", "sn_w", 0, "cpu", "{}", Measurement("iteration_ratio", sorted(ratios)[n // 2],
+                                                                         samples=ratios))
+        results.append_case(["tt", "b=16", "sn_w", 0], [row], fingerprint={
+            "kind": "training_time", "settings": {"repeats": n, "batch": 16, **settings}})
+        results.write_json("manifest.json", {"preset": "ci", "suites": ["tt"]})
+        return results.path
+
+    a = folder("a", 5)
+    assert _cli(capsys, a, folder("more", 25), tmp_path)[0] == 0
+    code, lines = _cli(capsys, a, folder("slower", 25, factor=1.5), tmp_path)
+    assert code == 1 and any("REGRESSION" in x and "iteration_ratio" in x for x in lines)
+    code, lines = _cli(capsys, a, folder("other", 25, factor=1.5, batch=64), tmp_path)
+    assert code == 0 and any("not comparable: 1" in x for x in lines)
+
+
 def test_the_terminal_shows_at_most_30_lines_however_much_differs(tmp_path, capsys):
     many = [f"m={i}" for i in range(60)]
     values_a = {(case, "", s): {"variance_ci_low": 1.0 + i} for i, case in enumerate(many) for s in (0, 1)}

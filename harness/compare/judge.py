@@ -13,12 +13,14 @@ monte_carlo   per seed both ran: tolerance (fixed    only in sampling settings (
                                                      compare_estimates`); otherwise ``n/a``
 outcome       B's seeds against A's seeds (the       ``n/a``
               robust outcome rule)
-timing        Mann-Whitney U and minimum effect      ``n/a``
+timing        Mann-Whitney U and minimum effect      only in sampling settings (timed rounds): the
+                                                     same; otherwise ``n/a``
 ============  =====================================  ===============================================
 
 A method, case or metric A has and B lacks is ``missing`` (failing: B does not cover it), and
-so is a case B planned and never finished; one only B has is ``new``. B's errors are ``error``; A's errored cases are ``n/a`` (nothing to
-compare with). Checks are compared by :mod:`.checks`.
+so is a case B planned and never finished; one only B has is ``new``. B's errors are
+``error``; A's errored cases are ``n/a`` (nothing to compare with). Checks are compared by
+:mod:`.checks`.
 """
 from __future__ import annotations
 
@@ -150,7 +152,7 @@ def _compare_metric(ident: dict, metric: Metric, how: Definition, old: pd.DataFr
             return [verdict_row(**ident, seed=ALL_SEEDS, check="monte_carlo", verdict="n/a", value=_mean(new),
                                 reference=_mean(old), detail=f"not comparable ({why})")], None
         return [], ({**ident, "seed": ALL_SEEDS, "check": "monte_carlo"}, pair[0], pair[1], metric)
-    if not same:
+    if not same and not (metric.kind == "timing" and how.state == "sampling"):
         return [_not_comparable(ident, how, old, new)], None
     values_new, values_old = judged_values(new, metric), judged_values(old, metric)
     seed = ALL_SEEDS if new["seed"].nunique() > 1 else int(new["seed"].iloc[0])

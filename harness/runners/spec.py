@@ -87,8 +87,9 @@ class Setting:
     description: str = ""
     #: what the type cannot say: ``check(value)`` returns why a value is wrong, or ``None``
     check: Callable[[Any], str | None] | None = None
-    #: changes only how Monte Carlo estimates are sampled (a sample size, an interval's level),
-    #: not what they estimate: ``lipbench compare`` still compares monte_carlo metrics across it
+    #: changes only how many samples a statistic is estimated from (a Monte Carlo sample size,
+    #: timed rounds) or an interval's level, not what it estimates: ``lipbench compare`` still
+    #: compares monte_carlo and timing metrics across it
     sampling: bool = False
 
     @property
