@@ -237,6 +237,16 @@ def test_the_terminal_shows_at_most_30_lines_however_much_differs(tmp_path, caps
     assert lines[-1] == f"junit: {tmp_path / 'c.xml'}"
 
 
+def test_the_default_report_is_named_by_both_runs_and_never_overwritten(tmp_path, capsys, monkeypatch):
+    a = _folder(tmp_path / "a", "gradient_bounds", "gb", _outcomes(["sn_w"]), SETTINGS)
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert main(["compare", str(a), str(a)]) == 0
+    reports = sorted((tmp_path / "reports").glob("compare-a-a-*.html"))
+    assert len(reports) == 2
+    assert f"report: reports/{reports[-1].name}" in capsys.readouterr().out.splitlines()
+
+
 def test_a_missing_or_damaged_folder_is_exit_2(tmp_path, capsys):
     a = _folder(tmp_path / "a", "gradient_bounds", "gb", _outcomes(["sn_w"]), SETTINGS)
     assert main(["compare", str(a), str(tmp_path / "nowhere"), "--report", str(tmp_path / "x.html")]) == 2
