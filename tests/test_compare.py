@@ -100,8 +100,8 @@ def test_a_check_that_held_in_a_and_is_violated_in_b_is_a_regression(runs, capsy
           and row["metric"] == "variance_ci_low" else row["value"])
     code, lines, _ = _compare(capsys, out["a"], broken, suites, tmp_path / "r.html")
     assert code == 1
-    assert any(x.startswith("  REGRESSION  mc/m=4,n=4,distribution=gaussian variance_ci_low seed=0: held in A (pass), "
-                            "violation in B") for x in lines), lines
+    assert any(x.startswith("  REGRESSION  mc/m=4,n=4,distribution=gaussian variance_ci_low seed=0: A ")
+               and "→ B 1; held in A (pass), violation in B" in x for x in lines), lines
 
 
 def test_identical_settings_compare_exact_metrics_per_seed(runs, capsys, tmp_path):

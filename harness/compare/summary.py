@@ -1,6 +1,8 @@
 """The terminal summary of a comparison: at most :data:`MAX_LINES` lines (the rest is in the report)."""
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from harness.baselines.verdict import FAILING, VERDICTS, passed
@@ -54,7 +56,9 @@ def _verdict_line(r: dict) -> str:
     where = "/".join(x for x in (r["suite"], r["case"]) if x)
     seed = f" seed={r['seed']}" if r["seed"] >= 0 else ""
     what = " ".join(x for x in (where, r["method"], r["metric"]) if x)
-    return f"{r['verdict'].upper():<11} {what}{seed}: {r['detail']}"
+    values = f" A {r['reference']:.4g} → B {r['value']:.4g};" if not (math.isnan(r["value"]) or
+                                                                  math.isnan(r["reference"])) else ""
+    return f"{r['verdict'].upper():<11} {what}{seed}:{values} {r['detail']}"
 
 
 def _clip(text: str) -> str:
