@@ -53,6 +53,10 @@ def compare_sides(a: Side, b: Side) -> pd.DataFrame:
             continue
         verdicts += _coverage(a, b, suite)
         verdicts += _a_errors(a, b, suite)
+        if kind is None:  # no fingerprint and no suite file names its runner
+            verdicts.append(_row(suite, "", "", ALL_SEEDS, "", "suites", "n/a",
+                                 detail="not compared: no record or suite file names the suite's runner"))
+            continue
         declarations = runner_for(kind).declarations
         found, estimates = _compare_suite(a, b, suite, declarations)
         verdicts += found

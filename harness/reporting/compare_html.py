@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 #: Table rows shown per suite (the worst first); the rest are counted.
 MAX_ROWS = 2000
+#: Side-by-side plots per suite (about 0.7 s each): the first compared metrics'; the table has all.
+MAX_PLOTS = 30
 
 
 def render_comparison(comparison: "Comparison", title: str) -> str:
@@ -62,14 +64,15 @@ def _section(suite: str, anchor: str, verdicts: pd.DataFrame, comparison: "Compa
     kind = b.kinds.get(suite) or a.kinds.get(suite)
     declarations = runner_for(kind).declarations if kind else None
     plots = []
-    for metric in dict.fromkeys(verdicts.loc[verdicts["metric"] != "", "metric"]):
+    metrics = list(dict.fromkeys(verdicts.loc[verdicts["metric"] != "", "metric"]))
+    for metric in metrics[:MAX_PLOTS]:
         se_name = declarations.standard_error_of(metric) if declarations is not None else None
         errors = tuple(r[r["metric"] == se_name] for r in (rows_a, rows_b)) if se_name else None
         plots.append(side_by_side(metric, rows_a[rows_a["metric"] == metric], rows_b[rows_b["metric"] == metric],
                                   colors, errors if errors and any(len(e) for e in errors) else None))
     ordered = sort_verdicts(verdicts)
     counts = verdicts["verdict"].value_counts()
-    return {"name": suite, "anchor": anchor, "plots": plots,
+    return {"name": suite, "anchor": anchor, "plots": plots, "unplotted": metrics[MAX_PLOTS:],
             "counts": [c for c in _counts_list({v: int(counts.get(v, 0)) for v in VERDICTS}) if c["n"]],
             "rows": [_row(r) for r in ordered.head(MAX_ROWS).to_dict("records")],
             "truncated": max(0, len(ordered) - MAX_ROWS)}
