@@ -161,7 +161,8 @@ SETTINGS = {"lr": 0.001, "train_steps": 50, "probe_samples": 8, "batch": 16, "sl
 
 def _cli(capsys, a, b, tmp_path) -> tuple[int, list[str]]:
     capsys.readouterr()
-    code = main(["compare", str(a), str(b), "--report", str(tmp_path / "c.html"), "--junit", str(tmp_path / "c.xml")])
+    code = main(["compare", str(a), str(b), "--report", str(tmp_path / "c.html"), "--junit", str(tmp_path / "c.xml"),
+                 "--summary-md", str(tmp_path / "c.md")])
     return code, capsys.readouterr().out.splitlines()
 
 
@@ -173,6 +174,8 @@ def test_training_outcomes_by_the_outcome_rule_with_a_as_the_baseline(tmp_path, 
     code, lines = _cli(capsys, a, worse, tmp_path)
     assert code == 1 and any("REGRESSION" in x and "max_weight_norm_trained" in x and "outcome" in x for x in lines)
     assert "testcase" in (tmp_path / "c.xml").read_text()
+    summary = (tmp_path / "c.md").read_text()
+    assert summary.startswith("### lipbench compare ") and "❌ FAIL" in summary and "max\\_weight\\_norm\\_trained" in summary
 
 
 def test_methods_on_one_side_are_listed_and_missing_ones_fail(tmp_path, capsys):
