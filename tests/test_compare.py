@@ -227,6 +227,17 @@ def test_timings_are_compared_across_the_number_of_timed_rounds_only(tmp_path, c
     assert code == 0 and any("not comparable: 1" in x for x in lines)
 
 
+def test_cases_b_planned_and_never_finished_are_missing_once(tmp_path, capsys):
+    both = {("d=3", "sn_w", 0): {"max_weight_norm_init": 1.0}, ("d=5", "sn_w", 0): {"max_weight_norm_init": 1.0}}
+    a = _folder(tmp_path / "a", "gradient_bounds", "gb", both, SETTINGS)
+    b = _folder(tmp_path / "b", "gradient_bounds", "gb", {("d=3", "sn_w", 0): {"max_weight_norm_init": 1.0}}, SETTINGS)
+    ResultsDir(b).write_json("plan.json", [["gb", "d=3", "sn_w", 0], ["gb", "d=5", "sn_w", 0]])
+    code, lines = _cli(capsys, a, b, tmp_path)
+    side = [read_side(ResultsDir(p), x, lambda r, n: {}) for p, x in ((a, "A"), (b, "B"))]
+    failing = compare_runs(*side).verdicts.query("verdict == 'missing'")
+    assert code == 1 and list(failing["case"]) == ["d=5"] and "planned but never ran" in failing["detail"].iloc[0]
+
+
 def test_the_terminal_shows_at_most_30_lines_however_much_differs(tmp_path, capsys):
     many = [f"m={i}" for i in range(60)]
     values_a = {(case, "", s): {"variance_ci_low": 1.0 + i} for i, case in enumerate(many) for s in (0, 1)}
