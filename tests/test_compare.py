@@ -28,7 +28,8 @@ FAILING = {"regression", "changed", "missing", "error"}
 # --- real runs ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Two runs of a small thm2_variance suite, 60 and 90 matrices per shape, seeds 0 and 1."""
+    """Runs of a small thm2_variance suite: 60 and 90 matrices per shape with seeds 0 and 1, and
+    60 with seeds 2 and 3."""
     root = tmp_path_factory.mktemp("compare")
     suites = root / "suites"
     suites.mkdir()
@@ -39,10 +40,10 @@ def runs(tmp_path_factory):
                         "cite": "Lin et al. 2021, Thm 2"}]}
     (suites / "mc.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     out = {}
-    for name, count in (("a", 60), ("b", 90)):
+    for name, count, seeds in (("a", 60, "0-1"), ("b", 90, "0-1"), ("other_seeds", 60, "2-3")):
         out[name] = root / name
         assert main(["run", "mc", "--suites-dir", str(suites), "--no-isolation", "--out", str(out[name]),
-                     "--set", f"mc.matrices={count}", "--seeds", "0-1"]) == 0
+                     "--set", f"mc.matrices={count}", "--seeds", seeds]) == 0
     return root, suites, out
 
 
@@ -75,6 +76,19 @@ def test_a_monte_carlo_sample_size_change_gives_no_failing_verdict(runs, capsys,
     # the summary's slopes carry their regression standard errors
     slopes = verdicts[verdicts["metric"].str.startswith("loglog_slope_")]
     assert set(slopes["verdict"]) == {"pass"} and slopes["detail"].str.contains("confidence interval").all()
+
+
+def test_other_seeds_give_no_failing_verdict(runs, capsys, tmp_path):
+    root, suites, out = runs
+    code, lines, verdicts = _compare(capsys, out["a"], out["other_seeds"], suites, tmp_path / "r.html")
+    assert code == 0, "\n".join(lines)
+    assert lines[2] == "  mc seeds: [0, 1] → [2, 3]"
+    # estimates from other seeds are other samples: compared by intervals, the summary's fits too
+    for metric in ("variance", "loglog_slope_gaussian"):
+        mine = verdicts[verdicts["metric"] == metric]
+        assert len(mine) and set(mine["verdict"]) == {"pass"} and set(mine["check"]) == {"monte_carlo"}
+    exact = verdicts[verdicts["metric"] == "variance_ci_low"]
+    assert set(exact["verdict"]) == {"n/a"} and set(exact["detail"]) == {"no seed in common: nothing to compare"}
 
 
 def test_a_doubled_variance_is_caught_and_named(runs, capsys, tmp_path):

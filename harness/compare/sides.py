@@ -100,7 +100,8 @@ def definition(a: dict[str, Any] | None, b: dict[str, Any] | None, sampling: set
 
 def suite_definitions(a: Side, b: Side, suite: str) -> dict[str, Definition]:
     """Per case of ``suite`` run on both sides, how its definition differs; the summary's is the
-    worst of its cases' (a fit over cases whose settings differ differs too)."""
+    worst of its cases' (a fit over cases whose settings differ differs too), and a summary over
+    other seeds is another sample (``sampling``: its Monte Carlo estimates are compared by intervals)."""
     kind = a.kinds.get(suite) or b.kinds.get(suite)
     sampling = runner_for(kind).declarations.sampling_settings() if kind else set()
     out = {case: definition(a.settings.get((suite, case)), b.settings.get((suite, case)), sampling)
@@ -108,5 +109,9 @@ def suite_definitions(a: Side, b: Side, suite: str) -> dict[str, Definition]:
     order = ("same", "unknown", "sampling", "differ")
     worst = max(out.values(), key=lambda d: order.index(d.state), default=Definition("same"))
     changes = tuple(dict.fromkeys(c for d in out.values() for c in d.changes))
-    out[SUMMARY] = Definition(worst.state, changes)
+    state = worst.state
+    if a.seeds.get(suite) != b.seeds.get(suite):
+        changes += (f"seeds {show(a.seeds.get(suite))}→{show(b.seeds.get(suite))}",)
+        state = "differ" if state == "differ" else "sampling"
+    out[SUMMARY] = Definition(state, changes)
     return out
