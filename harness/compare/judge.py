@@ -41,7 +41,7 @@ from .sides import SUMMARY, Definition, Side, suite_definitions
 
 def compare_sides(a: Side, b: Side) -> pd.DataFrame:
     """Every verdict of B against A (verdict rows: ``value`` is B's, ``reference`` A's)."""
-    verdicts = run_errors(b.rows) + not_run(b.unfinished, set())
+    verdicts = run_errors(b.rows) + not_run(b.unfinished, completed=set())
     pending: list[tuple[dict, Estimate, Estimate, Metric]] = []
     for suite in sorted(set(a.rows["suite"]) | set(b.rows["suite"])):
         kind = b.kinds.get(suite) or a.kinds.get(suite)
@@ -61,10 +61,9 @@ def compare_sides(a: Side, b: Side) -> pd.DataFrame:
         found, estimates = _compare_suite(a, b, suite, declarations)
         verdicts += found
         pending += estimates
-    floor = FLOAT64_RTOL
     for ident, new, old, metric in pending:  # held together: Bonferroni over all of them
         j = compare_estimates(new, old, better=metric.better, comparisons=len(pending),
-                              floor=floor * abs(old.value))
+                              floor=FLOAT64_RTOL * abs(old.value))  # never finer than float64 rounding
         verdicts.append(verdict_row(**ident, value=new.value, reference=old.value, verdict=j.verdict,
                                     effect=j.effect, threshold=j.threshold, detail=f"{j.test}: {j.detail}"))
     return to_frame(verdicts)
