@@ -81,7 +81,7 @@ def test_verify_baseline_cycle(tmp_path, suites_dir, capsys):
     assert run("verify", "thm2_variance", "--out", out, *common) == 1
     assert "CHANGED" in capsys.readouterr().out
     assert run("report", out, "-o", tmp_path / "again.html", "--suites-dir", suites_dir, "--baselines", base) == 1
-    assert run("compare", out, out, "--suites-dir", suites_dir) == 0
+    assert run("compare", out, out, "--suites-dir", suites_dir, "--report", tmp_path / "cmp.html") == 0
 
 
 def test_check_passes_a_correct_variant_and_fails_a_broken_one(tmp_path, suites_dir, capsys):

@@ -12,7 +12,8 @@ without a better direction is reported against NAME's baseline (``n/a`` with bot
 never failed: only what has a better direction and must not differ is judged.
 
 Which rule judges a metric is not written in the suite: it follows from the metric's
-declared kind (:mod:`harness.runners.spec`, :mod:`.rules`). Tolerance metrics are judged
+declared kind (:mod:`harness.runners.spec`, :mod:`.rules`; Monte Carlo estimates, computed
+with the baseline's seeds and settings, like exact ones). Tolerance metrics are judged
 row by row (one seed at a time) against the median over the baseline's sources; training
 outcomes per (case, method) over all seeds; timings per (case, method) over all samples.
 """
@@ -57,9 +58,10 @@ def tolerance_of(metric: Metric) -> tuple[float, float, str]:
 
 def rule_of(metric: Metric) -> str:
     """How a metric of this declaration is compared, in words (for reports)."""
-    if metric.kind in ("exact", "float32", "identity"):
+    if metric.kind in ("exact", "monte_carlo", "float32", "identity"):
         rtol, atol, source = tolerance_of(metric)
-        return f"tolerance rtol={rtol:g}, atol={atol:g} ({source})"
+        fixed = " (a Monte Carlo estimate: fixed seeds and settings)" if metric.kind == "monte_carlo" else ""
+        return f"tolerance rtol={rtol:g}, atol={atol:g} ({source}){fixed}"
     if metric.kind == "outcome":
         return "outcome over seeds and machines (k standard errors, resolution, minimum effect)"
     if metric.kind == "timing":
@@ -172,13 +174,13 @@ def _compare_groups(suite: str, name: str, metric: Metric, cur: pd.DataFrame, ol
                                    verdict="n/a", detail=str(group["message"].iloc[0])))
             continue
         ref = old[(old["case"] == case) & (old["method"] == stored.get(method, method))]
-        values = _values(group, metric)
+        values = judged_values(group, metric)
         ident = _ident(suite, name, case, method, ALL_SEEDS if len(group) > 1 else group["seed"].iloc[0],
                        float(np.mean(values)) if values else math.nan, metric.kind)
         if ref.empty:
             out.append(verdict_row(**ident, verdict="new", detail="no baseline for this metric"))
             continue
-        base = _values(ref, metric)
+        base = judged_values(ref, metric)
         if metric.kind == "timing":
             j = compare_timing(values, base, better=metric.better or "lower")
         else:
@@ -191,7 +193,7 @@ def _compare_groups(suite: str, name: str, metric: Metric, cur: pd.DataFrame, ol
     return out
 
 
-def _values(frame: pd.DataFrame, metric: Metric) -> list[float]:
+def judged_values(frame: pd.DataFrame, metric: Metric) -> list[float]:
     """The values a group is judged on: every timing sample; for outcomes one value per seed and
     distinct result (machines that round alike repeat a seed's value, which is no new evidence)."""
     ok = frame[frame["status"] == "ok"]

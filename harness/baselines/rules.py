@@ -24,6 +24,9 @@ better direction is never a regression.
   the mean, not the median; a real regression moves the typical seed.
 * :func:`compare_timing` (kind ``timing``): repeated per-round ratios, Mann-Whitney U and a
   minimum effect on the ratio of medians (as asv does: a factor and a significance test).
+* :func:`compare_estimates` (kind ``monte_carlo`` under ``lipbench compare`` of runs whose
+  samples differ): two estimates with standard errors; a change only when the confidence
+  interval of their difference excludes 0 at the stated level (docs/theory.md#compare).
 """
 from __future__ import annotations
 
@@ -77,13 +80,14 @@ def _relative(change: float, baseline: float) -> float:
 
 
 def compare_tolerance(value: float, baseline: float, *, rtol: float, atol: float = 0.0,
-                      better: str | None = None, source: str = "") -> Judgement:
-    """``|value - baseline| <= atol + rtol·|baseline|``; beyond it, the direction decides."""
+                      better: str | None = None, source: str = "", against: str = "baseline") -> Judgement:
+    """``|value - baseline| <= atol + rtol·|baseline|``; beyond it, the direction decides
+    (``against``: what the reference is called in the detail)."""
     limit = atol + rtol * abs(baseline)
     worse = _worse(value, baseline, better)
     moved = abs(value - baseline) > limit
     why = f" ({source})" if source else ""
-    detail = (f"{value:.10g} vs baseline {baseline:.10g}: |difference| {abs(value - baseline):.3g} "
+    detail = (f"{value:.10g} vs {against} {baseline:.10g}: |difference| {abs(value - baseline):.3g} "
               f"{'>' if moved else '<='} tolerance {limit:.3g}{why}")
     if not moved:
         verdict = "pass"
@@ -202,3 +206,52 @@ def detectable_effects(verdicts) -> dict[tuple[str, str], str]:
 
 def _percent(x: float) -> str:
     return f"{x:.2g}" if x < 1e-4 else f"{100 * x:.3g}%"
+
+
+#: Monte Carlo rule: family-wise false-alarm rate of one ``lipbench compare`` (Bonferroni over its
+#: Monte Carlo comparisons, docs/theory.md#compare).
+ESTIMATE_ALPHA = 0.01
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A Monte Carlo estimate: its value, standard error and the degrees of freedom of that
+    standard error (``inf``: reported by the runner from many samples; ``k - 1``: from ``k`` seeds)."""
+
+    value: float
+    se: float
+    df: float
+    note: str = ""
+
+
+def compare_estimates(new: Estimate, old: Estimate, *, better: str | None, comparisons: int = 1,
+                      alpha: float = ESTIMATE_ALPHA, floor: float = 0.0) -> Judgement:
+    """Two Monte Carlo estimates of one quantity: Welch's interval for the difference.
+
+    ``d = new - old`` with ``se_d = sqrt(se_new² + se_old²)`` and Welch-Satterthwaite degrees of
+    freedom; each of the ``comparisons`` is held at level ``1 - alpha/comparisons`` (Bonferroni),
+    so all of them together raise a false alarm with probability at most ``alpha``. The change is
+    real when ``|d| > t · se_d`` (and above ``floor``, the rounding of the arithmetic): the
+    interval of the difference excludes 0. Each side's own interval at that level is reported;
+    their overlap is not the test (two intervals can overlap while the difference is significant).
+    """
+    level = 1 - alpha / max(comparisons, 1)
+    se = math.hypot(new.se, old.se)
+    parts = [x.se ** 4 / x.df for x in (new, old) if math.isfinite(x.df) and x.df > 0 and x.se > 0]
+    df = se ** 4 / sum(parts) if parts else math.inf
+    t = float(stats.t.ppf(0.5 + level / 2, df)) if math.isfinite(df) else float(stats.norm.ppf(0.5 + level / 2))
+    threshold = max(t * se, floor)
+    diff = new.value - old.value
+    worse = _worse(new.value, old.value, better)
+    moved = abs(diff) > threshold
+    if not moved:
+        verdict = "pass"
+    elif better is None:
+        verdict = "changed"
+    else:
+        verdict = "regression" if worse > 0 else "improvement"
+    sides = "; ".join(f"{name} {x.value:.6g} ± {t * x.se:.3g}{x.note}" for name, x in (("A", old), ("B", new)))
+    detail = (f"{sides} ({level:.6g} intervals, t={t:.3g}, df={df:.3g}); difference {diff:+.3g}, "
+              f"{'outside' if moved else 'inside'} ±{threshold:.3g} (Welch, Bonferroni over {comparisons} "
+              f"estimate(s), family-wise alpha {alpha:g})")
+    return Judgement(verdict, f"confidence interval ({level:.6g})", _relative(worse, old.value), threshold, detail)

@@ -7,11 +7,13 @@ import dataclasses
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.baselines import judge, passed, results_as_baseline, update_baselines
+from harness.baselines import passed, update_baselines
 from harness.baselines.admission import NAME, Acceptance
 from harness.baselines.compare import tolerance_of
 from harness.methods import available
 from harness.methods.claims import profile
+from harness.reporting import write_junit
+from harness.reporting.markdown import write_markdown_summary
 from harness.observe.describe import check_method, describe_method
 from harness.results import ResultsDir
 from harness.runners import runner_for
@@ -19,7 +21,7 @@ from harness.suite import MethodSpec, Suite
 from harness.suite.loader import parse_yaml_value
 
 from .locate import baselines_dir, baselines_dir_to_write, resolve_suites, suite_files, suites_dir
-from .outputs import new_results_folder
+from .outputs import default_report, new_results_folder
 from .overrides import apply_overrides, parse_overrides
 from .pipeline import baseline_notes, baseline_rows, execute, judge_results, publish, run_options
 
@@ -172,9 +174,18 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _suites_of(results: ResultsDir, explicit: str | None) -> list[Suite]:
     """The suites of a results folder: from ``--suites-dir`` when given, else the files it was run from."""
+    return resolve_suites(_suite_files_of(results, explicit), suites_dir(explicit))
+
+
+def _suite_files_of(results: ResultsDir, explicit: str | None) -> list[str]:
     names = set(results.rows()["suite"]) | {n for n in results.manifest().get("suites", []) if isinstance(n, str)}
-    files = sorted({_suite_file(name, results, explicit) for name in names if NAME.match(name)})
-    return resolve_suites(files, suites_dir(explicit))
+    return sorted({_suite_file(name, results, explicit) for name in names if NAME.match(name)})
+
+
+def _checked_suites(results: ResultsDir, explicit: str | None) -> list[Suite]:
+    """The suites of B whose files exist (their checks are compared; no method is imported)."""
+    files = [f for f in _suite_files_of(results, explicit) if Path(f).is_file()]
+    return resolve_suites(files, suites_dir(explicit), import_methods=False) if files else []
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -190,14 +201,38 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Judge results B with results A standing in for the baselines (nothing is written into either)."""
+    """Compare results B with results A (:mod:`harness.compare`); nothing is written into either.
+
+    Exit 1 when a comparison fails (a regression, a change without a better direction, something
+    A has that B lacks, an error in B), 0 otherwise."""
+    from harness.compare import MAX_LINES, compare_runs, read_side, summary_lines
+    from harness.reporting.compare_html import write_comparison
+
     a, b = ResultsDir(args.a), ResultsDir(args.b)
     with a.reading(), b.reading():
-        suites = _suites_of(b, args.suites_dir)
-        verdicts = judge(suites, b.rows(), results_as_baseline(a.rows()), sorted(b.planned_keys()),
-                         b.manifest().get("methods"))
-        return publish(suites, b, verdicts, **_outputs(args), baselines=a.rows(),
-                       title=f"lipbench compare {a.path} -> {b.path}", record_verdicts=False)
+        kinds = _suite_kinds(args.suites_dir)
+        comparison = compare_runs(read_side(a, "A", kinds), read_side(b, "B", kinds),
+                                  _checked_suites(b, args.suites_dir))
+    title = f"lipbench compare {a.path} -> {b.path}"
+    report = Path(args.report) if args.report else default_report(f"compare-{a.path.name}-{b.path.name}")
+    write_comparison(report, comparison, title=title)
+    if args.junit:
+        write_junit(Path(args.junit), comparison.verdicts)
+    if args.summary_md:
+        write_markdown_summary(Path(args.summary_md), comparison.verdicts, title=title, report=str(report))
+    files = [("report", str(report))] + ([("junit", args.junit)] if args.junit else [])
+    lines = summary_lines(comparison.verdicts, comparison.differences, str(a.path), str(b.path), files)
+    print("\n".join(lines[:MAX_LINES]))
+    return 0 if passed(comparison.verdicts) else 1
+
+
+def _suite_kinds(explicit: str | None):
+    """The runner kind of suites no case fingerprint names (results of an earlier lipbench): from
+    the suite files the runs were made from (no method is imported)."""
+    def kinds_of(results: ResultsDir, names: set[str]) -> dict[str, str]:
+        files = sorted({_suite_file(n, results, explicit) for n in names if NAME.match(n)})
+        return {s.name: s.kind for s in resolve_suites(files, suites_dir(explicit), import_methods=False)}
+    return kinds_of
 
 
 def cmd_baseline_update(args: argparse.Namespace) -> int:

@@ -138,10 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suites-dir")
     p.set_defaults(func=commands.cmd_report)
 
-    p = sub.add_parser("compare", help="compare results B against results A with the suites' rules")
+    p = sub.add_parser("compare", help="compare results B with results A: differences first, each metric by its rule")
     p.add_argument("a", metavar="RESULTS_A")
     p.add_argument("b", metavar="RESULTS_B")
-    p.add_argument("--report")
+    p.add_argument("--report", help="HTML report, A and B side by side (default: reports/compare-A-B-TIME.html)")
+    p.add_argument("--junit")
     p.add_argument("--summary-md", metavar="FILE", help="append a markdown summary")
     p.add_argument("--suites-dir")
     p.set_defaults(func=commands.cmd_compare)

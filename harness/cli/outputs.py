@@ -29,3 +29,13 @@ def new_results_folder(label: str, root: str | Path = "results") -> Path:
         except FileExistsError:
             continue
     raise FileExistsError(f"{root}: no free results folder name for {base}")
+
+
+def default_report(label: str, root: str | Path = "reports") -> Path:
+    """``root/<label>-<UTC time>.html``, a name no file has yet (``-2``, ``-3``, ... when taken)."""
+    base = f"{slug(label)}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    for n in range(1, 10_000):
+        path = Path(root) / f"{base if n == 1 else f'{base}-{n}'}.html"
+        if not os.path.lexists(path):
+            return path
+    raise FileExistsError(f"{root}: no free report name for {base}")

@@ -8,9 +8,14 @@ attributes the same way).
 
 Kinds of metric and how a run is compared with its baseline (``harness.baselines.rules``):
 
-``exact``    float64 references and Monte Carlo with fixed seeds: equal within a relative
-             tolerance from float64 rounding (:data:`FLOAT64_RTOL`), or the metric's own
-             stated tolerance (e.g. an iterative solver's convergence tolerance);
+``exact``    float64 references: equal within a relative tolerance from float64 rounding
+             (:data:`FLOAT64_RTOL`), or the metric's own stated tolerance (e.g. an iterative
+             solver's convergence tolerance);
+``monte_carlo`` estimates with a sampling error (means over random samples): with fixed seeds
+             and settings a deterministic float64 computation, so compared with a baseline
+             like ``exact``; ``lipbench compare`` of runs whose sample sizes or seeds differ
+             compares them by confidence intervals, from the standard error the runner
+             reports (:attr:`Metric.standard_error`) or, failing that, from the seeds;
 ``float32``  computed from float32 effective weights without training: equal within
              :data:`FLOAT32_TOL` (absolute and relative), the rounding of float32 arithmetic;
 ``outcome``  results of training, which other CPUs round differently and training
@@ -25,7 +30,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-KINDS = ("exact", "float32", "outcome", "timing", "identity", "info")
+KINDS = ("exact", "monte_carlo", "float32", "outcome", "timing", "identity", "info")
 
 #: float64: LAPACK SVD / eigenvalue backward errors are a small multiple of n·u·‖A‖
 #: (u = 1.1e-16; Golub & Van Loan, Matrix Computations, §8.6, §5.4) and Monte Carlo sums
@@ -60,12 +65,17 @@ class Metric:
     #: initialisation, a power iteration's estimate): under ``lipbench check --as NAME`` another
     #: implementation's value is reported against NAME's baseline, never failed
     implementation_specific: bool = False
+    #: monte_carlo metrics: the metric reporting this estimate's standard error (``*`` stands for
+    #: what ``*`` matched in this metric's declared name); ``None``: derived from the seeds
+    standard_error: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"metric kind must be one of {KINDS}, got {self.kind!r}")
         if self.better not in (None, "lower", "higher"):
             raise ValueError(f"better must be lower, higher or None, got {self.better!r}")
+        if self.standard_error is not None and self.kind != "monte_carlo":
+            raise ValueError("only a monte_carlo metric has a standard error")
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,10 @@ class Setting:
     description: str = ""
     #: what the type cannot say: ``check(value)`` returns why a value is wrong, or ``None``
     check: Callable[[Any], str | None] | None = None
+    #: changes only how many samples a statistic is estimated from (a Monte Carlo sample size,
+    #: timed rounds) or an interval's level, not what it estimates: ``lipbench compare`` still
+    #: compares monte_carlo and timing metrics across it
+    sampling: bool = False
 
     @property
     def required(self) -> bool:
@@ -117,13 +131,31 @@ class Declarations:
 
     def metric(self, name: str) -> Metric | None:
         """The declaration of ``name``; ``*`` in a declared name matches anything
-        (``loglog_slope_gaussian`` matches ``loglog_slope_*``)."""
+        (``loglog_slope_gaussian`` matches ``loglog_slope_*``); of several matching patterns
+        the most specific (longest) one (``loglog_slope_stderr_*`` before ``loglog_slope_*``)."""
+        pattern = self.pattern_of(name)
+        return self.metrics[pattern] if pattern is not None else None
+
+    def pattern_of(self, name: str) -> str | None:
+        """The declared name (or pattern) ``name`` is declared by."""
         if name in self.metrics:
-            return self.metrics[name]
-        for pattern, metric in self.metrics.items():
-            if "*" in pattern and matches(pattern, name):
-                return metric
-        return None
+            return name
+        found = [p for p in self.metrics if "*" in p and matches(p, name)]
+        return max(found, key=len) if found else None
+
+    def standard_error_of(self, name: str) -> str | None:
+        """The metric reporting the standard error of monte_carlo metric ``name`` (``None``: none declared)."""
+        pattern = self.pattern_of(name)
+        declared = self.metrics[pattern].standard_error if pattern is not None else None
+        if declared is None or "*" not in pattern:
+            return declared
+        stem = re.fullmatch("(.*)".join(map(re.escape, pattern.split("*"))), name)
+        parts = declared.split("*")
+        return parts[0] + "".join(g + rest for g, rest in zip(stem.groups(), parts[1:]))
+
+    def sampling_settings(self) -> set[str]:
+        """The settings that change only the sampling of Monte Carlo estimates."""
+        return {k for k, s in self.settings.items() if s.sampling}
 
     def defaults(self) -> dict[str, Any]:
         return {k: s.default for k, s in self.settings.items() if not s.required}

@@ -49,16 +49,25 @@ def normalized_second_moments(m: int, n: int, count: int, distribution: str,
     return torch.cat(out)
 
 
+def standard_error(samples: np.ndarray) -> float:
+    """The standard error of the sample mean, ``sd / sqrt(n)`` (infinite for one sample)."""
+    return float(stats.sem(samples)) if len(samples) > 1 else math.inf
+
+
 def mean_with_interval(samples: np.ndarray, confidence: float) -> tuple[float, float, float]:
     """Sample mean and its two-sided Student-t confidence interval."""
     mean = float(samples.mean())
-    sem = float(stats.sem(samples)) if len(samples) > 1 else math.inf
+    sem = standard_error(samples)
     half = float(stats.t.ppf(0.5 + confidence / 2, len(samples) - 1)) * sem if sem > 0 else 0.0
     return mean, mean - half, mean + half
 
 
 def _exact(description: str) -> Metric:
     return Metric("exact", description)
+
+
+def _estimate(description: str, standard_error: str | None) -> Metric:
+    return Metric("monte_carlo", description, standard_error=standard_error)
 
 
 @register
@@ -68,20 +77,23 @@ class Thm2VarianceRunner(Runner):
     declarations = Declarations(
         params={"m": Setting(int, description="rows of A"), "n": Setting(int, description="columns of A"),
                 "distribution": Setting(str, description=f"entries: {', '.join(DISTRIBUTIONS)}")},
-        settings={"matrices": Setting(int, description="matrices per shape (Monte Carlo samples)"),
-                  "confidence": Setting(float, 0.99, "two-sided level of the Student-t interval")},
+        settings={"matrices": Setting(int, description="matrices per shape (Monte Carlo samples)", sampling=True),
+                  "confidence": Setting(float, 0.99, "two-sided level of the Student-t interval", sampling=True)},
         metrics={
-            "variance": _exact("Monte Carlo estimate of Var(a_ij/||A||) = E[(a_ij/||A||)^2]"),
+            "variance": _estimate("Monte Carlo estimate of Var(a_ij/||A||) = E[(a_ij/||A||)^2]", "variance_se"),
+            "variance_se": Metric("info", "standard error of that mean over the matrices"),
             "variance_ci_low": _exact("lower end of the Student-t confidence interval of the mean"),
             "variance_ci_high": _exact("upper end of the confidence interval"),
             "bound": _exact("1/max(m, n), Thm 2"),
-            "scaled_variance": _exact("variance * max(m, n); Thm 2 says <= 1"),
+            "scaled_variance": _estimate("variance * max(m, n); Thm 2 says <= 1", "scaled_variance_se"),
+            "scaled_variance_se": Metric("info", "its standard error, variance_se * max(m, n)"),
             "rmt_prediction": _exact("max(m,n)/(sqrt m + sqrt n)^2, Bai-Yin asymptotics for Gaussian entries"),
-            "loglog_slope_*": _exact("slope of log Var against log max(m,n), per distribution"),
-            "loglog_slope_stderr_*": _exact("standard error of that slope"),
+            "loglog_slope_*": _estimate("slope of log Var against log max(m,n), per distribution",
+                                        "loglog_slope_stderr_*"),
+            "loglog_slope_stderr_*": Metric("info", "standard error of that slope (least squares over the cases)"),
             "largest_square": _exact("the largest n of an n x n case (the lower constant is reached there)"),
-            "lower_constant": _exact("smallest Var * max(m,n) over the cases: the empirical constant L of "
-                                     "Thm 2's lower bound L/max(m,n)"),
+            "lower_constant": _estimate("smallest Var * max(m,n) over the cases: the empirical constant L of "
+                                        "Thm 2's lower bound L/max(m,n) (standard error from the seeds)", None),
         })
 
     def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
@@ -90,13 +102,15 @@ class Thm2VarianceRunner(Runner):
         gen = case_generator(case.seed, case.case)
         samples = normalized_second_moments(m, n, count, dist, gen).numpy()
         mean, low, high = mean_with_interval(samples, confidence)
-        big = max(m, n)
+        se, big = standard_error(samples), max(m, n)
         return [
             Measurement("variance", mean),
+            Measurement("variance_se", se),
             Measurement("variance_ci_low", low),
             Measurement("variance_ci_high", high),
             Measurement("bound", 1 / big),
             Measurement("scaled_variance", mean * big),
+            Measurement("scaled_variance_se", se * big),
             Measurement("rmt_prediction", big / (math.sqrt(m) + math.sqrt(n)) ** 2),
         ]
 

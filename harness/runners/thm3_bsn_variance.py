@@ -21,7 +21,7 @@ from harness.suite import Case
 from .base import RunContext, Runner, register
 from .randomness import DISTRIBUTIONS, case_generator, random_entries
 from .spec import Declarations, Metric, Setting
-from .thm2_variance import mean_with_interval, top_singular_values
+from .thm2_variance import mean_with_interval, standard_error, top_singular_values
 
 
 def thm3_bound(c_out: int, c_in: int, k_h: int, k_w: int) -> float:
@@ -60,21 +60,26 @@ class Thm3BsnVarianceRunner(Runner):
     declarations = Declarations(
         params={"c_in": Setting(int), "c_out": Setting(int), "k": Setting(int, description="kernel size k x k"),
                 "distribution": Setting(str, description=f"entries: {', '.join(DISTRIBUTIONS)}")},
-        settings={"kernels": Setting(int, description="kernels per shape (Monte Carlo samples)"),
-                  "confidence": Setting(float, 0.99, "two-sided level of the Student-t interval")},
-        metrics={name: Metric("exact", text) for name, text in {
-            "variance_bsn": "Var(w / sigma_w) under BSN",
-            "variance_bsn_ci_low": "lower end of its confidence interval",
-            "bound_bsn": "4 / (N (1/sqrt r1 + 1/sqrt r2)^2), the Thm 3 bound (docs/theory.md)",
-            "variance_snw": "Var(w / ||W1||) under SNw",
-            "variance_snw_ci_low": "lower end of its confidence interval",
-            "bound_snw": "1 / max(c_out, c_in k^2), Thm 2",
-            "xavier": "Xavier's 2 / ((c_in + c_out) k^2)",
-            "lecun": "LeCun's 1 / (c_in k^2)",
-            "bsn_over_xavier": "variance_bsn / xavier: of order 1 if BSN is Xavier-like",
-            "bsn_rmt_prediction": "4 / (sqrt c_out + sqrt(c_in k^2) + sqrt c_in + sqrt(c_out k^2))^2: the "
-                                  "Gaussian random-matrix prediction (Bai-Yin norms of both reshapes)",
-        }.items()})
+        settings={"kernels": Setting(int, description="kernels per shape (Monte Carlo samples)", sampling=True),
+                  "confidence": Setting(float, 0.99, "two-sided level of the Student-t interval", sampling=True)},
+        metrics={
+            **{name: Metric("monte_carlo", text, standard_error=f"{name}_se") for name, text in {
+                "variance_bsn": "Var(w / sigma_w) under BSN (mean over the kernels)",
+                "variance_snw": "Var(w / ||W1||) under SNw (mean over the kernels)",
+                "bsn_over_xavier": "variance_bsn / xavier: of order 1 if BSN is Xavier-like",
+            }.items()},
+            **{f"{name}_se": Metric("info", f"standard error of {name} over the kernels")
+               for name in ("variance_bsn", "variance_snw", "bsn_over_xavier")},
+            **{name: Metric("exact", text) for name, text in {
+                "variance_bsn_ci_low": "lower end of its confidence interval",
+                "bound_bsn": "4 / (N (1/sqrt r1 + 1/sqrt r2)^2), the Thm 3 bound (docs/theory.md)",
+                "variance_snw_ci_low": "lower end of its confidence interval",
+                "bound_snw": "1 / max(c_out, c_in k^2), Thm 2",
+                "xavier": "Xavier's 2 / ((c_in + c_out) k^2)",
+                "lecun": "LeCun's 1 / (c_in k^2)",
+                "bsn_rmt_prediction": "4 / (sqrt c_out + sqrt(c_in k^2) + sqrt c_in + sqrt(c_out k^2))^2: the "
+                                      "Gaussian random-matrix prediction (Bai-Yin norms of both reshapes)",
+            }.items()}})
 
     def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
         p = case.params
@@ -84,16 +89,20 @@ class Thm3BsnVarianceRunner(Runner):
         bsn, snw = normalized_moments(kernels)
         bsn_mean, bsn_low, _ = mean_with_interval(bsn.numpy(), confidence)
         snw_mean, snw_low, _ = mean_with_interval(snw.numpy(), confidence)
+        bsn_se, snw_se = standard_error(bsn.numpy()), standard_error(snw.numpy())
         xavier = 2 / ((c_in + c_out) * k * k)
         return [
             Measurement("variance_bsn", bsn_mean),
+            Measurement("variance_bsn_se", bsn_se),
             Measurement("variance_bsn_ci_low", bsn_low),
             Measurement("bound_bsn", thm3_bound(c_out, c_in, k, k)),
             Measurement("variance_snw", snw_mean),
+            Measurement("variance_snw_se", snw_se),
             Measurement("variance_snw_ci_low", snw_low),
             Measurement("bound_snw", 1 / max(c_out, c_in * k * k)),
             Measurement("xavier", xavier),
             Measurement("lecun", 1 / (c_in * k * k)),
             Measurement("bsn_over_xavier", bsn_mean / xavier),
+            Measurement("bsn_over_xavier_se", bsn_se / xavier),
             Measurement("bsn_rmt_prediction", bsn_rmt_prediction(c_out, c_in, k, k)),
         ]

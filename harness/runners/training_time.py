@@ -131,7 +131,7 @@ class TrainingTimeRunner(Runner):
         params=GAN_PARAMS,
         settings={**GAN_SETTINGS,
                   "warmup": Setting(int, 1, "untimed rounds first"),
-                  "repeats": Setting(int, 5, "timed rounds"),
+                  "repeats": Setting(int, 5, "timed rounds", sampling=True),
                   "data_batches": Setting(int, 4, "batches in the synthetic tensor the sampler cycles through")},
         metrics={
             "d_step_ms": Metric("info", "median over rounds of the mean discriminator update (absolute: this "
