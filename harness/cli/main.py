@@ -26,7 +26,7 @@ from harness.runners.isolation import default_max_memory
 from harness.runners.termination import Terminated, stop_on_signals
 from harness.suite import DEFAULT_MAX_CASES
 
-from . import commands
+from . import commands, own_model
 
 USAGE_ERROR = 2
 INTERNAL_ERROR = 3
@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="results folder (default: results/check-VARIANT-TIME, a new one each time)")
     p.add_argument("--fail-fast", action="store_true", help="stop after the contract when it is violated")
+    own_model.add_options(p)
     execution_options(p)
     p.add_argument("--suites-dir")
     report_options(p, None, None)  # default: reports/check-VARIANT-TIME.html and -junit.xml

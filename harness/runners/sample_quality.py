@@ -66,12 +66,12 @@ from harness.metrics import (InceptionExtractor, classifier_metrics, compute_sam
 from harness.methods.claims import LOW_RANK, SPECTRAL
 from harness.results import Measurement
 from harness.suite import Case
-from harness.training import build, load_data, save_grid, save_scatter, train
+from harness.training import load_data, save_grid, save_scatter, train
 from harness.training.data import MIXTURES
 from harness.training.loop import sample_z
 from harness.layers import layer_kind, reshape_matrix, weight_layers
 
-from ._gan_common import GAN_PARAMS, GAN_SETTINGS, adam_setting, iterations_for, loss_for, model_spec, threads
+from ._gan_common import GAN_PARAMS, GAN_SETTINGS, adam_setting, build_models, iterations_for, loss_for, threads
 from .base import RunContext, Runner, register
 from .spec import Declarations, Metric, Setting
 
@@ -173,9 +173,8 @@ class SampleQualityRunner(Runner):
         s, p = case.settings, case.params
         data_name = str(p["data"])
         spec = case.method
-        model_name, model_kwargs = model_spec(p, s, data_name)
         source = load_data(data_name, **s["data_args"].get(data_name, {}))
-        G, D = build(model_name, seed=case.seed, **model_kwargs)
+        G, D = build_models(p, s, case.seed, data_name)
         iterations = iterations_for(p, s, data_name)
         setting = adam_setting(p, s)
         every = s["trace_every"] or max(1, iterations // s["trace_points"])
