@@ -134,10 +134,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     label = f"{args.variant} as {args.as_name}" if args.as_name else args.variant
     variant = MethodSpec(name=args.variant, params=tuple(sorted(params.items())), label=label,
                          judged_as=args.as_name or "")
-    own = own_model(args)  # --model: validated in a defendant, with its data
-    against = [MethodSpec.parse(m) for m in args.against or (DEFAULT_AGAINST if own else [])]
-    if own and args.as_name and args.as_name not in {s.name for s in against}:
+    against = [MethodSpec.parse(m) for m in args.against or (DEFAULT_AGAINST if args.model else [])]
+    if args.model and args.as_name and args.as_name not in {s.name for s in against}:
         against.append(MethodSpec.parse(args.as_name))
+    # --model: validated in a defendant (with the built-ins that run on it), and its data
+    own = own_model(args, [s.name for s in against if s.name in available()])
     theirs = {spec.label: profile(describe_method(spec.name, dict(spec.params))) for spec in against}
     chosen, notes = [], []
     suites = _chosen_suites(args, args.suite_names or [])

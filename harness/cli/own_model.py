@@ -72,8 +72,9 @@ class OwnModel:
     data: DataChoice
 
 
-def own_model(args: argparse.Namespace) -> OwnModel | None:
-    """The validated ``--model`` and ``--data`` of a command line (``None`` without ``--model``)."""
+def own_model(args: argparse.Namespace, builtins: Sequence[str] = ()) -> OwnModel | None:
+    """The validated ``--model`` and ``--data`` of a command line (``None`` without ``--model``);
+    ``builtins``: the built-in methods that will run on it (each must accept its layers)."""
     if not args.model:
         given = [f for f, v in (("--input-shape", args.input_shape), ("--num-classes", args.num_classes),
                                 ("--data", args.data), ("--data-root", args.data_root), ("--labels", args.labels),
@@ -87,7 +88,7 @@ def own_model(args: argparse.Namespace) -> OwnModel | None:
         raise UserError(f"--num-classes {args.num_classes}: a conditional discriminator has 2 or more classes")
     model = UserModel(args.model, parse_input_shape(args.input_shape), args.num_classes)
     paired_generator(model.input_shape)  # a shape lipbench has a generator for
-    check_user_model(model)
+    check_user_model(model, methods=tuple(builtins))
     choice = (parse_data(args.data, model.input_shape, root=args.data_root, labels=args.labels,
                          value_range=args.data_range)
               if args.data else default_data(model.input_shape))

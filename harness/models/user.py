@@ -26,6 +26,7 @@ flat vectors.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -129,11 +130,20 @@ def _layer_record(path: str, layer: nn.Module) -> dict[str, Any]:
     return {"path": path, "type": kind, "args": {**args, "bias": getattr(layer, "bias", None) is not None}}
 
 
-def describe(model: UserModel, seed: int) -> dict[str, Any]:
+def describe(model: UserModel, seed: int, methods: tuple[str, ...] = ()) -> dict[str, Any]:
     """What the judge may know of the user's model, as plain data (runs the user's code: in a
-    defendant only). Raises :class:`UserModelError` naming the flag when the model is unusable."""
+    defendant only). Raises :class:`UserModelError` naming the flag when the model is unusable,
+    or when one of the built-in ``methods`` (those run beside a variant) refuses one of its
+    layers (the method's error names the layer)."""
+    from harness import methods as registry
     from harness.observe.verify import covered_layers, layer_shapes
     net = load_discriminator(model, seed)
+    for name in methods:
+        try:
+            registry.get(name).apply(copy.deepcopy(net))
+        except Exception as exc:  # noqa: BLE001 - the built-in refuses the model: say which layer
+            raise UserModelError(f"--model {model.target}: --against {name} cannot be applied: "
+                                 f"{' '.join(str(exc).split())}") from None
     try:
         with torch.no_grad():
             out = net.eval()(torch.zeros((2, *model.input_shape)))
@@ -160,28 +170,29 @@ def describe(model: UserModel, seed: int) -> dict[str, Any]:
             "parameters": int(sum(p.numel() for p in net.parameters()))}
 
 
-def _describe_reporting(model: UserModel, seed: int) -> dict[str, Any]:
+def _describe_reporting(model: UserModel, seed: int, methods: tuple[str, ...]) -> dict[str, Any]:
     """:func:`describe`, its failure reported as one line of plain data."""
     try:
-        return {"described": describe(model, seed)}
+        return {"described": describe(model, seed, methods)}
     except UserError as exc:
-        return {"error": str(exc)}
+        text = " ".join(str(exc).split())
+        return {"error": text if text.startswith("--") else f"--model {model.target}: {text}"}
     except Exception as exc:  # noqa: BLE001 - the user's factory raised
         return {"error": f"--model {model.target}: building it raised {type(exc).__name__}: "
                          f"{' '.join(str(exc).split())}"}
 
 
-_DESCRIBED: dict[tuple[UserModel, int], dict[str, Any]] = {}
+_DESCRIBED: dict[tuple[UserModel, int, tuple[str, ...]], dict[str, Any]] = {}
 
 
-def check_user_model(model: UserModel, seed: int = 0) -> dict[str, Any]:
+def check_user_model(model: UserModel, seed: int = 0, methods: tuple[str, ...] = ()) -> dict[str, Any]:
     """:func:`describe` run in a defendant (cached per process); :class:`UserModelError` with its
-    one line when the model is unusable."""
+    one line when the model is unusable (``methods``: built-ins that must apply to it)."""
     from harness.observe import DefendantError, in_defendant
-    key = (model, int(seed))
+    key = (model, int(seed), tuple(methods))
     if key not in _DESCRIBED:
         try:
-            report = in_defendant(_describe_reporting, model, int(seed), threads=1)
+            report = in_defendant(_describe_reporting, model, int(seed), tuple(methods), threads=1)
         except DefendantError as exc:
             raise UserModelError(f"--model {model.target}: {str(exc).splitlines()[-1]}") from None
         if "error" in report:
