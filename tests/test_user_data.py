@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from cli_support import lipbench, one_line_error
-from test_user_model import MODELS
+from test_user_model import MODELS, _rows
 
 #: The sample_quality suite on the user's model, few updates and samples, one seed.
 CHEAP = ["--suites", "sample_quality", "--seeds", "0", "--set", "iterations=6", "--set", "n_fake=64",
@@ -40,7 +40,7 @@ def _check(capsys, folder, *args):
                          "--input-shape", "1,16,16", *args, "--out", out, "--report", folder / "r.html",
                          "--junit", folder / "j.xml")
     assert code == 0, err
-    rows = pd.read_csv(out / "results.csv")
+    rows = _rows(out / "results.csv")
     return rows[rows["case"] != "summary"], pd.read_csv(out / "verdicts.csv", keep_default_na=False)
 
 
@@ -97,7 +97,7 @@ def test_a_suite_with_npy_data_measures_quality(tmp_path, capsys):
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(suite))
     code, err = lipbench(capsys, "run", tmp_path / "mine.yaml", "--out", tmp_path / "r", "--no-isolation")
     assert code == 0, err
-    rows = pd.read_csv(tmp_path / "r" / "results.csv").set_index("metric")
+    rows = _rows(tmp_path / "r" / "results.csv").set_index("metric")
     assert rows.loc["fid_data_cnn", "status"] == "ok"
     assert rows.loc["fid_inception", "status"] == "n/a" and "never downloads" in rows.loc["fid_inception", "message"]
 

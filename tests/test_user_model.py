@@ -91,11 +91,16 @@ def user_folder(tmp_path, monkeypatch):
     return tmp_path
 
 
+def _rows(path):
+    """A results.csv with its ``n/a`` statuses kept as text."""
+    return pd.read_csv(path, keep_default_na=False, na_values={"value": ["", "nan", "NaN"]})
+
+
 def _check(capsys, folder, variant, *args):
     out = folder / "out"
     code, _ = lipbench(capsys, "check", variant, *args, "--out", out, "--report", folder / "r.html",
                        "--junit", folder / "j.xml")
-    return code, pd.read_csv(out / "results.csv"), pd.read_csv(out / "verdicts.csv", keep_default_na=False)
+    return code, _rows(out / "results.csv"), pd.read_csv(out / "verdicts.csv", keep_default_na=False)
 
 
 def test_a_variant_on_the_users_discriminator_is_judged_beside_sn_w_and_none(user_folder, capsys):

@@ -11,7 +11,7 @@ import pandas as pd
 COLUMNS = ["suite", "case", "method", "seed", "metric", "value", "unit", "device",
            "status", "message", "params", "samples"]
 TRACE_COLUMNS = ["suite", "case", "method", "seed", "series", "step", "value"]
-STATUSES = ("ok", "error", "diverged")
+STATUSES = ("ok", "error", "diverged", "n/a")
 #: Seeds are stored as int64 (pandas, numpy): a seed outside this range is damaged input.
 SEED_MIN, SEED_MAX = -2**63, 2**63 - 1
 _TEXT_COLUMNS = ("suite", "case", "method", "metric", "unit", "device", "status", "message", "params", "samples")
