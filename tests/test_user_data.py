@@ -93,7 +93,7 @@ def test_a_suite_with_npy_data_measures_quality(tmp_path, capsys):
              "settings": {"models": {"npy": {"name": "dcgan_digits", "size": 16}},
                           "data_args": {"npy": {"path": str(tmp_path / "x.npy")}}, "iterations": 4,
                           "n_fake": 64, "trace_points": 2, "inception": "auto"},
-             "presets": {"ci": {}}}
+             "presets": {"ci": {}, "full": {}}}
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(suite))
     code, err = lipbench(capsys, "run", tmp_path / "mine.yaml", "--out", tmp_path / "r", "--no-isolation")
     assert code == 0, err

@@ -38,6 +38,7 @@ from harness.data import DataChoice, default_data, load_checked, parse_data
 from harness.errors import UserError
 from harness.models import UserModel, check_user_model, paired_generator, parse_input_shape
 from harness.results import ResultsDir
+from harness.results.fingerprint import method_source
 from harness.runners import runner_for
 from harness.suite import MethodSpec, Suite
 
@@ -86,7 +87,7 @@ def own_model(args: argparse.Namespace, builtins: Sequence[str] = ()) -> OwnMode
         raise UserError(f"--model {args.model}: needs --input-shape (C,H,W or D)")
     if args.num_classes < 0 or args.num_classes == 1:
         raise UserError(f"--num-classes {args.num_classes}: a conditional discriminator has 2 or more classes")
-    model = UserModel(args.model, parse_input_shape(args.input_shape), args.num_classes)
+    model = UserModel(args.model, parse_input_shape(args.input_shape), args.num_classes, method_source(args.model))
     paired_generator(model.input_shape)  # a shape lipbench has a generator for
     check_user_model(model, methods=tuple(builtins))
     choice = (parse_data(args.data, model.input_shape, root=args.data_root, labels=args.labels,

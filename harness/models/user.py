@@ -50,19 +50,24 @@ class UserModelError(UserError):
 @dataclass(frozen=True)
 class UserModel:
     """The user's discriminator as plain data: ``target`` (``package.module:attr``), the input
-    shape without the batch dimension and the number of classes (0: unconditional)."""
+    shape without the batch dimension, the number of classes (0: unconditional) and ``source``,
+    a digest of the target module's file (found without importing it): part of the cases'
+    settings, hence of their fingerprints, so ``--resume`` never reuses results of other code."""
 
     target: str
     input_shape: tuple[int, ...]
     num_classes: int = 0
+    source: str = ""
 
     def setting(self) -> dict[str, Any]:
         """The value of the runners' ``user_model`` setting."""
-        return {"target": self.target, "input_shape": list(self.input_shape), "num_classes": self.num_classes}
+        return {"target": self.target, "input_shape": list(self.input_shape), "num_classes": self.num_classes,
+                "source": self.source}
 
     @classmethod
     def from_setting(cls, value: Mapping[str, Any]) -> "UserModel":
-        return cls(str(value["target"]), tuple(int(v) for v in value["input_shape"]), int(value.get("num_classes", 0)))
+        return cls(str(value["target"]), tuple(int(v) for v in value["input_shape"]), int(value.get("num_classes", 0)),
+                   str(value.get("source", "")))
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
