@@ -1,31 +1,21 @@
 """``--data npy:PATH``, ``folder:PATH``, named sets under ``--data-root``: the user's own data, checked up
 front, with quality metrics on an extractor trained on that data (its identity recorded) and n/a rows
 with reasons for what cannot be measured."""
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from cli_support import lipbench, one_line_error
-from test_user_model import MODELS, _rows
+from test_user_model import _rows, user_folder  # noqa: F401 - the user's project folder, a fixture
 
 #: The sample_quality suite on the user's model, few updates and samples, one seed.
 CHEAP = ["--suites", "sample_quality", "--seeds", "0", "--set", "iterations=6", "--set", "n_fake=64",
          "--set", "trace_points=2", "--no-isolation", "--baselines", "no-baselines"]
 
 
-@pytest.fixture
-def user_folder(tmp_path, monkeypatch):
-    (tmp_path / "usermodels.py").write_text(MODELS)
-    monkeypatch.chdir(tmp_path)
-    sys.modules.pop("usermodels", None)
-    return tmp_path
-
-
-def _images(n: int, seed: int = 0) -> np.ndarray:
-    """``n`` 16x16 grey images, (N, H, W) uint8: a bright square whose corner depends on the class."""
+def _images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` 16x16 grey images (N, H, W) uint8 and their classes: a bright square whose corner depends on the class."""
     rng = np.random.default_rng(seed)
     x = (rng.random((n, 16, 16)) * 60).astype(np.uint8)
     labels = np.arange(n) % 2

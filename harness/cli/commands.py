@@ -187,7 +187,8 @@ def _publish_beside(args: argparse.Namespace, chosen: list[Suite], results: Resu
     mine = [s for s in chosen if takes_model(s)]
     theirs = [s for s in chosen if not takes_model(s)]
     reference = reference_of(against, args.as_name)
-    verdicts = [judge_beside(mine, results, variant.label, reference, [s.label for s in against])]
+    verdicts = [judge_beside(mine, results, variant.label, reference,
+                             [s.label for s in against if s.label != variant.label])]
     baselines = [results.rows()[lambda r: r["suite"].isin({s.name for s in mine}) & (r["method"] == reference)]]
     if theirs:
         verdicts.append(judge_results(theirs, results, baselines_dir(args.baselines)))
