@@ -14,6 +14,12 @@ CHEAP = ["--suites", "sample_quality", "--seeds", "0", "--set", "iterations=6", 
          "--set", "trace_points=2", "--no-isolation", "--baselines", "no-baselines"]
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache(tmp_path, monkeypatch):
+    """Every test trains its data set's extractor anew (nothing from an earlier run's cache)."""
+    monkeypatch.setenv("LIPBENCH_CACHE", str(tmp_path / "cache"))
+
+
 def _images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` 16x16 grey images (N, H, W) uint8 and their classes: a bright square whose corner depends on the class."""
     rng = np.random.default_rng(seed)
