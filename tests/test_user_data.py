@@ -107,6 +107,8 @@ def test_a_suite_with_npy_data_measures_quality(tmp_path, capsys):
     (lambda f: (np.save(f / "x.npy", np.zeros((8, 16, 16), np.uint8)), np.save(f / "y.npy", np.zeros(3, np.int64))),
      ["--data", "npy:x.npy", "--labels", "y.npy"], "y.npy"),
     (None, ["--data", "folder:nothing_here"], "nothing_here"),
+    (lambda f: np.save(f / "x.npy", np.zeros((8, 16, 16), np.uint8)), ["--data", "npy:x.npy"],
+     "8 samples, fewer than the batch of 32 of suite claims"),
     (None, ["--data", "mnist", "--data-root", "empty_root"], "empty_root/MNIST/raw"),
     (None, ["--data", "imagenet"], "--data 'imagenet'"),
 ])
@@ -117,3 +119,23 @@ def test_missing_or_invalid_data_is_one_line_exit_2(user_folder, capsys, make, a
                          "1,16,16", *args, "--suites", "claims", "--out", user_folder / "o")
     one_line_error(code, err, needle)
     assert not (user_folder / "o").exists()
+
+
+def _idx(path, array: np.ndarray) -> None:
+    """An MNIST idx file (big-endian header: magic, sizes; then the uint8 values)."""
+    magic = {1: 2049, 3: 2051}[array.ndim]
+    header = np.array([magic, *array.shape], dtype=">i4").tobytes()
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_mnist_is_read_from_the_data_root_in_torchvisions_layout(user_folder, capsys):
+    raw = user_folder / "root" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    images = np.zeros((80, 28, 28), np.uint8)
+    images[:, 6:22, 10:18] = 255
+    for split in ("train", "t10k"):
+        _idx(raw / f"{split}-images-idx3-ubyte", images)
+        _idx(raw / f"{split}-labels-idx1-ubyte", np.arange(80) % 4)
+    rows, _ = _check(capsys, user_folder, "--data", "mnist", "--data-root", "root", *CHEAP)
+    assert set(rows[rows["metric"] == "fid_data_cnn"]["status"]) == {"ok"}
+    assert (rows[rows["metric"] == "modes_covered"]["status"] == "ok").all()  # MNIST's labels

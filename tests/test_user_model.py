@@ -163,3 +163,13 @@ def test_a_bad_model_is_one_line_exit_2(user_folder, capsys, args, needle):
     one_line_error(code, err, needle)
     assert not (user_folder / "o").exists()
     assert "usermodels" not in sys.modules
+
+
+def test_timing_runs_on_the_users_discriminator(user_folder, capsys):
+    code, rows, verdicts = _check(capsys, user_folder, "from_scratch:MiyatoSN", "--model",
+                                  "usermodels:make_discriminator", "--input-shape", "1,16,16", "--suites",
+                                  "training_time", "--seeds", "0", "--set", "repeats=2", "--set", "warmup=1",
+                                  "--set", "batch=8", "--no-isolation", "--baselines", "no-baselines")
+    assert code == 0, verdicts[~verdicts["verdict"].isin(["pass", "n/a", "new"])].to_string()
+    ratios = rows[rows["metric"] == "iteration_ratio"].set_index("method")["value"]
+    assert set(ratios.index) == {"from_scratch:MiyatoSN", "sn_w", "none"} and ratios["none"] == 1.0

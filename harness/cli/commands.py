@@ -23,7 +23,7 @@ from harness.suite.loader import parse_yaml_value
 from .locate import baselines_dir, baselines_dir_to_write, resolve_suites, suite_files, suites_dir
 from .outputs import new_results_folder
 from .overrides import apply_overrides, parse_overrides
-from .own_model import DEFAULT_AGAINST, judge_beside, on_own_model, own_model, reference_of, takes_model
+from .own_model import DEFAULT_AGAINST, check_batches, judge_beside, on_own_model, own_model, reference_of, takes_model
 from .pipeline import baseline_notes, baseline_rows, execute, judge_results, publish, run_options
 
 
@@ -152,6 +152,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         chosen.append(suite.with_methods([variant] + beside))
     if not chosen:
         raise UsageError(f"no suite applies to {args.variant!r}")
+    if own:
+        check_batches(chosen, own, args.preset)
     chosen.sort(key=lambda s: s.kind != "contract")  # the contract first: seconds, and it names what broke
     _resume_needs_out(args)
     out = Path(args.out) if args.out else new_results_folder(f"check-{variant.label}")

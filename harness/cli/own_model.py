@@ -71,6 +71,7 @@ class OwnModel:
 
     model: UserModel
     data: DataChoice
+    samples: int
 
 
 def own_model(args: argparse.Namespace, builtins: Sequence[str] = ()) -> OwnModel | None:
@@ -93,8 +94,8 @@ def own_model(args: argparse.Namespace, builtins: Sequence[str] = ()) -> OwnMode
     choice = (parse_data(args.data, model.input_shape, root=args.data_root, labels=args.labels,
                          value_range=args.data_range)
               if args.data else default_data(model.input_shape))
-    load_checked(choice, model.input_shape)
-    return OwnModel(model, choice)
+    source = load_checked(choice, model.input_shape)
+    return OwnModel(model, choice, len(source))
 
 
 def takes_model(suite: Suite) -> bool:
@@ -132,6 +133,18 @@ def _on_model(suite: Suite, own: OwnModel) -> Suite:
     raw.setdefault("settings", {}).update(user_model=own.model.setting(),
                                           data_args={own.data.name: copy.deepcopy(own.data.args)})
     return dataclasses.replace(suite, raw=raw)
+
+
+def check_batches(suites: Iterable[Suite], own: OwnModel, preset: str) -> None:
+    """A data set with fewer samples than a suite's batch is refused before anything runs."""
+    for suite in suites:
+        if not takes_model(suite) or preset not in suite.presets:
+            continue
+        batch = suite.resolved(preset)["settings"].get("batch", runner_for(suite.kind).declarations.settings["batch"]
+                                                       .default)
+        if isinstance(batch, int) and batch > own.samples:
+            raise UserError(f"--data {own.data.text}: {own.samples} samples, fewer than the batch of {batch} of suite "
+                            f"{suite.name} (--set batch=N, or more data)")
 
 
 def reference_of(against: Sequence[MethodSpec], as_name: str | None) -> str:
