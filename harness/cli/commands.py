@@ -192,8 +192,9 @@ def _publish_beside(args: argparse.Namespace, chosen: list[Suite], results: Resu
     verdicts = [judge_beside(mine, results, variant.label, reference,
                              [s.label for s in against if s.label != variant.label])]
     baselines = [results.rows()[lambda r: r["suite"].isin({s.name for s in mine}) & (r["method"] == reference)]]
-    if theirs:
-        verdicts.append(judge_results(theirs, results, baselines_dir(args.baselines)))
+    if theirs:  # judged against the stored baselines; the errors of the suites on the model are counted above
+        stored = judge_results(theirs, results, baselines_dir(args.baselines))
+        verdicts.append(stored[~stored["suite"].isin({s.name for s in mine})])
         baselines.append(baseline_rows(theirs, results, baselines_dir(args.baselines)))
     model = f"{args.model} ({args.input_shape}, data {args.data or 'digits'})"
     print(f"checked {variant.label} on {model} beside {', '.join(s.label for s in against)} in: "

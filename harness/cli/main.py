@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("variant", help="package.module:attr (a Method subclass or factory) or a method name")
     p.add_argument("--as", dest="as_name", help="compare against this built-in method's baselines")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="variant parameter")
-    p.add_argument("--against", nargs="+", help="built-in methods to run beside it (default: each suite's)")
+    p.add_argument("--against", nargs="+", help="built-in methods to run beside it (default: none; with --model: "
+                                                "sn_w none)")
     p.add_argument("--suites", nargs="+", dest="suite_names", metavar="SUITE")
     p.add_argument("--preset", default="ci", type=preset_name)
     p.add_argument("--device", default="cpu")
