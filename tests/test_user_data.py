@@ -139,3 +139,21 @@ def test_mnist_is_read_from_the_data_root_in_torchvisions_layout(user_folder, ca
     rows, _ = _check(capsys, user_folder, "--data", "mnist", "--data-root", "root", *CHEAP)
     assert set(rows[rows["metric"] == "fid_data_cnn"]["status"]) == {"ok"}
     assert (rows[rows["metric"] == "modes_covered"]["status"] == "ok").all()  # MNIST's labels
+
+
+def test_vector_data_on_a_vector_discriminator(user_folder, capsys):
+    """``--input-shape D`` with ``(N, D)`` data: an MLP generator; the energy distance to the data,
+    the mixture metrics n/a with the reason."""
+    (user_folder / "vectors.py").write_text(
+        "from torch import nn\n\ndef make():\n    return nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Linear(16, 1))\n")
+    np.save(user_folder / "v.npy", np.random.default_rng(0).uniform(-1, 1, (128, 3)).astype(np.float32))
+    out = user_folder / "out"
+    code, err = lipbench(capsys, "check", "from_scratch:MiyatoSN", "--model", "vectors:make", "--input-shape", "3",
+                         "--data", "npy:v.npy", *CHEAP, "--out", out, "--report", user_folder / "r.html",
+                         "--junit", user_folder / "j.xml")
+    assert code == 0, err
+    rows = _rows(out / "results.csv")
+    rows = rows[rows["case"] != "summary"]
+    assert set(rows[rows["metric"] == "energy_distance"]["status"]) == {"ok"}
+    na = rows[rows["metric"] == "hq_share"]
+    assert len(na) == 3 and set(na["status"]) == {"n/a"}
