@@ -6,6 +6,8 @@ import contextlib
 import dataclasses
 from pathlib import Path
 
+import pandas as pd
+
 from harness.errors import UserError
 from harness.baselines import passed, update_baselines
 from harness.baselines.admission import NAME, Acceptance
@@ -23,6 +25,7 @@ from harness.suite.loader import parse_yaml_value
 from .locate import baselines_dir, baselines_dir_to_write, resolve_suites, suite_files, suites_dir
 from .outputs import default_report, new_results_folder
 from .overrides import apply_overrides, parse_overrides
+from .own_model import DEFAULT_AGAINST, check_batches, judge_beside, on_own_model, own_model, reference_of, takes_model
 from .pipeline import baseline_notes, baseline_rows, execute, judge_results, publish, run_options
 
 
@@ -133,10 +136,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     label = f"{args.variant} as {args.as_name}" if args.as_name else args.variant
     variant = MethodSpec(name=args.variant, params=tuple(sorted(params.items())), label=label,
                          judged_as=args.as_name or "")
-    against = [MethodSpec.parse(m) for m in args.against or []]
+    against = [MethodSpec.parse(m) for m in args.against or (DEFAULT_AGAINST if args.model else [])]
+    if args.model and args.as_name and args.as_name not in {s.name for s in against}:
+        against.append(MethodSpec.parse(args.as_name))
+    # --model: validated in a defendant (with the built-ins that run on it), and its data
+    own = own_model(args, [s.name for s in against if s.name in available()])
     theirs = {spec.label: profile(describe_method(spec.name, dict(spec.params))) for spec in against}
     chosen, notes = [], []
-    for suite in _chosen_suites(args, args.suite_names or []):
+    suites = _chosen_suites(args, args.suite_names or [])
+    for suite in on_own_model(suites, own) if own else suites:
         runner = runner_for(suite.kind)
         if not runner.uses_methods or not runner.applies_to(mine):
             continue
@@ -146,6 +154,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         chosen.append(suite.with_methods([variant] + beside))
     if not chosen:
         raise UsageError(f"no suite applies to {args.variant!r}")
+    if own:
+        check_batches(chosen, own, args.preset)
     chosen.sort(key=lambda s: s.kind != "contract")  # the contract first: seconds, and it names what broke
     _resume_needs_out(args)
     out = Path(args.out) if args.out else new_results_folder(f"check-{variant.label}")
@@ -165,11 +175,39 @@ def cmd_check(args: argparse.Namespace) -> int:
                            baselines=baseline_rows(contract, results, baselines_dir(args.baselines)))
         options = dataclasses.replace(options, resume=True, overwrite=False)
     results = execute(chosen, preset=args.preset, out=out, options=options)
+    if own:
+        return _publish_beside(args, chosen, results, variant, against, notes)
     verdicts = judge_results(chosen, results, baselines_dir(args.baselines))
     print(f"checked {variant.label} in: {', '.join(s.name for s in chosen)}")
     return publish(chosen, results, verdicts, **_outputs(args),
                    title=f"lipbench check {variant.label}", notes=notes + _notes(results, args.baselines),
                    baselines=baseline_rows(chosen, results, baselines_dir(args.baselines)))
+
+
+def _publish_beside(args: argparse.Namespace, chosen: list[Suite], results: ResultsDir, variant: MethodSpec,
+                    against: list[MethodSpec], notes: list[str]) -> int:
+    """A ``--model`` check: suites on the user's model judged beside the built-ins of this run, the
+    others against the stored baselines (:mod:`.own_model`)."""
+    mine = [s for s in chosen if takes_model(s)]
+    theirs = [s for s in chosen if not takes_model(s)]
+    reference = reference_of(against, args.as_name)
+    verdicts = [judge_beside(mine, results, variant.label, reference,
+                             [s.label for s in against if s.label != variant.label])]
+    baselines = [results.rows()[lambda r: r["suite"].isin({s.name for s in mine}) & (r["method"] == reference)]]
+    if theirs:  # judged against the stored baselines; the errors of the suites on the model are counted above
+        stored = judge_results(theirs, results, baselines_dir(args.baselines))
+        verdicts.append(stored[~stored["suite"].isin({s.name for s in mine})])
+        baselines.append(baseline_rows(theirs, results, baselines_dir(args.baselines)))
+    model = f"{args.model} ({args.input_shape}, data {args.data or 'digits'})"
+    print(f"checked {variant.label} on {model} beside {', '.join(s.label for s in against)} in: "
+          f"{', '.join(s.name for s in chosen)}")
+    notes = notes + [f"on your model {model}: {', '.join(s.name for s in mine)}; compared with {reference} on the "
+                     "same model in this run (no stored baseline exists for your model)"]
+    if theirs:
+        notes += [f"on lipbench's own models (stored baselines): {', '.join(s.name for s in theirs)}"]
+    return publish(chosen, results, pd.concat(verdicts, ignore_index=True), **_outputs(args),
+                   title=f"lipbench check {variant.label} on {args.model}", notes=notes,
+                   baselines=pd.concat(baselines, ignore_index=True))
 
 
 def _suites_of(results: ResultsDir, explicit: str | None) -> list[Suite]:

@@ -26,7 +26,7 @@ from harness.runners.isolation import default_max_memory
 from harness.runners.termination import Terminated, stop_on_signals
 from harness.suite import DEFAULT_MAX_CASES
 
-from . import commands
+from . import commands, own_model
 
 USAGE_ERROR = 2
 INTERNAL_ERROR = 3
@@ -118,12 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("variant", help="package.module:attr (a Method subclass or factory) or a method name")
     p.add_argument("--as", dest="as_name", help="compare against this built-in method's baselines")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="variant parameter")
-    p.add_argument("--against", nargs="+", help="built-in methods to run beside it (default: each suite's)")
+    p.add_argument("--against", nargs="+", help="built-in methods to run beside it (default: none; with --model: "
+                                                "sn_w none)")
     p.add_argument("--suites", nargs="+", dest="suite_names", metavar="SUITE")
     p.add_argument("--preset", default="ci", type=preset_name)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="results folder (default: results/check-VARIANT-TIME, a new one each time)")
     p.add_argument("--fail-fast", action="store_true", help="stop after the contract when it is violated")
+    own_model.add_options(p)
     execution_options(p)
     p.add_argument("--suites-dir")
     report_options(p, None, None)  # default: reports/check-VARIANT-TIME.html and -junit.xml

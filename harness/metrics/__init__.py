@@ -11,7 +11,7 @@ from .sample_quality import (SampleQuality, compare_sample_quality, compute_samp
                              fid, inception_score, kid, sample_quality)
 from .inception import InceptionExtractor, InceptionUnavailableError, find_inception_weights
 from .classifier import (ClassifierExtractor, ClassifierMetrics, classifier_metrics,
-                         classifier_metrics_from_probs, digits_extractor, load_digits_images,
+                         classifier_metrics_from_probs, data_extractor, digits_extractor, load_digits_images,
                          train_classifier_extractor)
 from .two_d import (GRID25, RING8, Mixture, ModeMetrics, energy_distance, grid_centers,
                     mode_metrics, ring_centers, sample_mixture)
@@ -28,5 +28,5 @@ __all__ = [
     "inception_score", "kid", "sample_quality", "InceptionExtractor",
     "InceptionUnavailableError", "find_inception_weights", "ClassifierExtractor",
     "ClassifierMetrics", "classifier_metrics", "classifier_metrics_from_probs",
-    "digits_extractor", "load_digits_images", "train_classifier_extractor",
+    "data_extractor", "digits_extractor", "load_digits_images", "train_classifier_extractor",
 ]

@@ -224,7 +224,8 @@ def train_classifier_extractor(images: torch.Tensor, labels: torch.Tensor, name:
                            num_classes=int(num_classes or int(y.max()) + 1), width=width,
                            feat_dim=feat_dim, epochs=epochs, batch_size=batch_size, lr=lr,
                            seed=seed)
-    ext_id = f"{name}-{config_key(cfg, _data_digest(x, y))}"
+    digest = _data_digest(x, y)
+    ext_id = f"{name}-{config_key(cfg, digest)}"
     path = Path(cache_dir) if cache_dir is not None else lipbench_cache_dir() / "extractors"
     path = path / f"{ext_id}.pt"
     if path.is_file():
@@ -255,7 +256,7 @@ def train_classifier_extractor(images: torch.Tensor, labels: torch.Tensor, name:
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
         meta: dict[str, Any] = {
-            "weights_sha256": _weights_digest(state), "torch": str(torch.__version__),
+            "weights_sha256": _weights_digest(state), "data_sha256": digest, "torch": str(torch.__version__),
             "train_accuracy": float((model(x).argmax(1) == y).float().mean())}
         if eval_data is not None:
             ex = to_unit_range(eval_data[0].cpu(), value_range)
@@ -271,6 +272,41 @@ def digits_extractor(size: int = 16, cache_dir: str | os.PathLike | None = None,
     held_out = load_digits_images(size, "test")
     return train_classifier_extractor(x, y, f"digits-cnn-{ARCH_VERSION}", cache_dir=cache_dir,
                                       num_classes=10, eval_data=held_out, **kwargs)
+
+
+#: The extractor of a user's data set trains on a fixed share of it (the rest is held out for
+#: its accuracy), at most this many images (a CPU budget of about a minute; cached on disk).
+DATA_TRAIN_SHARE = 0.8
+MAX_DATA_TRAIN_IMAGES = 10_000
+
+
+def rotations(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each (square) image turned by 0, 90, 180 and 270 degrees, labelled 0..3: a pretext task
+    whose features need no labels (Gidaris et al. 2018, docs/references.md#gidaris2018)."""
+    turned = [torch.rot90(images, k, dims=(-2, -1)) for k in range(4)]
+    return torch.cat(turned), torch.arange(4).repeat_interleave(len(images))
+
+
+def data_extractor(images: torch.Tensor, labels: torch.Tensor | None = None,
+                   cache_dir: str | os.PathLike | None = None, **kwargs: Any) -> ClassifierExtractor:
+    """The extractor of a user's own data set (``(N, C, S, S)`` in [-1, 1]): :class:`SmallCNN`
+    trained as the digits one (:func:`train_classifier_extractor`) on a fixed
+    :data:`DATA_TRAIN_SHARE` of the images (a seeded permutation, at most
+    :data:`MAX_DATA_TRAIN_IMAGES`), the rest held out for ``eval_accuracy``. With labels it
+    classifies them (id ``data-cnn-v1-<hash>``); without, it tells which of four rotations was
+    applied (:func:`rotations`; id ``data-rot-cnn-v1-<hash>``)."""
+    order = torch.from_numpy(np.random.default_rng(0).permutation(len(images)))
+    cut = max(1, int(len(images) * DATA_TRAIN_SHARE))
+    train, held = order[:cut][:MAX_DATA_TRAIN_IMAGES], order[cut:]
+    if labels is not None:
+        x, y = images[train], labels[train]
+        held_out = (images[held], labels[held]) if len(held) else None
+        return train_classifier_extractor(x, y, f"data-cnn-{ARCH_VERSION}", cache_dir=cache_dir,
+                                          num_classes=int(labels.max()) + 1, eval_data=held_out, **kwargs)
+    x, y = rotations(images[train])
+    held_out = rotations(images[held]) if len(held) else None
+    return train_classifier_extractor(x, y, f"data-rot-cnn-{ARCH_VERSION}", cache_dir=cache_dir, num_classes=4,
+                                      eval_data=held_out, **kwargs)
 
 
 # ------------------------------------------------------------------------ metrics

@@ -54,6 +54,24 @@ class Unobservable(Exception):
     """A layer or model the judge cannot read from the report (the message says why)."""
 
 
+class LayersOnly(nn.Module):
+    """A plain model known layer by layer only (a user's ``--model``: torch's layers of the
+    reported geometry at the reported paths, :func:`harness.models.user.layers_only`): per-layer
+    measurements work on it; what needs the graph raises :class:`Unobservable` with ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise Unobservable(self.reason)
+
+
+def graph_known(plain: nn.Module) -> bool:
+    """Whether the judge can run ``plain`` as a whole (not a :class:`LayersOnly`)."""
+    return not isinstance(plain, LayersOnly)
+
+
 # --- plans ------------------------------------------------------------------------------------
 
 def covered_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -89,20 +107,27 @@ def layer_shapes(model: nn.Module, input_shape) -> tuple[dict[str, tuple], dict[
 
 
 def make_plan(plain: nn.Module, input_shape, seed: int, inputs: torch.Tensor | None = None,
-              n_inputs: int = 4, n_probes: int = 2, dense_limit: int = DENSE_LIMIT) -> dict[str, Any]:
+              n_inputs: int = 4, n_probes: int = 2, dense_limit: int = DENSE_LIMIT,
+              layout: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a defendant observes on a method-applied copy of ``plain`` (plain data): the covered
     layers' paths, float32 Gaussian inputs per layer (``probes``) and for the model
-    (``inputs``, or the given ones), the other state keys and the layers' sizes."""
+    (``inputs``, or the given ones), the other state keys and the layers' sizes. ``layout``:
+    the layers' input shapes, output sizes and the other state keys as reported for a
+    :class:`LayersOnly` model (else measured here with one forward of ``plain``)."""
     gen = torch.Generator().manual_seed(int(seed))
-    shapes, outs = layer_shapes(plain, input_shape)
     paths = [p for p, _ in covered_layers(plain)]
     covered = tuple(p + "." for p in paths)
+    if layout is not None:
+        shapes, outs, keys = layout["shapes"], layout["out_dims"], list(layout["keys"])
+    else:
+        shapes, outs = layer_shapes(plain, input_shape)
+        keys = [k for k in plain.state_dict() if not k.startswith(covered)]
     if inputs is None:
         inputs = torch.randn((n_inputs, *tuple(input_shape)), generator=gen)
     return {"paths": paths,
             "probes": {p: torch.randn((n_probes, *shapes[p]), generator=gen) for p in paths},
             "inputs": inputs.detach().to("cpu", torch.float32),
-            "keys": [k for k in plain.state_dict() if not k.startswith(covered)],
+            "keys": keys,
             "shapes": {p: list(shapes[p]) for p in paths}, "out_dims": outs, "dense_limit": int(dense_limit)}
 
 
@@ -228,7 +253,9 @@ class _DenseAffine(nn.Module):
 def rebuild(plain: nn.Module, plan: dict[str, Any], record: dict[str, Any]) -> nn.Module:
     """A float64 copy of the plain model carrying the observed effective weights (and maps, and
     the rest of the observed state), in eval mode: what the method-applied model computes, if
-    :func:`model_difference` says it is."""
+    :func:`model_difference` says it is; :class:`Unobservable` for a :class:`LayersOnly`)."""
+    if not graph_known(plain):
+        raise Unobservable(plain.reason)
     model = copy.deepcopy(plain).to(torch.float64).eval()
     layers = _layers(model)
     for path in plan["paths"]:
@@ -315,6 +342,6 @@ def worst(values: Iterable[float]) -> float:
     return max(values) if values else math.nan
 
 
-__all__ = ["CONSISTENCY_RTOL", "MODES_RTOL", "Unobservable", "covered_layers", "expected_output",
+__all__ = ["CONSISTENCY_RTOL", "LayersOnly", "MODES_RTOL", "Unobservable", "covered_layers", "graph_known", "expected_output",
            "layer_differences", "layer_map", "layer_shapes", "make_plan", "measure_layers",
            "mode_differences", "model_difference", "rebuild", "settled", "worst", "ClaimMeasurementError"]

@@ -10,6 +10,10 @@
   machine and makes the reduction order, hence training, independent of the core count.
 * :func:`model_spec`: ``(name, kwargs)`` of the model a case trains, from the case parameter
   ``model`` or the settings' per-data-set mapping ``models: {ring8: {name: mlp2d}, ...}``.
+* :func:`build_models`: the ``(G, D)`` a case trains: lipbench's pair by :func:`model_spec`, or,
+  with ``settings.user_model`` (``lipbench check --model``), the user's discriminator beside
+  lipbench's generator for its input shape (:mod:`harness.models.user`; the user's code runs
+  only in a defendant); :func:`judge_models`: what the judge builds instead.
 * :func:`adam_setting`: the Adam setting of a case: the case parameter ``setting`` or
   ``settings.adam`` (default ``A``), a Miyato letter ``A``..``F`` or a name defined in the
   suite's ``adam_settings: {fast2d: {lr: 2e-3, beta1: 0.0, beta2: 0.9, n_dis: 1}}``.
@@ -22,6 +26,8 @@ from typing import Any, Iterator, Mapping
 import torch
 
 from harness.methods.claims import QUANTITIES, judged_claim
+from harness.models.user import UserModel, check_user_model, layers_only, layout, load_discriminator, paired_generator
+from harness.training import build
 from harness.training.losses import ALIASES, LOSSES
 
 from .case import intra_op_threads
@@ -63,6 +69,8 @@ GAN_SETTINGS = {
     "data_args": Setting(dict, {}, "loader keyword arguments per data set"),
     "batch": Setting(int, 64, "batch size"),
     "threads": Setting((int, type(None)), None, "torch intra-op threads for the case (null: torch's default)"),
+    "user_model": Setting((dict, type(None)), None, "the user's discriminator {target, input_shape, num_classes} "
+                                                    "(set by lipbench check --model; null: lipbench's models)"),
 }
 #: Case parameters of GAN-training runners.
 GAN_PARAMS = {
@@ -118,6 +126,35 @@ def model_spec(params: Mapping[str, Any], settings: Mapping[str, Any],
     return str(spec.pop("name")), spec
 
 
+def user_model(settings: Mapping[str, Any]) -> UserModel | None:
+    """The user's discriminator of a case (``settings.user_model``), if any."""
+    value = settings.get("user_model")
+    return UserModel.from_setting(value) if value else None
+
+
+def build_models(params: Mapping[str, Any], settings: Mapping[str, Any], seed: int,
+                 data: str | None = None) -> tuple[Any, Any]:
+    """``(G, D)`` of a case, weights initialised from ``seed``. With a user's model this runs the
+    user's code: call it in a defendant only."""
+    model = user_model(settings)
+    if model is not None:
+        return paired_generator(model.input_shape, seed), load_discriminator(model, seed)
+    name, kwargs = model_spec(params, settings, data)
+    return build(name, seed=seed, **kwargs)
+
+
+def judge_models(params: Mapping[str, Any], settings: Mapping[str, Any], seed: int,
+                 data: str | None = None) -> tuple[Any, Any, dict[str, Any] | None]:
+    """``(G, D, layout)`` as the judge builds them: lipbench's own pair (``layout`` ``None``), or
+    for a user's model lipbench's generator and a layers-only D from the description a
+    defendant reported (``layout``: for :func:`harness.observe.verify.make_plan`)."""
+    model = user_model(settings)
+    if model is None:
+        return (*build_models(params, settings, seed, data), None)
+    described = check_user_model(model, seed)
+    return paired_generator(model.input_shape, seed), layers_only(described), layout(described)
+
+
 def adam_setting(params: Mapping[str, Any], settings: Mapping[str, Any]) -> Any:
     """A setting name or mapping for :func:`harness.training.get_settings`."""
     name = params.get("setting", settings["adam"])
@@ -134,11 +171,12 @@ def iterations_for(params: Mapping[str, Any], settings: Mapping[str, Any], data:
     return int(settings["iterations_for"].get(data, settings["iterations"]))
 
 
-def synthetic_images(n: int, channels: int, size: int, seed: int) -> torch.Tensor:
-    """``n`` images ``(channels, size, size)`` uniform in ``[-1, 1]`` (the tanh range).
+def synthetic_images(n: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """``n`` samples of ``shape`` (``(channels, size, size)`` images, or vectors) uniform in
+    ``[-1, 1]`` (the tanh range).
 
-    Timing depends only on tensor shapes, not on the pixel values, so the timing suite needs
+    Timing depends only on tensor shapes, not on the values, so the timing suite needs
     no data set on disk; a fixed seed keeps the runs identical.
     """
     g = torch.Generator().manual_seed(int(seed))
-    return torch.rand(n, channels, size, size, generator=g) * 2 - 1
+    return torch.rand(n, *shape, generator=g) * 2 - 1

@@ -46,14 +46,15 @@ from harness.methods.claims import INTERPOLATE
 from harness.methods.measure import evaluating, interpolate_gradient_norms, interpolate_measurement
 from harness.observe.effective import observe_modes, observe_now, settle
 from harness.observe.schedule import consecutive_pair, grid_steps, random_steps
-from harness.observe.verify import (Unobservable, layer_differences, make_plan, measure_layers, model_difference,
-                                    rebuild, settled, worst)
+from harness.observe.verify import (Unobservable, graph_known, layer_differences, make_plan, measure_layers,
+                                    model_difference, rebuild, settled, worst)
 from harness.results import Measurement
 from harness.suite import Case
-from harness.training import build, load_data, train
+from harness.training import load_data, train
 from harness.training.loop import sample_z
 
-from ._gan_common import GAN_PARAMS, GAN_SETTINGS, adam_setting, iterations_for, loss_for, model_spec, threads
+from ._gan_common import (GAN_PARAMS, GAN_SETTINGS, adam_setting, build_models, iterations_for, judge_models, loss_for,
+                          threads)
 from .base import RunContext, Runner, register
 from .spec import Declarations, Metric, Setting
 
@@ -61,13 +62,19 @@ from .spec import Declarations, Metric, Setting
 PROBE_SAMPLES = 4
 
 
+def _source(case: Case):
+    data_name = str(case.params["data"])
+    return load_data(data_name, **case.settings["data_args"].get(data_name, {}))
+
+
 def _models(case: Case):
-    s, p = case.settings, case.params
-    data_name = str(p["data"])
-    source = load_data(data_name, **s["data_args"].get(data_name, {}))
-    model_name, model_kwargs = model_spec(p, s, data_name)
-    G, D = build(model_name, seed=case.seed, **model_kwargs)
-    return source, G, D
+    """The case's data and models (a user's model: in the defendant only)."""
+    return (_source(case), *build_models(case.params, case.settings, case.seed, str(case.params["data"])))
+
+
+def _judge_models(case: Case):
+    """The case's data and models as the judge builds them (:func:`._gan_common.judge_models`)."""
+    return (_source(case), *judge_models(case.params, case.settings, case.seed, str(case.params["data"])))
 
 
 def _per_layer(claim) -> bool:
@@ -117,14 +124,14 @@ class ClaimsRunner(Runner):
     # --- lipbench's process: what to observe ----------------------------------------------------
     def request(self, case: Case) -> dict[str, Any]:
         s = case.settings
-        source, G, D = _models(case)
+        source, G, D, layout = _judge_models(case)
         real = source.sample(64, seed=case.seed)
         shape = tuple(source.sample_shape)
         iterations = iterations_for(case.params, s, str(case.params["data"]))
         first = min(s["warmup"], iterations)
         chosen = random_steps(case.seed, case.case, first + 1, iterations, s["random_points"])
         n = s["interpolate_samples"]
-        return {"plan": make_plan(D, shape, case.seed, inputs=real[:PROBE_SAMPLES]),
+        return {"plan": make_plan(D, shape, case.seed, inputs=real[:PROBE_SAMPLES], layout=layout),
                 "grid": grid_steps(first, iterations, s["trace_points"]), "random": chosen,
                 "settle_at": consecutive_pair(chosen),
                 "interpolate_real": source.sample(n, seed=case.seed + 1),
@@ -182,7 +189,7 @@ class ClaimsRunner(Runner):
     def judge(self, case: Case, ctx: RunContext, request: dict[str, Any], observed: dict[str, Any]) -> list[Measurement]:
         claim, params = ctx.claim()
         target = claim.target_value(params) if claim.kind != "none" else math.nan
-        _, G, D = _models(case)
+        _, G, D, _ = _judge_models(case)
         plan = request["plan"]
         out: list[Measurement] = []
         consistency: list[float] = []
@@ -191,7 +198,8 @@ class ClaimsRunner(Runner):
             found = [(m, name) for name, record in modes.items() for m in measure_layers(claim, target, D, plan, record)]
             for record in modes.values():
                 consistency.extend(layer_differences(D, plan, record).values())
-                consistency.append(model_difference(D, plan, record))
+                if graph_known(D):
+                    consistency.append(model_difference(D, plan, record))
             m, mode = max(found, key=lambda f: f[0].error if not math.isnan(f[0].error) else math.inf)
             return m.error, f"{m.describe()} in {mode}"
 
@@ -216,7 +224,9 @@ class ClaimsRunner(Runner):
                           for m in self._metrics(claim) if m not in {o.metric for o in out}]
         if consistency:
             out.append(Measurement("consistency_error", worst(consistency),
-                                   message=f"{len(consistency)} layer and model outputs recomputed"))
+                                   message=f"{len(consistency)} layer and model outputs recomputed" if graph_known(D)
+                                   else f"{len(consistency)} layer outputs recomputed (the model's own outputs "
+                                        f"are not: {D.reason})"))
         return out
 
     def _training(self, claim, target, D, plan, observed, consistency, modes_error) -> list[Measurement]:
@@ -244,6 +254,8 @@ class ClaimsRunner(Runner):
         return out
 
     def _interpolates(self, case, claim, target, G, D, request, observed, consistency) -> Measurement:
+        if not graph_known(D):
+            return Measurement("interpolate_grad_mean", math.nan, status="n/a", message=f"not observable: {D.reason}")
         record = observed["final"]
         consistency.extend(layer_differences(D, request["plan"], record).values())
         consistency.append(model_difference(D, request["plan"], record))

@@ -18,7 +18,9 @@ gradient penalty certify nothing: the side-by-side numbers make that visible.
 The training runs in the case's defendant process, which reports the trained
 discriminator's effective weights (a layer it replaced: that layer's whole linear map) and
 outputs; both bounds are computed here, on lipbench's discriminator carrying them, after
-checking that it computes the reported outputs (``consistency_error``).
+checking that it computes the reported outputs (``consistency_error``). A user's model
+(``lipbench check --model``) is known to the judge layer by layer only: its cases are ``n/a``
+with the reason, and nothing trains.
 """
 from __future__ import annotations
 
@@ -29,13 +31,14 @@ from typing import Any
 import torch
 
 from harness.exact import lipschitz_lower_bound, lipschitz_upper_bound
+from harness.models.user import GRAPH_UNKNOWN
 from harness.observe.effective import observe_now
 from harness.observe.verify import Unobservable, layer_differences, make_plan, model_difference, rebuild, worst
 from harness.results import Measurement
 from harness.suite import Case
 from harness.training import build, load_data, train
 
-from ._gan_common import GAN_PARAMS, GAN_SETTINGS, adam_setting, loss_for
+from ._gan_common import GAN_PARAMS, GAN_SETTINGS, adam_setting, loss_for, user_model
 from .base import RunContext, Runner, register
 from .spec import Declarations, Metric, Setting
 
@@ -90,11 +93,15 @@ class LipschitzCertificateRunner(Runner):
         return data, G, D
 
     def request(self, case: Case) -> dict[str, Any]:
+        if user_model(case.settings) is not None:  # the certificate needs the graph: never trained for nothing
+            return {"unavailable": GRAPH_UNKNOWN}
         data, _, D = self._setup(case)
         return {"plan": make_plan(D, tuple(data.sample_shape), case.seed, inputs=data.sample(4, seed=case.seed + 1)),
                 "samples": data.sample(case.settings["lower_samples"], seed=case.seed)}
 
     def observe(self, case: Case, ctx: RunContext, request: dict[str, Any]) -> dict[str, Any]:
+        if "unavailable" in request:
+            return {}
         p, s = case.params, case.settings
         data, G, D = self._setup(case)
         result = train(G, D, ctx.method, loss=loss_for(s, ctx.method, case.method),
@@ -107,6 +114,9 @@ class LipschitzCertificateRunner(Runner):
             return {"record": observe_now(model, request["plan"])}
 
     def judge(self, case: Case, ctx: RunContext, request: dict[str, Any], observed: dict[str, Any]) -> list[Measurement]:
+        if "unavailable" in request:
+            return [Measurement(m, math.nan, status="n/a", message=f"not observable: {request['unavailable']}")
+                    for m in METRICS + ("weight_layers", "consistency_error")]
         if "diverged" in observed:
             return [Measurement(m, math.nan, status="diverged", message=observed["diverged"]) for m in METRICS]
         data, _, D = self._setup(case)

@@ -28,6 +28,13 @@ Metrics of the final generator (eval mode, ``z`` from a fixed per-seed stream):
   digits classifier (:func:`harness.metrics.digits_extractor`), against all 1797 real digits;
   ``modes_covered`` (digit classes predicted for at least ``class_min_count`` samples) and
   ``confident_share`` (top class probability >= 0.9) from the same classifier.
+* any other image data set (a user's ``--data``, ``npy``/``folder`` in a suite, the named
+  sets): ``fid_data_cnn`` / ``kid_data_cnn`` on an extractor trained deterministically on the
+  data set's own images (:func:`harness.metrics.data_extractor`: its class labels when it has
+  them, else a rotation pretext task), ``modes_covered`` / ``confident_share`` when it has
+  labels, ``extractor_data_cnn`` its identity (message: data hash, training settings,
+  held-out accuracy, weights hash); what cannot be measured is an ``n/a`` row with the
+  reason (no labels, non-square images, no InceptionV3 weights).
 * 3-channel images with the InceptionV3 weights present (never in CI):
   ``fid_inception``, ``kid_inception``, ``inception_score``.
 
@@ -60,24 +67,26 @@ from typing import Any, Iterable
 import pandas as pd
 import torch
 
-from harness.metrics import (InceptionExtractor, classifier_metrics, compute_sample_quality,
+from harness.metrics import (InceptionExtractor, classifier_metrics, compute_sample_quality, data_extractor,
                              digits_extractor, energy_distance, inception_score, mean_se,
                              mode_metrics, sample_mixture)
 from harness.methods.claims import LOW_RANK, SPECTRAL
+from harness.metrics.classifier import DATA_TRAIN_SHARE, MAX_DATA_TRAIN_IMAGES
 from harness.results import Measurement
 from harness.suite import Case
-from harness.training import build, load_data, save_grid, save_scatter, train
+from harness.training import load_data, save_grid, save_scatter, train
 from harness.training.data import MIXTURES
 from harness.training.loop import sample_z
 from harness.layers import layer_kind, reshape_matrix, weight_layers
 
-from ._gan_common import GAN_PARAMS, GAN_SETTINGS, adam_setting, iterations_for, loss_for, model_spec, threads
+from ._gan_common import GAN_PARAMS, GAN_SETTINGS, adam_setting, build_models, iterations_for, loss_for, threads
 from .base import RunContext, Runner, register
 from .spec import Declarations, Metric, Setting
 
 #: Per data family, the quality metrics and their base unit (the extractor id is appended).
 POINT_METRICS = ("modes_covered", "hq_share", "energy_distance")
 DIGITS_METRICS = ("fid_digits_cnn", "kid_digits_cnn", "modes_covered", "confident_share")
+DATA_METRICS = ("fid_data_cnn", "kid_data_cnn", "modes_covered", "confident_share")
 INCEPTION_METRICS = ("fid_inception", "kid_inception", "inception_score")
 #: ``separation`` when two methods differ but neither varies over seeds (zero s.e.).
 SEPARATION_CAP = 1e6
@@ -148,6 +157,11 @@ class SampleQualityRunner(Runner):
                                        "1 @ extractor id"),
             "confident_share": _quality("share of generated digits the classifier assigns with probability "
                                         ">= 0.9", "higher", 0.02, "1 @ extractor id"),
+            "fid_data_cnn": _quality("FID on the penultimate features of an extractor trained on the data set's "
+                                     "own images (its labels, else rotations)", "lower", 0.05, "1 @ extractor id"),
+            "kid_data_cnn": _quality("KID on the same features", "lower", 0.005, "1 @ extractor id"),
+            "extractor_data_cnn": Metric("identity", "config hash of the data set's extractor (training settings "
+                                                     "and data); message: data and weights SHA-256 prefixes", "id"),
             "extractor_digits_cnn": Metric("identity", "config hash of the digits extractor; message: its "
                                                        "weights' SHA-256 prefix", "id"),
             "fid_inception": _quality("FID on InceptionV3 pool3 features (clean-fid)", "lower", 0.5,
@@ -173,9 +187,8 @@ class SampleQualityRunner(Runner):
         s, p = case.settings, case.params
         data_name = str(p["data"])
         spec = case.method
-        model_name, model_kwargs = model_spec(p, s, data_name)
         source = load_data(data_name, **s["data_args"].get(data_name, {}))
-        G, D = build(model_name, seed=case.seed, **model_kwargs)
+        G, D = build_models(p, s, case.seed, data_name)
         iterations = iterations_for(p, s, data_name)
         setting = adam_setting(p, s)
         every = s["trace_every"] or max(1, iterations // s["trace_points"])
@@ -196,7 +209,8 @@ class SampleQualityRunner(Runner):
             out += self._spectrum(result, ctx)
             eval_seed = s["eval_seed"] + case.seed
             if source.kind == "points":
-                out += self._points(result.G, data_name, s, eval_seed, case, ctx)
+                out += (self._points(result.G, data_name, s, eval_seed, case, ctx) if data_name in MIXTURES
+                        else self._vectors(result.G, source, s, eval_seed, ctx))
             else:
                 out += self._images(result.G, source, data_name, s, eval_seed, case, ctx)
         return out
@@ -248,6 +262,8 @@ class SampleQualityRunner(Runner):
             unit = f"1 @ {ext.id}"
             out += [("fid_digits_cnn", unit), ("kid_digits_cnn", unit),
                     ("modes_covered", f"classes @ {ext.id}"), ("confident_share", unit)]
+        elif self._use_data_cnn(source):
+            out += [(m, "1 @ data extractor") for m in DATA_METRICS]
         if self._use_inception(source, s):
             unit = f"1 @ {InceptionExtractor.id}"
             out += [(m, unit) for m in INCEPTION_METRICS]
@@ -256,6 +272,12 @@ class SampleQualityRunner(Runner):
     @staticmethod
     def _use_digits_cnn(source) -> bool:
         return source.name.startswith("digits") and source.sample_shape[0] == 1
+
+    @staticmethod
+    def _use_data_cnn(source) -> bool:
+        """Any other finite image data set (a user's ``--data``, a suite's ``npy``/``folder``, the named
+        sets): the extractor trained on its own images (:func:`harness.metrics.data_extractor`)."""
+        return source.kind == "image" and source.finite and not SampleQualityRunner._use_digits_cnn(source)
 
     @staticmethod
     def _use_inception(source, s) -> bool:
@@ -278,6 +300,17 @@ class SampleQualityRunner(Runner):
                 Measurement("hq_share", mm.hq_share),
                 Measurement("energy_distance", energy_distance(fake, real))]
 
+    @staticmethod
+    def _vectors(G, source, s, eval_seed: int, ctx: RunContext) -> list[Measurement]:
+        """Vectors of a user's data set: the energy distance to its own samples; the mode metrics
+        need a mixture's known centres (``n/a``)."""
+        fake = _generate(G, s["n_fake"], eval_seed, ctx.device).double()
+        real = source.sample(min(s["n_real"] or len(source), len(source)), seed=s["real_seed"]).double()
+        why = "the data set is not a mixture with known centres (ring8, grid25)"
+        return [Measurement("modes_covered", math.nan, "modes", status="n/a", message=why),
+                Measurement("hq_share", math.nan, status="n/a", message=why),
+                Measurement("energy_distance", energy_distance(fake, real))]
+
     def _images(self, G, source, data_name: str, s, eval_seed: int, case: Case,
                 ctx: RunContext) -> list[Measurement]:
         fake = _generate(G, s["n_fake"], eval_seed, ctx.device)
@@ -298,6 +331,13 @@ class SampleQualityRunner(Runner):
                     Measurement("confident_share", cm.confident_share, unit),
                     Measurement("extractor_digits_cnn", float(int(digest, 16)), f"id @ {ext.id}",
                                 message=f"weights sha256 {ext.weights_sha256[:16]}")]
+        elif self._use_data_cnn(source):
+            out += self._data_cnn(source, real, fake, s)
+        if self._use_data_cnn(source) and not self._use_inception(source, s) and s["inception"] not in (False, "never"):
+            why = ("InceptionV3 takes 1- or 3-channel images" if source.sample_shape[0] not in (1, 3) else
+                   "the InceptionV3 weights are not in the lipbench cache (lipbench never downloads them)")
+            out += [Measurement(m, math.nan, f"1 @ {InceptionExtractor.id}", status="n/a", message=why)
+                    for m in INCEPTION_METRICS]
         if self._use_inception(source, s):
             ext = InceptionExtractor(device=ctx.device)
             unit = f"1 @ {ext.id}"
@@ -308,11 +348,44 @@ class SampleQualityRunner(Runner):
                     Measurement("inception_score", is_mean, unit, message=f"std over 10 splits {is_std:.4g}")]
         return out
 
+    @staticmethod
+    def _data_cnn(source, real: torch.Tensor, fake: torch.Tensor, s) -> list[Measurement]:
+        """FID/KID on the data set's own extractor; class metrics when the data has labels; the
+        extractor's identity (data hash, training settings, weights hash). ``n/a`` with the reason
+        for what cannot be measured."""
+        shape = tuple(source.sample_shape)
+        if shape[-1] != shape[-2]:
+            return [Measurement(m, math.nan, status="n/a", message=f"the extractor takes square images, the data "
+                                                                    f"is {shape[-2]}x{shape[-1]}")
+                    for m in DATA_METRICS + ("extractor_data_cnn",)]
+        count = min(len(source), int(MAX_DATA_TRAIN_IMAGES / DATA_TRAIN_SHARE))
+        index = torch.randperm(len(source), generator=torch.Generator().manual_seed(0))[:count].sort().values
+        labels = getattr(source, "labels", None)
+        ext = data_extractor(source.get(index), None if labels is None else labels[index])
+        unit = f"1 @ {ext.id}"
+        q = compute_sample_quality(ext, real, fake, kid_seed=0)
+        cfg, meta = ext.config, ext.meta
+        identity = (f"data sha256 {str(meta.get('data_sha256', ''))[:16]} ({len(index)} images, a fixed "
+                    f"{DATA_TRAIN_SHARE:.0%} trains); {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr:g}, "
+                    f"seed {cfg.seed}; held-out accuracy {meta.get('eval_accuracy', math.nan):.3g}; "
+                    f"weights sha256 {ext.weights_sha256[:16]}")
+        out = [Measurement("fid_data_cnn", q.fid, unit), Measurement("kid_data_cnn", q.kid, unit),
+               Measurement("extractor_data_cnn", float(int(ext.id.rsplit("-", 1)[-1], 16)), f"id @ {ext.id}",
+                           message=identity)]
+        if labels is None:
+            why = ("the data set has no class labels (--labels for npy, class sub-folders for a folder); its "
+                   "extractor learned rotations instead")
+            return out + [Measurement(m, math.nan, unit, status="n/a", message=why)
+                          for m in ("modes_covered", "confident_share")]
+        cm = classifier_metrics(ext, fake, min_count=s["class_min_count"])
+        return out + [Measurement("modes_covered", cm.modes_covered, f"classes @ {ext.id}"),
+                      Measurement("confident_share", cm.confident_share, unit)]
+
     # --------------------------------------------------------------- summaries
     def summarize(self, rows: pd.DataFrame, config: dict[str, Any]) -> list[Measurement]:
         if rows.empty:
             return []
-        skip = {"extractor_digits_cnn", "iterations_completed"}
+        skip = {"extractor_digits_cnn", "extractor_data_cnn", "iterations_completed"}
         rows = rows[(rows["case"] != "summary") & ~rows["metric"].isin(skip)]
         out: list[Measurement] = []
         stats: dict[tuple[str, str], dict[str, Any]] = {}

@@ -44,9 +44,10 @@ import torch
 from harness.metrics.timing import interleaved, peak_memory_mib
 from harness.results import Measurement
 from harness.suite import Case, MethodSpec
-from harness.training import build, prepare
+from harness.training import prepare
 
-from ._gan_common import GAN_PARAMS, GAN_SETTINGS, adam_setting, loss_for, model_spec, synthetic_images, threads
+from ._gan_common import (GAN_PARAMS, GAN_SETTINGS, adam_setting, build_models, loss_for, model_spec, synthetic_images,
+                          threads, user_model)
 from .base import RunContext, Runner, register
 from .spec import Declarations, Metric, Setting
 
@@ -189,10 +190,15 @@ class TrainingTimeRunner(Runner):
     def _session(case: Case, spec: MethodSpec, method: Any, batch: int, setting: Any,
                  device: torch.device):
         s, p = case.settings, case.params
-        name, kwargs = model_spec(p, s, p.get("data"))
-        G, D = build(name, seed=case.seed, **kwargs)
-        channels, size = int(kwargs.get("channels", 3)), int(kwargs.get("size", 32))
-        data = synthetic_images(s["data_batches"] * batch, channels, size, case.seed)
+        G, D = build_models(p, s, case.seed, p.get("data"))
+        model = user_model(s)
+        if model is not None:
+            shape = model.input_shape
+        else:
+            _, kwargs = model_spec(p, s, p.get("data"))
+            size = int(kwargs.get("size", 32))
+            shape = (int(kwargs.get("channels", 3)), size, size)
+        data = synthetic_images(s["data_batches"] * batch, shape, case.seed)
         loss = loss_for(s, method, spec)
         return prepare(G, D, method, loss, setting, data, batch, case.seed, device)
 

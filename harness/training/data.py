@@ -118,9 +118,9 @@ class ImageFileSource(DataSource):
     """Images read lazily from files (one PIL decode per sample per batch): CelebA, folders."""
 
     def __init__(self, paths: Sequence[Path], size: int | None, channels: int = 3,
-                 crop: int | None = None, name: str = "images") -> None:
+                 crop: int | None = None, name: str = "images", labels: torch.Tensor | None = None) -> None:
         from torchvision import transforms as T
-        self.paths, self.name, self.channels = list(paths), name, channels
+        self.paths, self.name, self.channels, self.labels = list(paths), name, channels, labels
         steps: list[Callable] = []
         if crop:
             steps.append(T.CenterCrop(crop))
@@ -150,7 +150,7 @@ class ImageFileSource(DataSource):
     def to_memory(self) -> TensorSource:
         """All images decoded once into a uint8 :class:`TensorSource`."""
         data = torch.stack([self._load(i) for i in range(len(self))])
-        return TensorSource(data, self.name)
+        return TensorSource(data, self.name, labels=self.labels)
 
 
 @dataclass(frozen=True)
@@ -267,11 +267,12 @@ def _resize_uint8(x: torch.Tensor, size: int | None, chunk: int = 2048) -> torch
     return torch.cat(out)
 
 
-def digits(size: int = 8, pad: int | None = None) -> TensorSource:
+def digits(size: int = 8, pad: int | None = None, channels: int = 1) -> TensorSource:
     """scikit-learn's 8x8 digits (``load_digits``), values 0..16 mapped to ``[-1, 1]``.
 
     ``size`` is the output side; the digit is resized to ``size - 2*pad`` and padded with -1
     (background). ``pad`` defaults to 4 for ``size=28`` (a 20x20 digit, MNIST's layout), else 0.
+    ``channels`` > 1 repeats the grey image (the default data of a user's 3-channel model).
     """
     from sklearn.datasets import load_digits
     bunch = load_digits()
@@ -283,7 +284,10 @@ def digits(size: int = 8, pad: int | None = None) -> TensorSource:
     x = _resize(x, inner).clamp_(-1, 1)
     if pad:
         x = F.pad(x, (pad, pad, pad, pad), value=-1.0)
-    return TensorSource(x.contiguous(), f"digits{size}", labels=torch.as_tensor(bunch.target))
+    if channels != 1:
+        x = x.expand(-1, channels, -1, -1)
+    return TensorSource(x.contiguous(), f"digits{size}" + (f"x{channels}" if channels != 1 else ""),
+                        labels=torch.as_tensor(bunch.target))
 
 
 def _require(dataset: str, root: Path, files: Sequence[Path], hint: str) -> None:
@@ -412,24 +416,30 @@ def celeba(root: str | Path | None = None, split: str = "all", size: int = 64, c
 def image_folder(root: str | Path, size: int | None = None, channels: int = 3,
                  in_memory: bool = False) -> DataSource:
     """Every image under ``root`` (recursively, sorted by path), resized and centre-cropped to
-    ``size`` when given (else all images must share one size), ``channels`` 1 or 3."""
+    ``size`` when given (else all images must share one size), ``channels`` 1 or 3. When every
+    image lies in a direct sub-folder of ``root`` and there are at least two, the sub-folders
+    are the classes (labels in sorted folder order, as torchvision's ``ImageFolder``)."""
     root = Path(root)
     hint = f"put image files ({', '.join(IMAGE_EXTENSIONS)}) in {root}/ (sub-folders allowed)"
     _require("image folder", root, [root], hint)
     paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not paths:
         raise DatasetNotFoundError("image folder", root, [root / "*.png"], hint)
-    src = ImageFileSource(paths, size, channels, None, f"folder:{root.name}")
+    classes = sorted({p.parent.name for p in paths})
+    labelled = len(classes) > 1 and all(p.parent.parent == root for p in paths)
+    labels = torch.tensor([classes.index(p.parent.name) for p in paths]) if labelled else None
+    src = ImageFileSource(paths, size, channels, None, f"folder:{root.name}", labels=labels)
     return src.to_memory() if in_memory else src
 
 
-def npy_array(path: str | Path, layout: str = "auto",
-              value_range: tuple[float, float] | None = None) -> TensorSource:
+def npy_array(path: str | Path, layout: str = "auto", value_range: tuple[float, float] | None = None,
+              labels: str | Path | None = None) -> TensorSource:
     """An array saved with ``np.save``: images ``(N, H, W)``, ``(N, H, W, C)`` or ``(N, C, H, W)``
     with ``C`` in {1, 3} (``layout`` ``auto``/``nhwc``/``nchw``), or points ``(N, D)``.
 
     ``uint8`` images are mapped from [0, 255] to [-1, 1]; float data are used as is unless
-    ``value_range=(lo, hi)`` says to map that range linearly to [-1, 1].
+    ``value_range=(lo, hi)`` says to map that range linearly to [-1, 1]. ``labels``: an
+    ``.npy`` file of ``N`` non-negative integer class labels.
     """
     path = Path(path)
     _require("npy array", path.parent, [path],
@@ -449,6 +459,8 @@ def npy_array(path: str | Path, layout: str = "auto",
             raise ValueError(f"layout must be auto, nhwc or nchw, got {layout!r}")
     elif arr.ndim != 2:
         raise ValueError(f"{path}: expected 2, 3 or 4 dimensions, got shape {arr.shape}")
+    if arr.dtype != np.uint8 and not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"{path}: expected uint8 or floating-point values, got {arr.dtype}")
     x = torch.from_numpy(np.ascontiguousarray(arr))
     if value_range is not None:
         lo, hi = value_range
@@ -456,7 +468,18 @@ def npy_array(path: str | Path, layout: str = "auto",
         x = x.float()
     elif x.dtype != torch.uint8:
         x = x.float()
-    return TensorSource(x, f"npy:{path.stem}", kind="points" if arr.ndim == 2 else "image")
+    return TensorSource(x, f"npy:{path.stem}", kind="points" if arr.ndim == 2 else "image",
+                        labels=None if labels is None else _npy_labels(Path(labels), len(x)))
+
+
+def _npy_labels(path: Path, n: int) -> torch.Tensor:
+    """``n`` class labels saved with ``np.save`` (integers from 0)."""
+    _require("npy labels", path.parent, [path], f"save {n} integer class labels with numpy.save to {path}")
+    arr = np.load(path, allow_pickle=False)
+    if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer) or (n and arr.min() < 0):
+        raise ValueError(f"{path}: expected {n} non-negative integer labels (one per sample), got "
+                         f"{arr.dtype} of shape {arr.shape}")
+    return torch.from_numpy(arr.astype(np.int64))
 
 
 LOADERS: dict[str, Callable[..., DataSource]] = {
