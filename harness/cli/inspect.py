@@ -6,7 +6,11 @@ concatenations: their exact constants or combination rule), the running bound
 ``L(node)`` (a certified Lipschitz bound of input → node), and for weight layers the
 reshaped norm ``‖Ŵ‖``, the operator-norm bracket, α and the ratio ``‖W̃‖/‖Ŵ‖``
 (:func:`harness.exact.lipschitz_upper_bound`). Progress goes to stderr, one line per
-weight layer. Every bad input is a :class:`~harness.cli.commands.UsageError` (exit 2).
+weight layer. Conditional models (``--classes``, ``--wrt``, ``--label-arg``): the bound with
+respect to one forward argument for each class label held constant, and their maximum
+(:mod:`harness.exact.inputs`). ``--html`` adds a plot of the running bound through the
+network and a bar chart of the factors. Every bad input is a
+:class:`~harness.cli.commands.UsageError` (exit 2).
 """
 from __future__ import annotations
 
