@@ -200,6 +200,8 @@ def test_cli_wrt_and_label_arg(capsys):
                                        "(it takes x, y)"),
     (("--classes", "0", "--label-arg", "x"), "lipbench: --label-arg 'x' is the input the bound is about (--wrt)"),
     (("--label-arg", "y",), "lipbench: --label-arg needs --classes"),
+    (("--classes", "2-4"), "lipbench: class 4 passed as 'y': input shape (2, 6, 6) does not fit the model: "
+                           "module 'embed' rejects its input of shape (1,): index out of range in self"),
 ])
 def test_cli_conditional_errors_exit_2_with_one_line(capsys, args, line):
     assert main(["inspect", "test_inspect_gan:projection", "--input-shape", "2,6,6", *args]) == 2

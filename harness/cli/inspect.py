@@ -28,8 +28,9 @@ import torch
 from torch import nn
 
 from harness.exact import NetworkBound, lipschitz_lower_bound, lipschitz_upper_bound
-from harness.exact.graph import capture
+from harness.exact.graph import InputShapeError, capture
 from harness.exact.inputs import class_label, max_over, parse_classes, rebind, required_others, with_constants
+from harness.exact.network import eval_mode
 from harness.imports import ReferenceLoadError, resolve
 from harness.results.atomic import write_output
 
@@ -179,6 +180,12 @@ def inspect_model(model: nn.Module, shape: tuple[int, ...], method: str | None =
         raise InspectError("--param needs --method")
     if label is not None:
         variants += [(k, rebind(variants[0][1], {label: class_label(k, device)})) for k in classes[1:]]
+    for k, variant in variants if label else ():  # every class runs before any operator norm
+        try:
+            with torch.no_grad(), eval_mode(variant):
+                capture(variant, shape, seed=seed, defer_check=True)
+        except InputShapeError as exc:
+            raise InspectError(f"class {k} passed as {label!r}: {exc}") from None
     cache: dict = {}
     bounds = []
     for i, (k, variant) in enumerate(variants):

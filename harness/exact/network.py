@@ -326,7 +326,7 @@ def weight_references(op: WeightOp, name: str, norm_kwargs: dict) -> tuple[Opera
     return norm, hat, alpha, up(alpha.alpha * lemma_norm, 4)
 
 
-class _eval_mode:
+class eval_mode:
     """Switch every module to eval for the computation; restore each module's flag afterwards."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -397,7 +397,7 @@ def lipschitz_upper_bound(model: nn.Module, input_shape: Sequence[int], tol: flo
     """
     norm_kwargs = dict(tol=tol, method=method, max_rel_width=max_rel_width, seed=seed)
     train_mode = tuple(name for name, m in model.named_modules() if m.training and _mode_dependent(m))
-    with _eval_mode(model):
+    with eval_mode(model):
         cap = capture(model, input_shape, seed=seed, defer_check=True)
         planned, updates, outputs = _plan(cap)
         if cap.mismatch:
