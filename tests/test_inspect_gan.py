@@ -208,6 +208,46 @@ def test_cli_conditional_errors_exit_2_with_one_line(capsys, args, line):
     assert capsys.readouterr().err.strip().splitlines() == [line]
 
 
+def test_method_that_refuses_a_layer_of_a_conditional_model_is_one_line(capsys):
+    """SNw normalises weight layers only; the projection's embedding is refused by the method."""
+    assert main(["inspect", "test_inspect_gan:projection", "--input-shape", "2,6,6", "--classes", "0-1",
+                 "--method", "sn_w"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "lipbench: layer embed (Embedding) is not supported; lipbench handles Linear, Conv1d, Conv2d, "
+        "ConvTranspose2d"]
+
+
+class FunctionalProjection(Projection):
+    """The class embedding as a plain parameter read by ``F.embedding`` (no Embedding module)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = nn.Parameter(self.embed.weight.detach().clone())
+        del self.embed
+
+    def forward(self, x, y):
+        h = F.leaky_relu(self.conv(F.pad(x, (1, 1, 1, 1), mode="reflect")), 0.1)
+        h = F.leaky_relu(self.conv2(F.interpolate(h, scale_factor=2, mode="bilinear")), 0.1)
+        phi = h.mean(dim=(2, 3))
+        return self.psi(phi).squeeze(1) + (F.embedding(y, self.table) * phi).sum(1)
+
+
+def functional_projection() -> nn.Module:
+    torch.manual_seed(0)
+    return FunctionalProjection()
+
+
+def test_method_applies_to_a_conditional_model(capsys):
+    """``--method`` is applied once (to the model behind every class): SNw sets each weight
+    layer's ‖Ŵ‖ to 1 (16 power iterations after one training forward: within 10%)."""
+    assert main(["inspect", "test_inspect_gan:functional_projection", "--input-shape", "2,6,6", "--classes", "0-2",
+                 "--method", "sn_w", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    norms = [r["reshaped_norm"] for r in data["layers"] if r["reshaped_norm"] is not None]
+    assert len(norms) == 3 and norms == pytest.approx([1.0] * 3, rel=0.1)
+    assert len(data["network"]["per_class"]) == 3
+
+
 def test_parse_classes():
     assert parse_classes("3") == (3,) and parse_classes("0-2,5") == (0, 1, 2, 5)
     with pytest.raises(InputsError):

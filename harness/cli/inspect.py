@@ -32,6 +32,7 @@ from harness.exact.graph import InputShapeError, capture
 from harness.exact.inputs import class_label, max_over, parse_classes, rebind, required_others, with_constants
 from harness.exact.network import eval_mode
 from harness.imports import ReferenceLoadError, resolve
+from harness.layers import UnsupportedLayerError
 from harness.results.atomic import write_output
 
 
@@ -355,7 +356,7 @@ def inspect_target(args: argparse.Namespace) -> int:
         model = load_target(args.target, args.factory)
         found = inspect_model(model, shape, args.method, params, tol=args.tol, max_rel_width=args.max_rel_width,
                               progress=_progress, wrt=args.wrt, classes=classes, label_arg=args.label_arg)
-    except (InspectError, ReferenceLoadError, ValueError) as exc:
+    except (InspectError, ReferenceLoadError, UnsupportedLayerError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     if args.html:
