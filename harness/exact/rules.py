@@ -20,6 +20,11 @@ of its call by name (:class:`~.signatures.Args`) and refuses the values it does 
   pixel shuffle, replicate/reflect/circular padding, ...): the exact norm
   ``√(largest number of copies of one input entry)``, found by running the op with all its
   arguments on the entry indices; constant padding: 1;
+* linear, bilinear, bicubic and trilinear interpolation: ``Π_k σ₁(A_k)`` of the per-axis
+  interpolation matrices, certified (:mod:`.interpolation`, checked against torch's output
+  on the probe); ``antialias=True`` refused;
+* a product of two input-dependent tensors (``matmul``, and through :mod:`.allowlist`'s
+  refusal ``bmm``, ``einsum``, attention): refused with :data:`ATTENTION`, the reason;
 * reductions over ``N`` entries (``dim``/``axis``, ``keepdim``/``keepdims``, ``dtype``):
   ``sum`` ``√N``, ``mean`` ``1/√N``, ``amax``/``amin`` 1, the ``p``-norm ``max(1, N^{1/p − 1/2})``
   for ``1 ≤ p ≤ ∞`` (1 for ``p ≥ 2``; other ``p`` refused);
