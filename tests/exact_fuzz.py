@@ -160,9 +160,8 @@ def _act_params(r: Rand, kind: str, inplace: bool = False) -> dict:
         return {"beta": r.float(0.5, 4), "threshold": r.float(45, 60)}
     if kind == "softshrink":
         return {"lambd": r.float(0, 2)}
-    if kind == "hardtanh":
-        lo = r.float(-3, 1)
-        return {"min_val": lo, "max_val": lo + r.float(0.1, 3)}
+    if kind == "hardtanh":  # min_val ≤ -1 < max_val: valid with either one left at its default
+        return {"min_val": r.float(-3, -1), "max_val": r.float(-0.9, 3)}
     if kind == "rrelu":
         lo = r.float(0, 2)
         return {"lower": lo, "upper": lo + r.float(0, 2)}
@@ -561,13 +560,22 @@ MOVEMENT_MODULES = {
     "nn.CircularPad1d": lambda r, s: nn.Sequential(nn.Flatten(2), nn.CircularPad1d(r.int(0, 2))),
     "nn.CircularPad2d": lambda r, s: nn.CircularPad2d((1, r.int(0, s[3]), 0, 1)),
     "nn.UpsamplingNearest2d": lambda r, s: nn.UpsamplingNearest2d(scale_factor=r.int(1, 2)),
-    "nn.Upsample": lambda r, s: nn.Upsample(scale_factor=(r.int(1, 2), r.int(1, 3)), mode=r.pick(["nearest", "nearest-exact"])),
+    "nn.Upsample": lambda r, s: nn.Upsample(scale_factor=(r.int(1, 2), r.int(1, 3)), **_resize_kwargs(r)),
+    "nn.ReflectionPad3d": lambda r, s: _as_3d(nn.ReflectionPad3d((r.int(0, s[3] - 1), 0, 0, r.int(0, s[2] - 1),
+                                                                  r.int(0, s[1] - 1), 0))),
+    "nn.ReplicationPad3d": lambda r, s: _as_3d(nn.ReplicationPad3d(r.int(0, 2))),
+    "nn.CircularPad3d": lambda r, s: _as_3d(nn.CircularPad3d((0, 1, r.int(0, s[2]), 0, 1, r.int(0, s[1])))),
     "nn.ZeroPad1d": lambda r, s: nn.Sequential(nn.Flatten(2), nn.ZeroPad1d((r.int(0, 2), r.int(-1, 2)))),
     "nn.ZeroPad2d": lambda r, s: nn.ZeroPad2d(r.int(0, 2)),
     "nn.ConstantPad1d": lambda r, s: nn.Sequential(nn.Flatten(2), nn.ConstantPad1d(r.int(0, 2), r.float(-2, 2))),
     "nn.ConstantPad2d": lambda r, s: nn.ConstantPad2d((1, 0, r.int(0, 2), 1), r.float(-2, 2)),
     "nn.Identity": lambda r, s: nn.Identity(),
 }
+
+
+def _as_3d(pad: nn.Module) -> nn.Module:
+    """A 3-D padding on (B, C, H, W): channels become the depth axis of one channel, and back."""
+    return nn.Sequential(nn.Unflatten(1, (1, -1)), pad, nn.Flatten(1, 2))
 
 
 def _pad(r: Rand, shape, budget) -> Op:
@@ -580,13 +588,20 @@ def _pad(r: Rand, shape, budget) -> Op:
     return Op(Call(lambda x: F.pad(x, pads, mode)), True)
 
 
+def _resize_kwargs(r: Rand) -> dict:
+    """A random mode (nearest or separable linear/cubic) with its ``align_corners``."""
+    mode = r.pick(["nearest", "nearest-exact", "bilinear", "bicubic"])
+    return {"mode": mode} if mode.startswith("nearest") else {"mode": mode, "align_corners": r.pick([None, False, True])}
+
+
 def _interpolate(r: Rand, shape, budget) -> Op:
-    mode = r.pick(["nearest", "nearest-exact"])
+    kwargs = _resize_kwargs(r)
     if r.bool():
-        k = r.int(1, 2)
-        return Op(Call(lambda x: F.interpolate(x, scale_factor=k, mode=mode)), True)
+        k = r.pick([1, 2, 1.5])
+        recompute = r.pick([None, True])
+        return Op(Call(lambda x: F.interpolate(x, scale_factor=k, recompute_scale_factor=recompute, **kwargs)), True)
     size = (r.int(1, 7), r.int(1, 7))
-    return Op(Call(lambda x: F.interpolate(x, size=size, mode=mode)), True)
+    return Op(Call(lambda x: F.interpolate(x, size=size, **kwargs)), True)
 
 
 def _cast(label: str) -> Callable:

@@ -83,8 +83,19 @@ def test_json_and_html(tmp_path, capsys):
     assert data["layers"][-1]["bound"] == pytest.approx(data["network"]["lipschitz_upper"])
     text = page.read_text()
     assert "<table>" in text and "features.0" in text and data["mode"] in text
-    svg = text[text.index("<svg"):text.index("</svg>") + 6]
-    assert len(ElementTree.fromstring(svg).findall("{http://www.w3.org/2000/svg}rect")) == len(data["layers"])
+    ns = "{http://www.w3.org/2000/svg}"
+    charts = [ElementTree.fromstring(part[:part.index("</svg>") + 6]) for part in
+              ("<svg" + p for p in text.split("<svg")[1:])]
+    running, factors = charts
+    assert len(factors.findall(f"{ns}rect")) == len(data["layers"])
+    # one marker per node, in order, each titled with the node and its running bound L(node)
+    titles = [c.find(f"{ns}title").text for c in running.findall(f"{ns}circle")]
+    assert [t.split(" (")[0] for t in titles] == [r["node"] for r in data["layers"]]
+    assert [float(t.rsplit("L = ", 1)[1]) for t in titles] == pytest.approx([r["bound"] for r in data["layers"]],
+                                                                            rel=1e-5)
+    heights = [float(c.get("cy")) for c in running.findall(f"{ns}circle")]
+    order = sorted(range(len(heights)), key=lambda i: data["layers"][i]["bound"])
+    assert [heights[i] for i in order] == sorted(heights, reverse=True)  # larger bound, higher on the page
 
 
 @pytest.mark.parametrize("s", [0.5, 2.0])

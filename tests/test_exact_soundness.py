@@ -152,7 +152,9 @@ def test_softplus_domain():
     (lambda x: F.prelu(x, x[0, :1]), ("prelu", "weight")), (lambda x: F.celu(x, -1.0), ("CELU", "alpha")),
     (lambda x: F.dropout(x, 0.5), ("dropout", "training=True")), (lambda x: F.softmax(x), ("softmax", "dim")),
     (lambda x: x.norm(0.5, dim=1), ("norm", "p=0.5")), (lambda x: x.max(), ("max",)),
-    (lambda x: F.interpolate(x.view(1, 1, 2, 2), scale_factor=2, mode="bilinear"), ("interpolate", "bilinear")),
+    (lambda x: F.interpolate(x.view(1, 1, 2, 2), scale_factor=2, mode="area"), ("interpolate", "area")),
+    (lambda x: F.interpolate(x.view(1, 1, 2, 2), scale_factor=0.5, mode="bilinear", antialias=True),
+     ("interpolate", "antialias")),
     (lambda x: torch.sum(x, 1, out=torch.empty(1)), ("sum",)), (lambda x: x[0, 0].item() * x, ("item",)),
 ])
 def test_discontinuous_and_unmodelled_ops_are_refused(fn, names):

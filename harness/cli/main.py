@@ -194,8 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="relative accuracy of each operator norm's value (brackets are certified anyway)")
     p.add_argument("--max-rel-width", type=positive_float, default=0.01,
                    help="operator-norm bracket width above which a Cholesky certificate is tried")
+    p.add_argument("--wrt", metavar="NAME",
+                   help="the forward argument the bound is with respect to (default: the first)")
+    p.add_argument("--classes", metavar="SET",
+                   help="class labels for a conditional model's other input, e.g. 0-9 or 0,3,7: the bound for "
+                        "each class (held constant) and their maximum")
+    p.add_argument("--label-arg", metavar="NAME",
+                   help="the forward argument that takes the class label (default: the only other one "
+                        "without a default)")
     p.add_argument("--json", action="store_true", help="print JSON records")
-    p.add_argument("--html", metavar="FILE", help="also write the table and a bar chart of factors as a page")
+    p.add_argument("--html", metavar="FILE",
+                   help="also write the table, a plot of the running bound and a bar chart of factors as a page")
     p.set_defaults(func=commands.cmd_inspect)
     return parser
 

@@ -22,7 +22,7 @@ from . import rules as R
 from .declared import _check_constant, _deel_sort, declared_constant
 from .graph import target_name
 from .plans import OpRule, Plan, Site, movement_factor, op_rule
-from .signatures import BindError, bind
+from .signatures import BindError, bind, parse
 
 FUNCTIONS: dict[Any, OpRule] = {}
 METHODS: dict[str, OpRule] = {}
@@ -188,10 +188,12 @@ for _names, _sig in (("flatten", "input, start_dim=0, end_dim=-1"), ("unflatten"
                      ("repeat_interleave", "input, repeats=None, dim=None, *, output_size=None")):
     _meth(_names, _sig, R.movement(), *_MOVE)
 _meth("view_as reshape_as expand_as", "input, other", R.movement(shape_only=("other",)), *_MOVE)
+_INTERP = ("copies (nearest modes); Π σ₁(A_axis), certified (linear, bilinear, bicubic, trilinear)",
+           f"{DOC}#interpolation")
 _fn((F.pad,), "input, pad, mode='constant', value=None", R.pad,
     "1 (constant); copies (reflect, replicate, circular)", f"{DOC}#movement")
 _fn((F.interpolate,), "input, size=None, scale_factor=None, mode='nearest', align_corners=None, "
-    "recompute_scale_factor=None, antialias=False", R.interpolate, "copies (nearest, nearest-exact)", f"{DOC}#movement")
+    "recompute_scale_factor=None, antialias=False", R.interpolate, *_INTERP)
 _CAST = ("1 (floating dtypes only)", f"{DOC}#casts")
 _fn((torch.clone,), "input, *, memory_format=None, out=None", R.cast(), *_CAST)
 _fn((torch.detach,), "input", R.cast(), *_CAST)
@@ -262,10 +264,10 @@ for _cls, _attrs in ((nn.Flatten, "start_dim end_dim"), (nn.Unflatten, "dim unfl
                      (nn.PixelShuffle, "upscale_factor"), (nn.PixelUnshuffle, "downscale_factor"),
                      (nn.ChannelShuffle, "groups"), (nn.ReflectionPad1d, "padding"), (nn.ReflectionPad2d, "padding"),
                      (nn.ReplicationPad1d, "padding"), (nn.ReplicationPad2d, "padding"), (nn.CircularPad1d, "padding"),
-                     (nn.CircularPad2d, "padding"), (nn.UpsamplingNearest2d, "size scale_factor")):
+                     (nn.CircularPad2d, "padding"), (nn.ReflectionPad3d, "padding"),
+                     (nn.ReplicationPad3d, "padding"), (nn.CircularPad3d, "padding"), (nn.UpsamplingNearest2d, "size scale_factor")):
     _mod((_cls,), _attrs, R.movement(), *_MOVE)
-_mod((nn.Upsample,), "size scale_factor mode align_corners recompute_scale_factor", R.upsample_module,
-     "copies (nearest, nearest-exact)", f"{DOC}#movement")
+_mod((nn.Upsample,), "size scale_factor mode align_corners recompute_scale_factor", R.upsample_module, *_INTERP)
 _mod((nn.ZeroPad1d, nn.ZeroPad2d), "padding", R.constant_pad_module, "1", f"{DOC}#movement")
 _mod((nn.ConstantPad1d, nn.ConstantPad2d), "padding value", R.constant_pad_module, "1", f"{DOC}#movement")
 for _cls, _family, _dims, _attrs in (
@@ -406,8 +408,39 @@ def _plan_of(site: Site) -> Plan:
     return plan
 
 
+#: Ops that are not on the allow-list because two input-dependent operands make them products
+#: without a global Lipschitz constant: their refusal says so (:data:`.rules.ATTENTION`).
+PRODUCTS: dict[Any, tuple[str, tuple[str, ...]]] = {
+    torch.bmm: ("input, mat2, out_dtype=None, *, out=None", ("input", "mat2")),
+    torch.baddbmm: ("input, batch1, batch2, out_dtype=None, *, beta=1, alpha=1, out=None", ("batch1", "batch2")),
+    torch.einsum: ("equation, *operands", ("operands",)),
+    F.scaled_dot_product_attention: ("query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, "
+                                     "scale=None, enable_gqa=False", ("query", "key")),
+    "bmm": ("input, mat2, out_dtype=None", ("input", "mat2")),
+    "baddbmm": ("input, batch1, batch2, out_dtype=None, *, beta=1, alpha=1", ("batch1", "batch2")),
+    nn.MultiheadAttention: ("query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None, "
+                            "average_attn_weights=True, is_causal=False", ("query", "key")),
+}
+
+
+def _product_of_dependents(site: Site) -> bool:
+    """Whether the node is one of :data:`PRODUCTS` with two or more input-dependent operands."""
+    node = site.node
+    key = type(site.module) if node.op == "call_module" else node.target
+    if not _hashable(key) or key not in PRODUCTS:
+        return False
+    signature, operands = PRODUCTS[key]
+    try:
+        bound = bind(parse(signature), tuple(node.args), dict(node.kwargs))
+    except BindError:
+        return False
+    return sum(1 for name in operands for n in _nodes(bound.get(name)) if site.dependent(n)) >= 2
+
+
 def _no_rule(site: Site) -> str:
     node = site.node
+    if _product_of_dependents(site):
+        return R.ATTENTION
     if node.op == "call_module":
         return (f"{type(site.module).__name__} has no Lipschitz rule; declare one with "
                 "harness.exact.register_lipschitz_constant")

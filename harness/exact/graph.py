@@ -307,8 +307,8 @@ class _Recorder(fx.Interpreter):
             return super().placeholder(target, args, kwargs)
         if args:  # a further forward argument with a default value: a constant
             return args[0]
-        raise UnfollowableModelError(f"the model's forward takes a second input {target!r} "
-                                     "without a default; only single-input models are supported")
+        raise UnfollowableModelError(f"the model's forward takes a second input {target!r} without a default: "
+                                     "hold it constant (harness.exact.with_constants; lipbench inspect --classes)")
 
 
 def _probe(model: nn.Module, shape: tuple[int, ...], seed: int) -> torch.Tensor:

@@ -34,7 +34,7 @@ from harness.layers import (WEIGHT_LAYERS, UnsupportedLayerError, _string_paddin
 
 from .declared import _deel_sort, declared_constant
 from .graph import DTYPE_TOL, UnsupportedOperationError, describe
-from .plans import Plan, Site, WeightOp, scale_up, up
+from .plans import Plan, Site, WeightOp, movement_factor, scale_up, up
 from .pooling import PoolSpec, adaptive_pool_spec, avg_pool_spec, check_windows, max_pool_spec, pool_constant
 from .rules import only_input
 from .signatures import Args
@@ -101,11 +101,14 @@ def weight_module(site: Site, args: Args) -> Plan:
         geom = geometry(module, str(site.node.target))
     except UnsupportedLayerError as exc:
         raise site.unsupported(str(exc)) from None
-    if geom.padding_mode not in ("zeros", "circular"):
-        raise site.unsupported(f"padding_mode={geom.padding_mode!r} (only zeros and circular)")
     dims = _conv_dims(kind)
     spatial = tuple(site.shape(x)[-dims:]) if dims else ()
     weight = module.weight.detach()
+    if geom.padding_mode in COPY_PADDING and kind in ("conv1d", "conv2d"):
+        return _copy_padded_conv(site, x, module, kind, geom, weight)
+    if geom.padding_mode not in ("zeros", "circular"):
+        raise site.unsupported(f"padding_mode={geom.padding_mode!r} (only zeros, circular, and reflect or "
+                               "replicate for Conv1d/Conv2d)")
     output_padding = geom.output_padding or 0
     if kind == "conv_transpose2d":  # also covers forward(input, output_size=...)
         output_padding = _transpose_output_padding(weight, spatial, tuple(site.out.shape[-2:]),
@@ -113,6 +116,23 @@ def weight_module(site: Site, args: Args) -> Plan:
     op = WeightOp(weight, kind, spatial, geom.stride, geom.padding, geom.dilation, geom.groups,
                   geom.padding_mode, output_padding)
     return Plan(kind, None, weight_op=op, inputs=(x,))
+
+
+COPY_PADDING = ("reflect", "replicate")
+
+
+def _copy_padded_conv(site: Site, x, module: nn.Module, kind: str, geom, weight) -> Plan:
+    """``Conv(padding_mode='reflect'|'replicate')`` computes ``conv_valid(pad(x))`` (torch's
+    ``_conv_forward``): ``‖conv_valid‖₂ · √(largest number of copies of one entry by pad)``, a
+    certified upper bound (the product of the two exact norms; docs/certificates.md#movement)."""
+    pad = tuple(module._reversed_padding_repeated_twice)
+    copies = movement_factor(site, lambda ids: F.pad(ids, pad, mode=geom.padding_mode), x)
+    with torch.no_grad():
+        padded = F.pad(site.value(x), pad, mode=geom.padding_mode)
+    spatial = tuple(padded.shape[-_conv_dims(kind):])
+    op = WeightOp(weight, kind, spatial, geom.stride, 0, geom.dilation, geom.groups, "zeros", 0)
+    return Plan(kind, None, weights=(copies,), weight_op=op, note=f"{geom.padding_mode} padding: ×{copies:.6g}",
+                inputs=(x,))
 
 
 def weight_function(kind: str) -> Callable[[Site, Args], Plan]:
@@ -153,10 +173,14 @@ def check_weight_layer(module: nn.Module, name: str, x: torch.Tensor, out: torch
         geom = geometry(module, name)
     except UnsupportedLayerError:
         return  # refused by the rule
-    if geom.padding_mode not in ("zeros", "circular"):
+    copy_padded = geom.padding_mode in COPY_PADDING and geom.kind in ("conv1d", "conv2d")
+    if geom.padding_mode not in ("zeros", "circular") and not copy_padded:
         return  # refused by the rule with a clearer message
     with torch.no_grad():
-        ref = apply_operator(geom, module.weight, x) if geom.kind != "conv_transpose2d" else \
+        conv = F.conv1d if geom.kind == "conv1d" else F.conv2d
+        ref = conv(F.pad(x, tuple(module._reversed_padding_repeated_twice), mode=geom.padding_mode),
+                   module.weight, None, geom.stride, 0, geom.dilation, geom.groups) if copy_padded else \
+            apply_operator(geom, module.weight, x) if geom.kind != "conv_transpose2d" else \
             F.conv_transpose2d(x, module.weight, stride=geom.stride, padding=geom.padding,
                                output_padding=_transpose_output_padding(
                                    module.weight, x.shape[-2:], out.shape[-2:], geom.stride,

@@ -326,7 +326,7 @@ def weight_references(op: WeightOp, name: str, norm_kwargs: dict) -> tuple[Opera
     return norm, hat, alpha, up(alpha.alpha * lemma_norm, 4)
 
 
-class _eval_mode:
+class eval_mode:
     """Switch every module to eval for the computation; restore each module's flag afterwards."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -362,7 +362,7 @@ def _record(pl: _Planned, cap: Capture, plan: Plan, factor: float, bound: float,
                   ratio=norm.value / rn if rn > 0 else math.nan)
     elif plan is not None and plan.bracket is not None:
         lo, hi = plan.bracket
-        kw = dict(operator_norm=OperatorNorm(lo, lo, hi, "pool", detail=plan.note))
+        kw = dict(operator_norm=OperatorNorm(lo, lo, hi, "exact", detail=plan.note))
     return NodeRecord(pl.name, _op_label(pl.node, cap), plan.kind if plan else "input", in_shape, out_shape,
                       factor, bound, tuple(names[i] for i in inputs), plan.mode if plan else "sum",
                       tuple(plan.weights) if plan else (), note=plan.note if plan else "",
@@ -380,7 +380,7 @@ def _op_label(node: fx.Node, cap: Capture) -> str:
 
 def lipschitz_upper_bound(model: nn.Module, input_shape: Sequence[int], tol: float = 1e-6, *,
                           method: str = "auto", max_rel_width: float = 0.01, seed: int = 0,
-                          progress: Progress | None = None) -> NetworkBound:
+                          progress: Progress | None = None, norm_cache: dict | None = None) -> NetworkBound:
     """Certified ``Lip₂`` upper bound of ``model`` (eval mode) on inputs of ``input_shape``.
 
     ``input_shape`` excludes the batch dim (``(3, 32, 32)``, ``(C, H, W)``, ``(features,)``).
@@ -391,16 +391,18 @@ def lipschitz_upper_bound(model: nn.Module, input_shape: Sequence[int], tol: flo
     :class:`~.graph.InputShapeError` for a shape the model rejects (naming the first node
     that does), :class:`~.graph.UnfollowableModelError` /
     :class:`~.graph.UnsupportedOperationError` for a model that cannot be bounded (before
-    any operator norm), ``ValueError`` for bad arguments.
+    any operator norm), ``ValueError`` for bad arguments. ``norm_cache``: a dict shared by calls
+    on the same weights (e.g. one per class of a conditional model, :mod:`.inputs`), so each
+    weight layer's operator norm is computed once; an entry is reused only for an equal weight.
     """
     norm_kwargs = dict(tol=tol, method=method, max_rel_width=max_rel_width, seed=seed)
     train_mode = tuple(name for name, m in model.named_modules() if m.training and _mode_dependent(m))
-    with _eval_mode(model):
+    with eval_mode(model):
         cap = capture(model, input_shape, seed=seed, defer_check=True)
         planned, updates, outputs = _plan(cap)
         if cap.mismatch:
             raise UnfollowableModelError(cap.mismatch)
-        records = _evaluate(cap, planned, norm_kwargs, progress)
+        records = _evaluate(cap, planned, norm_kwargs, progress, {} if norm_cache is None else norm_cache)
     keys = {node: node.name for node in cap.nodes}
     steps = tuple(_Step(keys[pl.node], tuple(keys[i] for i in (pl.plan.inputs if pl.plan else ())),
                         tuple(pl.plan.weights) if pl.plan else (), pl.plan.mode if pl.plan else "sum",
@@ -415,10 +417,10 @@ def lipschitz_upper_bound(model: nn.Module, input_shape: Sequence[int], tol: flo
 
 
 def _evaluate(cap: Capture, planned: list[_Planned], norm_kwargs: dict,
-              progress: Progress | None) -> list[NodeRecord]:
+              progress: Progress | None, cache: dict) -> list[NodeRecord]:
     names = _display_names(cap.graph_module)
     total = sum(1 for pl in planned if pl.plan is not None and pl.plan.weight_op is not None)
-    done, records, cache = 0, [], {}
+    done, records = 0, []
     if progress is not None:
         progress(0, total, None)
     for pl in planned:
@@ -430,15 +432,18 @@ def _evaluate(cap: Capture, planned: list[_Planned], norm_kwargs: dict,
             records.append(_record(pl, cap, plan, plan.factor, 0.0, names))
             continue
         op = plan.weight_op
-        key = (op.weight.data_ptr(), tuple(op.weight.shape), op.kind, op.spatial, str(op.stride),
-               str(op.padding), str(op.dilation), op.groups, op.padding_mode, str(op.output_padding))
+        key = (tuple(op.weight.shape), op.weight.dtype, op.kind, op.spatial, str(op.stride), str(op.padding),
+               str(op.dilation), op.groups, op.padding_mode, str(op.output_padding),
+               tuple(sorted(norm_kwargs.items())))
         start = time.perf_counter()
-        if key not in cache:
+        entries = cache.setdefault(key, [])  # (weight, references): reused for an equal weight only
+        refs = next((r for w, r in entries if torch.equal(w, op.weight)), None)
+        if refs is None:
             try:
-                cache[key] = weight_references(op, pl.name, norm_kwargs)
+                refs = weight_references(op, pl.name, norm_kwargs)
             except ValueError as exc:
                 raise ValueError(f"{describe(pl.node)}: {exc}") from None
-        refs = cache[key]
+            entries.append((op.weight, refs))
         rec = _record(pl, cap, plan, refs[0].upper, 0.0, names, refs, time.perf_counter() - start)
         records.append(rec)
         done += 1

@@ -20,6 +20,11 @@ of its call by name (:class:`~.signatures.Args`) and refuses the values it does 
   pixel shuffle, replicate/reflect/circular padding, ...): the exact norm
   ``√(largest number of copies of one input entry)``, found by running the op with all its
   arguments on the entry indices; constant padding: 1;
+* linear, bilinear, bicubic and trilinear interpolation: ``Π_k σ₁(A_k)`` of the per-axis
+  interpolation matrices, certified (:mod:`.interpolation`, checked against torch's output
+  on the probe); ``antialias=True`` refused;
+* a product of two input-dependent tensors (``matmul``, and through :mod:`.allowlist`'s
+  refusal ``bmm``, ``einsum``, attention): refused with :data:`ATTENTION`, the reason;
 * reductions over ``N`` entries (``dim``/``axis``, ``keepdim``/``keepdims``, ``dtype``):
   ``sum`` ``√N``, ``mean`` ``1/√N``, ``amax``/``amin`` 1, the ``p``-norm ``max(1, N^{1/p − 1/2})``
   for ``1 ≤ p ≤ ∞`` (1 for ``p ≥ 2``; other ``p`` refused);
@@ -41,6 +46,8 @@ import torch
 import torch.fx as fx
 
 from .activations import DomainError, activation_constant
+from .graph import DTYPE_TOL
+from .interpolation import MODES, check_against, interpolation_bracket
 from .plans import Plan, Site, WeightOp, broadcast_scale, movement_factor, replay, sqrt_up, up
 from .signatures import Args
 
@@ -163,6 +170,12 @@ def negate(site: Site, args: Args) -> Plan:
     return Plan(kind_of(site), 1.0, inputs=(only_input(site, args),))
 
 
+#: Why a product of two input-dependent tensors is refused: ``x ↦ (Ax)(Bx)ᵀ`` has a gradient that
+#: grows with ``‖x‖``; for dot-product self-attention see [Kim2021] Theorem 3.1.
+ATTENTION = ("a product of two input-dependent tensors, as in dot-product attention, has no global Lipschitz "
+             "constant (Kim et al. 2021, Theorem 3.1; docs/references.md)")
+
+
 def matmul(site: Site, args: Args) -> Plan:
     """``x @ W`` (``Wᵀ`` on the last dim) or ``W @ x`` (``W`` on the second-to-last): ``‖W‖₂``."""
     _standard(args)
@@ -172,7 +185,7 @@ def matmul(site: Site, args: Args) -> Plan:
     a, b = args.node("input"), args.node(other)
     dep = [o for o in (a, b) if site.is_dependent(o)]
     if len(dep) != 1:
-        raise site.unsupported("a product of two input-dependent tensors is not globally Lipschitz")
+        raise site.unsupported(ATTENTION)
     w = site.value(b if dep[0] is a else a)
     if not isinstance(w, torch.Tensor) or w.dim() not in (1, 2) or w.is_complex():
         raise site.unsupported("matrix products are modelled with a constant real 1-D or 2-D matrix only")
@@ -355,11 +368,35 @@ def constant_pad_module(site: Site, args: Args) -> Plan:
                 inputs=(x,))
 
 
+NEAREST = ("nearest", "nearest-exact")
+
+
+def _resize(site: Site, args: Args, x: fx.Node, label: str) -> Plan:
+    """Nearest modes: a copy map (movement); linear, bilinear, bicubic, trilinear: a Kronecker
+    product of per-axis interpolation matrices (:mod:`.interpolation`), checked on the probe."""
+    mode = args.equal("mode", *NEAREST, *MODES)
+    size, scale_factor = args.constant("size"), args.constant("scale_factor")
+    align_corners, recompute = args.constant("align_corners"), args.constant("recompute_scale_factor")
+    if mode in NEAREST:
+        return Plan(f"{label} ({mode})", movement_factor(site, replay(site), x), inputs=(x,))
+    spatial, out = site.shape(x)[2:], tuple(site.out.shape[2:])
+    if len(spatial) != MODES[mode] or len(out) != len(spatial):
+        raise site.unsupported(f"mode={mode!r} on an input of shape {site.shape(x)}")
+    if size is not None or recompute or scale_factor is None:
+        scales = (None,) * len(spatial)  # the kernel gets no scale: in/out per axis
+    else:
+        scales = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * len(spatial)
+        scales = tuple(float(s) for s in scales)
+    lower, upper, mats = interpolation_bracket(spatial, out, mode, bool(align_corners), scales)
+    mismatch = check_against(mats, site.value(x), site.out, DTYPE_TOL.get(site.out.dtype, 1e-4))
+    if mismatch:
+        raise site.unsupported(f"mode={mode!r}: {mismatch}; this interpolation is not modelled")
+    return Plan(f"{label} ({mode})", upper, bracket=(lower, upper),
+                note="product of the per-axis interpolation norms (certified)", inputs=(x,))
+
+
 def upsample_module(site: Site, args: Args) -> Plan:
-    x = only_input(site, args)
-    args.equal("mode", "nearest", "nearest-exact")
-    args.any("size", "scale_factor", "align_corners", "recompute_scale_factor")
-    return Plan(f"Upsample ({args.value('mode')})", movement_factor(site, replay(site), x), inputs=(x,))
+    return _resize(site, args, only_input(site, args), "Upsample")
 
 
 def pad(site: Site, args: Args) -> Plan:
@@ -377,10 +414,11 @@ def pad(site: Site, args: Args) -> Plan:
 
 def interpolate(site: Site, args: Args) -> Plan:
     x = only_input(site, args)
-    args.equal("mode", "nearest", "nearest-exact")
-    args.equal("antialias", False)
-    args.any("size", "scale_factor", "align_corners", "recompute_scale_factor")
-    return Plan(f"interpolate ({args.value('mode')})", movement_factor(site, replay(site), x), inputs=(x,))
+    if args.constant("antialias"):
+        if args.constant("mode") in ("bilinear", "bicubic"):
+            raise site.unsupported("antialias=True (a different, size-dependent filter) is not modelled")
+        args.equal("antialias", False)
+    return _resize(site, args, x, "interpolate")
 
 
 def cast(shape_only: tuple[str, ...] = ()) -> Rule:
