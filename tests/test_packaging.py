@@ -7,6 +7,7 @@ from the wheel (asserted) and nothing is downloaded.
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import site
@@ -155,3 +156,61 @@ def test_the_github_actions_example_runs_its_steps_locally(tmp_path, wheel, fres
     assert uploaded and all((work / p).exists() for p in uploaded), uploaded
     text = summary.read_text()
     assert text.startswith("### lipbench check") and "PASS" in text and "| contract |" in text
+
+
+DISCRIMINATOR = '''
+"""A researcher's own discriminator, written from scratch: 1x16x16 -> (N, 1)."""
+from torch import nn
+from torch.nn import functional as F
+
+
+class MyD(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 8, 3, 2, 1)
+        self.c2 = nn.Conv2d(8, 16, 3, 2, 1)
+        self.head = nn.Linear(16 * 4 * 4, 1)
+
+    def forward(self, x):
+        return self.head(F.leaky_relu(self.c2(F.leaky_relu(self.c1(x), 0.2)), 0.2).flatten(1))
+'''
+
+#: The cheapest claims run that still trains (the suite's ci preset is 200 updates).
+CHEAP_CLAIMS = ["--seeds", "0", "--set", "iterations=12", "--set", "warmup=2", "--set", "trace_points=2",
+                "--set", "random_points=2", "--set", "settle_budget=400"]
+
+
+def test_a_researcher_checks_a_variant_on_their_discriminator_and_data_then_compares_runs(tmp_path, fresh_venv):
+    """Issue 19's whole path from the wheel, in an empty folder: their variant, on their own
+    discriminator and .npy data, judged beside sn_w and none on that model; then two runs that
+    differ only in a Monte Carlo sample size compare without a false regression."""
+    import numpy as np
+
+    work = tmp_path / "mine"
+    work.mkdir()
+    (work / "my_variant.py").write_text(VARIANT)
+    (work / "my_disc.py").write_text(DISCRIMINATOR)
+    grid = np.linspace(0, 255, 16 * 16).reshape(16, 16)
+    images = np.stack([np.roll(grid, k, axis=k % 2) for k in range(64)]).astype(np.uint8)  # 64 x 16 x 16
+    np.save(work / "x.npy", images)
+    env = _clean_env()
+    lipbench = str(fresh_venv / "bin" / "lipbench")
+
+    checked = _run([lipbench, "check", "my_variant:ExactSN", "--model", "my_disc:MyD", "--input-shape", "1,16,16",
+                    "--data", "npy:x.npy", "--suites", "claims", *CHEAP_CLAIMS, "--out", "results/mine",
+                    "--report", "mine.html", "--junit", "mine.xml"], work, env)
+    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-3000:]
+    with open(work / "results" / "mine" / "results.csv", newline="") as handle:
+        methods = {row["method"] for row in csv.DictReader(handle)}
+    assert methods == {"my_variant:ExactSN", "sn_w", "none"}  # --against defaults to sn_w and none
+    html = (work / "mine.html").read_text()
+    assert "my_variant:ExactSN" in html and "sn_w" in html
+
+    for name, matrices in (("a", 40), ("b", 60)):
+        ran = _run([lipbench, "run", "thm2_variance", "--preset", "ci", "--seeds", "0-1",
+                    "--set", f"thm2_variance.matrices={matrices}", "--out", f"results/{name}"], work, env)
+        assert ran.returncode == 0, ran.stderr[-3000:]
+    compared = _run([lipbench, "compare", "results/a", "results/b", "--report", "ab.html"], work, env)
+    assert compared.returncode == 0, compared.stdout[-3000:]
+    assert len(compared.stdout.splitlines()) <= 30
+    assert "matrices" in compared.stdout  # the setting that differs is named first
