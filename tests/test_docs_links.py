@@ -11,7 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
-MENTION = re.compile(r"(?<![\w/.\[(])docs/[\w.-]+\.md(?:#[\w-]+)?")
+MENTION = re.compile(r"(?<![\w/.])docs/[\w.-]+\.md(?:#[\w-]+)?")
 
 
 def prose(text: str) -> list[str]:
