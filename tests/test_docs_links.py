@@ -1,6 +1,7 @@
 """Every relative link in README.md and docs/*.md points at a file that exists, and every
 ``#anchor`` at a heading of that file (as GitHub renders its id) or an explicit
-``<a id="...">``; so do the plain-text references ``docs/NAME.md#anchor``."""
+``<a id="...">``; so do the plain-text references ``docs/NAME.md#anchor`` there and in the
+code, suites and examples (docstrings, messages, check citations)."""
 from __future__ import annotations
 
 import re
@@ -71,6 +72,18 @@ def test_every_relative_link_and_anchor_exists(page):
             broken.append(f"{written}: no such file")
         elif anchor and (path.suffix != ".md" or anchor not in anchors(path)):
             broken.append(f"{written}: no anchor #{anchor} in {path.relative_to(REPO)}")
+    assert not broken, broken
+
+
+def test_every_docs_reference_in_the_code_exists():
+    sources = [p for d in ("harness", "suites", "tests", "benchmarks", "examples") for p in (REPO / d).rglob("*")
+               if p.suffix in (".py", ".yaml", ".yml") and p != Path(__file__).resolve()]
+    broken = []
+    for source in sources:
+        for mention in MENTION.findall(source.read_text(encoding="utf-8")):
+            path, _, anchor = mention.partition("#")
+            if not (REPO / path).exists() or (anchor and anchor not in anchors(REPO / path)):
+                broken.append(f"{source.relative_to(REPO)}: {mention}")
     assert not broken, broken
 
 
