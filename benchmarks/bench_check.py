@@ -11,7 +11,7 @@ check exits 1 with a violation; a correct method must exit 0.
 
     python benchmarks/bench_check.py [--only NAME ...] [--baselines DIR]
 
-Targets (README "Adding a variant"): the contract <= 20 s; the whole check <= 3 minutes
+Targets (docs/methods.md, "Adding a variant and checking it"): the contract <= 20 s; the whole check <= 3 minutes
 on the 2-core CPU.
 """
 from __future__ import annotations

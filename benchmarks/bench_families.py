@@ -1,4 +1,4 @@
-"""The layer families against their claims: the README's table, computed (not a test).
+"""The layer families against their claims: docs/methods.md's table, computed (not a test).
 
 For each family of ``harness.methods.families`` (and the family mutants of
 ``tests/family_mutants.py``) on three plain discriminators: the contract's model (zero padding,

@@ -7,7 +7,7 @@ few of them, with residual additions, concatenations, forward hooks and pre-hook
 module parameters and weights scaled by ``2^e``, ``e`` in ``[-500, 500]``. The truth is
 computed here, without the code under test: the exact Jacobian norm (dense SVD of
 ``torch.func.jacrev``) for linear graphs, the best of power iteration and gradient ascent on
-``‖J(x)v‖`` for the others (:func:`truth`). Run as a script for the figures the README
+``‖J(x)v‖`` for the others (:func:`truth`). Run as a script for the figures docs/exact.md
 quotes::
 
     python tests/exact_fuzz.py 300 0     # graphs, seed

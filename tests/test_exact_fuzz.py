@@ -2,7 +2,7 @@
 without hooks, random module parameters and weights scaled by 2^-500..2^500; the certified
 bound is at least the exact Jacobian norm (linear graphs) or the best of power iteration and
 gradient ascent (the others). A refusal is an outcome too, and must be one line. Figures for the
-README: ``python tests/exact_fuzz.py 300 0``."""
+docs/exact.md: ``python tests/exact_fuzz.py 300 0``."""
 from __future__ import annotations
 
 import random

@@ -32,7 +32,7 @@ def test_the_cli_on_ray_gives_the_local_rows_and_records_each_cases_node(tmp_pat
     sleepy = sleepy_suite(tmp_path / "markers", modes=["exit", "ok"], seconds=[0], seeds=[0])
     (tmp_path / "sleepy.json").write_text(json.dumps(sleepy.raw))
     suites = [str(tmp_path / "tiny.json"), str(tmp_path / "sleepy.json")]
-    # exit 1: the sleepy case that kills its worker is an error row (README, exit codes)
+    # exit 1: the sleepy case that kills its worker is an error row (docs/cli.md, exit codes)
     assert main(["run", *suites, "--out", str(tmp_path / "local")]) == 1
     assert main(["run", *suites, "--out", str(tmp_path / "ray"), "--executor", "ray", "--workers", "2"]) == 1
     err = capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Results and baselines that nothing corrupts (README, "Safety and failure behaviour"):
+"""Results and baselines that nothing corrupts (docs/results.md, "Safety and failure behaviour"):
 one writer per folder, nothing written or deleted through a link or outside the folders
 named, baselines only from honest complete runs, reuse bound to what ran, suite identity."""
 import json

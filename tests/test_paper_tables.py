@@ -19,10 +19,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def markdown_tables(text):
-    """Every markdown table under a heading with an {#id}: id -> {row label: [cells]}."""
+    """Every markdown table after an anchor ``<a id="ID"></a>``: id -> {row label: [cells]}."""
     tables, current = {}, None
     for line in text.splitlines():
-        heading = re.match(r"^## .*\{#(\w+)\}", line)
+        heading = re.match(r'^<a id="(\w+)"></a>', line)
         if heading:
             current = tables.setdefault(heading.group(1), {})
         elif current is not None and line.startswith("| ") and not line.startswith("| ---") \

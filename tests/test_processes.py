@@ -1,4 +1,4 @@
-"""Signals and process trees (README, "Safety and failure behaviour"): SIGTERM and SIGHUP stop
+"""Signals and process trees (docs/results.md, "Safety and failure behaviour"): SIGTERM and SIGHUP stop
 a run like SIGINT, a case's limits hold for everything it started, and what the code under
 test raises, or signals to itself or to lipbench, is that case's error, never the run's end."""
 import json

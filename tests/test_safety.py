@@ -1,4 +1,4 @@
-"""Hostile and faulty input, row by row of the safety table in the README ("Safety and
+"""Hostile and faulty input, row by row of the safety table in docs/results.md ("Safety and
 failure behaviour"): lipbench loses nothing, runs nothing it was not asked to, deletes
 nothing it did not write, and every user error is exit 2 with one line and no traceback."""
 import json
@@ -121,7 +121,7 @@ def test_a_method_that_exits_the_process_is_an_error_row_and_the_run_goes_on(tmp
                 methods=["evilmod:Exits", "none"])
     suite = write_suite(tmp_path / "s", data)
     out = tmp_path / "r"
-    assert lipbench(capsys, "run", suite, "--out", out)[0] == 1  # a case errored (README, exit codes)
+    assert lipbench(capsys, "run", suite, "--out", out)[0] == 1  # a case errored (docs/cli.md, exit codes)
     rows = ResultsDir(out).rows()
     assert set(rows[rows["method"] == "evilmod:Exits"]["status"]) == {"error"}
     assert "exited with code 7" in rows[rows["method"] == "evilmod:Exits"]["message"].iloc[0]
@@ -232,7 +232,7 @@ def test_internal_errors_are_one_line_without_debug_and_a_traceback_with_it(tmp_
     assert code == 3 and "Traceback" in err
 
 
-# --- every bad input: exit 2 and one line (README, "Safety and failure behaviour") ------------
+# --- every bad input: exit 2 and one line (docs/results.md, "Safety and failure behaviour") ------------
 HOSTILE_PICKLE = b"cos\nsystem\n(S'touch pwned'\ntR."  # pickle protocol 0: os.system("touch pwned")
 
 
@@ -363,10 +363,10 @@ def test_a_read_only_file_system_is_exit_2_naming_the_path(tmp_path, capsys, mon
                    "readonly", "Read-only file system")
 
 
-def test_every_row_of_the_readmes_safety_table_names_tests_that_exist():
+def test_every_row_of_the_safety_table_names_tests_that_exist():
     import re
-    text = (REPO / "README.md").read_text()
-    table = text[text.index("## Safety and failure behaviour"):text.index("## Command line")]
+    text = (REPO / "docs" / "results.md").read_text()
+    table = text[text.index("## Safety and failure behaviour"):text.index("## Reports")]
     files = {"S": "test_safety.py", "I": "test_integrity.py", "P": "test_processes.py",
              "R": "test_runner_framework.py", "V": "test_verdicts.py"}
     defined = {k: set(re.findall(r"^def (test_\w+)\(", (REPO / "tests" / f).read_text(), re.M)) for k, f in files.items()}

@@ -20,7 +20,7 @@ better direction is never a regression.
   the baseline's robust spread: a run's two or three seeds cannot estimate a spread), the
   metric's resolution and a minimum relative effect. GAN outcomes are heavy-tailed: another
   machine's rounding sent one seed of grad_penalty's ring8 run to an energy distance of 8.4
-  where the other eleven seed-machine runs gave 0.4-2.2 (README, "Portability"); that moves
+  where the other eleven seed-machine runs gave 0.4-2.2 (docs/results.md, "Portability"); that moves
   the mean, not the median; a real regression moves the typical seed.
 * :func:`compare_timing` (kind ``timing``): repeated per-round ratios, Mann-Whitney U and a
   minimum effect on the ratio of medians (as asv does: a factor and a significance test).
@@ -39,7 +39,7 @@ from scipy import stats
 
 #: Outcome rule: how many (robust) standard errors of the difference a regression must exceed.
 #: Chosen from the measured false-alarm and detection rates (benchmarks/bench_verdicts.py,
-#: README "Portability"): with k = 4 and the baseline's spread from >= 12 values, a one-
+#: docs/results.md, "Portability"): with k = 4 and the baseline's spread from >= 12 values, a one-
 #: sided false alarm needs a deviate above 4 (p = 1e-3 per metric under normality; the robust
 #: spread's own sampling error, larger than the standard deviation's, fattens that tail).
 OUTCOME_K = 4.0

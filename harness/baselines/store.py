@@ -57,7 +57,7 @@ LOCK_WAIT_S = 60.0
 #: of its case's values (and beyond the metric's resolution and the outcome rule's minimum
 #: effect) is an outlier: ``baseline update`` names it and refuses it unless accepted. For normal
 #: values |z| > 6 happens once in 5e8; on the shipped baselines (4 machines) exactly one value
-#: exceeds it, grad_penalty's ring8 energy distance of 8.4 (z = 19.9; README, "Portability"),
+#: exceeds it, grad_penalty's ring8 energy distance of 8.4 (z = 19.9; docs/results.md, "Portability"),
 #: the next largest is 5.4.
 OUTLIER_Z = 6.0
 

@@ -1,4 +1,4 @@
-"""Verdict rows: one per check or comparison (see README, "Verdicts")."""
+"""Verdict rows: one per check or comparison (see docs/results.md)."""
 from __future__ import annotations
 
 import math

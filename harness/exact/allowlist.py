@@ -3,7 +3,7 @@ its rule, the constant the rule gives and where that constant comes from.
 
 An input-dependent node whose op is not listed here is refused (:func:`plan_node`), and so is
 a listed op called with an argument its signature does not have or its rule does not read.
-:func:`markdown_table` renders the list for the README. Derivations:
+:func:`markdown_table` renders the list for docs/exact.md. Derivations:
 ``docs/certificates.md`` (anchors in the ``source`` column).
 """
 from __future__ import annotations
@@ -468,8 +468,9 @@ def entries() -> list[OpRule]:
 
 
 def markdown_table() -> str:
-    """The allow-list as a Markdown table: ops (grouped when they share the arguments, constant
-    and source), the arguments their rule reads besides the input, the constant and its source."""
+    """The allow-list as a Markdown table for docs/exact.md: ops (grouped when they share the
+    arguments, constant and source), the arguments their rule reads besides the input, the
+    constant and its source (linked relative to docs/)."""
     groups: dict[tuple, list[str]] = {}
     for e in entries():
         names = ", ".join(e.signature.all_names[1:] + e.attributes) or "(input only)"
@@ -478,7 +479,7 @@ def markdown_table() -> str:
     for (names, constant, source), ops in groups.items():
         cell = lambda text: text.replace("|", "\\|")  # noqa: E731
         rows.append(f"| {', '.join(ops)} | {cell(names)} | {cell(constant)} | "
-                    f"[{source.split('#')[-1]}]({source}) |")
+                    f"[{source.split('#')[-1]}]({source.removeprefix('docs/')}) |")
     return "\n".join(rows)
 
 

@@ -51,7 +51,7 @@ class Plan:
 
 @dataclass(frozen=True)
 class OpRule:
-    """One allow-list entry: the op, its full signature, its rule, and for the README the
+    """One allow-list entry: the op, its full signature, its rule, and for docs/exact.md the
     constant the rule gives and where that constant comes from."""
 
     op: str  # "torch.sum", "Tensor.sum", "F.relu", "nn.ReLU", ...

@@ -1,6 +1,6 @@
 """Reports of a lipbench run: self-contained HTML, JUnit XML and a terminal summary.
 
-Inputs are the long-format contracts described in the README (results, verdicts,
+Inputs are the long-format contracts described in docs/architecture.md and docs/results.md (results, verdicts,
 traces), the validated suite files, the run manifest and image artifacts::
 
     from harness.reporting import write_html, write_junit, terminal_summary, overall_passed

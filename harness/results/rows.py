@@ -1,4 +1,4 @@
-"""Tidy result rows: one per suite, case, method, seed and metric (see README, "Result rows")."""
+"""Tidy result rows: one per suite, case, method, seed and metric (see docs/architecture.md, "Result rows")."""
 from __future__ import annotations
 
 import json

@@ -1,7 +1,7 @@
 """The runner interface: one runner per suite ``kind``, a few small functions each.
 
-A runner whose cases run a method's code is split in two (README, "Adding a variant": the
-trust model): :meth:`Runner.request` (lipbench's process: the inputs the judge chooses),
+A runner whose cases run a method's code is split in two (README, "The trust
+model"): :meth:`Runner.request` (lipbench's process: the inputs the judge chooses),
 :meth:`Runner.observe` (the defendant's process: builds the method, runs it, reports plain
 observations) and :meth:`Runner.judge` (lipbench's process again: every number a verdict
 rests on, computed from the observations, never importing the method's module). A runner

@@ -9,7 +9,7 @@ The process that calls :func:`run_case` is the case's *judge*: it never builds t
 method. Whatever runs a method's code runs in a *defendant* process forked for the case
 (:func:`harness.observe.in_defendant`), which reports plain observations (or, for runners
 that are not split, its measurements) that the judge reads with ``weights_only=True``
-(README, "Adding a variant": the trust model). Method-free cases run in the judge.
+(README, "The trust model"). Method-free cases run in the judge.
 """
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ FLOAT64_RTOL = 1e-9
 #: float32: one rounding is u = 2^-24 = 6e-8; a norm or power-iteration estimate of a
 #: float32 weight accumulates a few hundred of them (reductions of ~1e4 terms whose order
 #: depends on the CPU's vector width). 2e-5 (~330 u) absolute and relative: differences
-#: measured between CPU kernels and thread counts stayed below it (README, "Portability").
+#: measured between CPU kernels and thread counts stayed below it (docs/results.md, "Portability").
 FLOAT32_TOL = 2e-5
 
 REQUIRED = object()

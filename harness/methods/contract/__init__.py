@@ -1,7 +1,7 @@
 """The contract every method must satisfy, checked in seconds before any suite runs.
 
-In the spirit of scikit-learn's ``check_estimator``, in two processes (README, "Adding a
-variant": the trust model). The *defendant* (:func:`harness.observe.in_defendant`) builds
+In the spirit of scikit-learn's ``check_estimator``, in two processes (README, "The trust
+model"). The *defendant* (:func:`harness.observe.in_defendant`) builds
 the method from its factory, applies it to lipbench's small models (:func:`contract_model`:
 a stride-1 convolution, a stride-2 one without bias, a ``ConvTranspose2d`` and a
 ``Linear``, float32, input ``2×6×6``; and models holding a layer no claim covers) and runs
