@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from test_user_model import MODELS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
@@ -158,22 +160,6 @@ def test_the_github_actions_example_runs_its_steps_locally(tmp_path, wheel, fres
     assert text.startswith("### lipbench check") and "PASS" in text and "| contract |" in text
 
 
-DISCRIMINATOR = '''
-"""A researcher's own discriminator, written from scratch: 1x16x16 -> (N, 1)."""
-from torch import nn
-from torch.nn import functional as F
-
-
-class MyD(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.c1 = nn.Conv2d(1, 8, 3, 2, 1)
-        self.c2 = nn.Conv2d(8, 16, 3, 2, 1)
-        self.head = nn.Linear(16 * 4 * 4, 1)
-
-    def forward(self, x):
-        return self.head(F.leaky_relu(self.c2(F.leaky_relu(self.c1(x), 0.2)), 0.2).flatten(1))
-'''
 
 #: The cheapest claims run that still trains (the suite's ci preset is 200 updates).
 CHEAP_CLAIMS = ["--seeds", "0", "--set", "iterations=12", "--set", "warmup=2", "--set", "trace_points=2",
@@ -189,14 +175,14 @@ def test_a_researcher_checks_a_variant_on_their_discriminator_and_data_then_comp
     work = tmp_path / "mine"
     work.mkdir()
     (work / "my_variant.py").write_text(VARIANT)
-    (work / "my_disc.py").write_text(DISCRIMINATOR)
+    (work / "usermodels.py").write_text(MODELS)  # test_user_model's discriminators, written from scratch
     grid = np.linspace(0, 255, 16 * 16).reshape(16, 16)
     images = np.stack([np.roll(grid, k, axis=k % 2) for k in range(64)]).astype(np.uint8)  # 64 x 16 x 16
     np.save(work / "x.npy", images)
     env = _clean_env()
     lipbench = str(fresh_venv / "bin" / "lipbench")
 
-    checked = _run([lipbench, "check", "my_variant:ExactSN", "--model", "my_disc:MyD", "--input-shape", "1,16,16",
+    checked = _run([lipbench, "check", "my_variant:ExactSN", "--model", "usermodels:TinyD", "--input-shape", "1,16,16",
                     "--data", "npy:x.npy", "--suites", "claims", *CHEAP_CLAIMS, "--out", "results/mine",
                     "--report", "mine.html", "--junit", "mine.xml"], work, env)
     assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-3000:]
