@@ -81,6 +81,7 @@ def fresh_venv(tmp_path_factory, wheel) -> Path:
     ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()}
     (purelib / "zz_dependencies.pth").write_text("\n".join(sorted(p for p in ours if Path(p).is_dir())) + "\n")
     installed = _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
+                      "--ignore-installed",  # lipbench may be installed where the dependencies are (tox)
                       str(wheel)], cwd=venv, env=_clean_env())
     assert installed.returncode == 0, installed.stderr
     return venv

@@ -53,10 +53,11 @@ class Escapes(SNw):
 
 
 class Hungry(SNw):
-    """Starts a child that fills 700 MiB (the worker itself stays far below the limit)."""
+    """Starts a child that fills 2600 MiB (the worker and its defendant, about 1 GiB together, stay
+    below the limit)."""
     name = "hungry"
     def apply(self, model):
-        spawn(sys.executable, "-c", "import time; b = b'x' * (700 * 2**20); time.sleep(300)")
+        spawn(sys.executable, "-c", "import time; b = b'x' * (2600 * 2**20); time.sleep(300)")
         time.sleep(300)
 
 
@@ -172,12 +173,12 @@ def test_a_timeout_kills_the_cases_whole_process_tree_and_the_run_ends(tmp_path,
 
 def test_the_memory_limit_holds_for_the_cases_whole_process_tree(tmp_path):
     suite = suite_with(tmp_path, ["treemod:Hungry"], timeout=120)
-    proc = start(tmp_path, "run", suite, "--out", tmp_path / "r", "--max-memory", "1024")
+    proc = start(tmp_path, "run", suite, "--out", tmp_path / "r", "--max-memory", "3072")
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, err  # the run ended; its case is an error row
     assert gone(pids(tmp_path))
     message = ResultsDir(tmp_path / "r").rows()["message"].iloc[0]
-    assert "(its worker and the processes it started), more than --max-memory 1024 MiB" in message, message
+    assert "(its worker and the processes it started), more than --max-memory 3072 MiB" in message, message
 
 
 def test_what_a_method_raises_or_signals_to_itself_is_an_error_row_and_the_run_goes_on(tmp_path):
