@@ -361,3 +361,17 @@ def test_an_exclusive_case_runs_alone_among_local_workers():
     start, end = kinds.index(("Started", alone.seed)), kinds.index(("Finished", alone.seed))
     assert end == start + 1, kinds  # nothing started or finished while it ran
     assert sum(k == "Finished" for k, _ in kinds[:start]) == 2  # the two before it had finished
+
+
+def test_a_hook_a_runner_does_not_implement_names_the_runner():
+    """A runner implements ``run`` or the pair ``observe``/``judge``; the other hooks say so."""
+    from harness.runners.base import Runner as Base
+
+    class OnlyRun(Base):
+        kind = "only_run_for_tests"
+
+        def run(self, case, ctx):
+            return []
+
+    with pytest.raises(TypeError, match=r"runner OnlyRun \('only_run_for_tests'\) is unsplit \(run\) and has no observe\(\)"):
+        OnlyRun().observe(None, None, {})

@@ -86,18 +86,24 @@ class Runner(ABC):
 
     def observe(self, case: Case, ctx: RunContext, request: dict[str, Any]) -> dict[str, Any]:
         """The defendant's plain observations (``ctx.method`` is built; its process only)."""
-        raise NotImplementedError
+        raise self._missing("observe")
 
     def judge(self, case: Case, ctx: RunContext, request: dict[str, Any],
               observed: dict[str, Any]) -> Iterable[Measurement]:
         """The measurements, computed from the observations (lipbench's process;
         ``ctx.described`` is the method as plain data, ``ctx.method`` is ``None``)."""
-        raise NotImplementedError
+        raise self._missing("judge")
 
     def run(self, case: Case, ctx: RunContext) -> Iterable[Measurement]:
         """The measurements of one case, for runners that are not split (``ctx.method`` /
         ``ctx.methods`` are built when the case carries methods)."""
-        raise NotImplementedError
+        raise self._missing("run")
+
+    def _missing(self, hook: str) -> TypeError:
+        """A runner implements either ``run`` or the pair ``observe`` and ``judge``; calling a
+        hook it does not implement is a bug in that runner, named here."""
+        kind = "split (observe/judge)" if self.split else "unsplit (run)"
+        return TypeError(f"runner {type(self).__name__} ({self.kind!r}) is {kind} and has no {hook}()")
 
     def param(self, case: Case, name: str) -> Any:
         """A case parameter, or its declared default when the matrix does not set it."""
