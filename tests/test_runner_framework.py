@@ -375,3 +375,21 @@ def test_a_hook_a_runner_does_not_implement_names_the_runner():
 
     with pytest.raises(TypeError, match=r"runner OnlyRun \('only_run_for_tests'\) is unsplit \(run\) and has no observe\(\)"):
         OnlyRun().observe(None, None, {})
+
+
+def test_a_case_runs_numpy_blas_on_its_own_threads_too():
+    """A case's thread count bounds NumPy/SciPy's BLAS and OpenMP pools as well as torch's: with
+    OMP_NUM_THREADS unset OpenBLAS uses every core, and one-case-per-core workers then wait on
+    each other (docs/performance.md, "Threads")."""
+    import numpy  # noqa: F401 - loads the BLAS whose pool is inspected
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from harness.runners.case import intra_op_threads
+
+    with threadpool_limits(limits=2):
+        before = {p["filepath"]: p["num_threads"] for p in threadpool_info()}
+        with intra_op_threads(1):
+            inside = {p["filepath"]: p["num_threads"] for p in threadpool_info()}
+        after = {p["filepath"]: p["num_threads"] for p in threadpool_info()}
+    assert inside and set(inside.values()) == {1}
+    assert after == before

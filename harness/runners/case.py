@@ -28,6 +28,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from harness.methods.claims import description
 from harness.observe import DefendantError, in_defendant
@@ -109,14 +110,22 @@ def run_case(case: Case, runner: Runner | None = None, *, timeout: float | None 
 
 @contextlib.contextmanager
 def intra_op_threads(n: int | None) -> Iterator[None]:
-    """``torch.set_num_threads(n)`` inside the block, restored after (no change for ``None``/0)."""
+    """``n`` threads for torch and for NumPy/SciPy's BLAS and OpenMP pools inside the block,
+    restored after (no change for ``None``/0).
+
+    The BLAS pools matter as much as torch's: with one case per core and NumPy's OpenBLAS on
+    every core (its default when ``OMP_NUM_THREADS`` is unset), the workers' threads wait for
+    each other's cores; a bound_zoo case took 267 s that way and 35 s on one thread
+    (docs/performance.md, "Threads").
+    """
     if not n:
         yield
         return
     before = torch.get_num_threads()
     torch.set_num_threads(int(n))
     try:
-        yield
+        with threadpool_limits(limits=int(n)):
+            yield
     finally:
         torch.set_num_threads(before)
 
