@@ -9,7 +9,7 @@ during training); for every correct re-implementation (``tests/mutants.py`` and
 (contract and every suite that applies, ci preset). A broken variant is caught when the
 check exits 1 with a violation; a correct method must exit 0.
 
-    python benchmarks/bench_check.py [--only NAME ...] [--baselines DIR]
+    python benchmarks/bench_check.py [--only NAME ...] [--baselines DIR] [--workers N]
 
 Targets (docs/methods.md, "Adding a variant and checking it"): the contract <= 20 s; the whole check <= 3 minutes
 on the 2-core CPU.
@@ -44,11 +44,12 @@ FROM_SCRATCH = [f"corpus:{name}" for name in corpus.BROKEN] + ["corpus:LazySN?by
 ONLY = {"mutants:SwappedOperatorSN": ["contract"]}
 
 
-def check(target: str, work: Path, baselines: Path, fail_fast: bool) -> dict:
+def check(target: str, work: Path, baselines: Path, fail_fast: bool, workers: int) -> dict:
     name, _, param = target.partition("?")
     out = work / target.replace(":", "_").replace("?", "_").replace("=", "_")
     args = [sys.executable, "-m", "harness.cli.main", "check", name, "--out", str(out), "--overwrite",
-            "--baselines", str(baselines), "--report", str(out) + ".html", "--junit", str(out) + ".xml"]
+            "--baselines", str(baselines), "--report", str(out) + ".html", "--junit", str(out) + ".xml",
+            "--workers", str(workers)]
     if param:
         args += ["--param", param]
     if fail_fast:
@@ -75,13 +76,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--baselines", type=Path, default=ROOT / "baselines")
+    parser.add_argument("--workers", type=int, default=2, help="cases at once (default 2: the 2-core CPU's cores)")
     args = parser.parse_args()
     broken = [f"mutants:{cls.__name__}" for cls in mutants.MUTANTS] + FROM_SCRATCH
     targets = [t for t in broken + CORRECT if not args.only or t in args.only]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for target in targets:
-            row = check(target, Path(tmp), args.baselines, fail_fast=target in broken and target not in FROM_SCRATCH)
+            row = check(target, Path(tmp), args.baselines, fail_fast=target in broken and target not in FROM_SCRATCH,
+                        workers=args.workers)
             row["expected"] = "fail" if target in broken else "pass"
             row["ok"] = (row["exit"] == 1) if target in broken else (row["exit"] == 0)
             rows.append(row)

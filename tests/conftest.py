@@ -5,6 +5,7 @@ each test, so a run in CI reproduces a local one, with the tests' own example co
 ``HYPOTHESIS_PROFILE=explore`` draws fresh random examples (the same counts) to search further.
 """
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -21,6 +22,14 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# lipbench leaves a stop signal its caller ignores ignored (`nohup lipbench run ...`), and a
+# shell starts background jobs with SIGINT ignored: the tests of stop signals run as from a
+# terminal wherever pytest was started (children inherit these dispositions).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="module")
