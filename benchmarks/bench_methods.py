@@ -23,6 +23,7 @@ most robust estimate of a method's relative cost.
 """
 from __future__ import annotations
 
+import contextlib
 import statistics
 import sys
 import time
@@ -48,25 +49,33 @@ _BUILTINS = ("none", "weight_clip", "grad_penalty", "sn_w", "torch_sn", "sn_conv
 
 
 class Step:
-    """A discriminator, its optimiser, fixed real/fake batches and one-update closure."""
+    """A discriminator, its optimiser, fixed real/fake batches and one-update closure.
 
-    def __init__(self, method: str, seed: int = 0) -> None:
+    ``device`` and ``batch`` are for benchmarks/gpu/amp_compile.py, which also sets
+    ``autocast`` (a context manager factory, e.g. ``torch.autocast``) around the forward
+    passes and the loss, and replaces ``D`` by its ``torch.compile``-d module."""
+
+    def __init__(self, method: str, seed: int = 0, device: str = "cpu", batch: int = BATCH) -> None:
         torch.manual_seed(seed)
         self.method = get(method)
-        self.D = self.method.apply(StandardCNNDiscriminator(SIZE)).train()
+        self.D = self.method.apply(StandardCNNDiscriminator(SIZE).to(device)).train()
         self.opt = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.autocast = contextlib.nullcontext
         g = torch.Generator().manual_seed(seed + 1)
-        self.real = torch.randn(BATCH, 3, SIZE, SIZE, generator=g)
-        self.fake = torch.randn(BATCH, 3, SIZE, SIZE, generator=g)
+        self.real = torch.randn(batch, 3, SIZE, SIZE, generator=g).to(device)
+        self.fake = torch.randn(batch, 3, SIZE, SIZE, generator=g).to(device)
         self()  # first call: sn_conv records input sizes, allocators warm up
 
-    def __call__(self) -> None:
+    def __call__(self) -> torch.Tensor:
+        """One update; returns its loss (detached)."""
         self.opt.zero_grad(set_to_none=True)
-        loss = (torch.relu(1 - self.D(self.real)).mean() + torch.relu(1 + self.D(self.fake)).mean()
-                + self.method.penalty(self.D, self.real, self.fake))
+        with self.autocast():
+            loss = (torch.relu(1 - self.D(self.real)).mean() + torch.relu(1 + self.D(self.fake)).mean()
+                    + self.method.penalty(self.D, self.real, self.fake))
         loss.backward()
         self.opt.step()
         self.method.after_step(self.D)
+        return loss.detach()
 
 
 def interleaved(names: list[str] | None = None, rounds: int = ROUNDS, warmup: int = WARMUP
