@@ -39,7 +39,8 @@ from benchmarks.bench_methods import Step, methods  # noqa: E402
 from harness.metrics.timing import interleaved  # noqa: E402
 
 MODES = ("fp32", "bf16", "compile")
-COLUMNS = ("method", "mode", "works", "error", "compile_s", "median_ms", "min_ms", "max_ms",
+COLUMNS = ("method", "mode", "works", "error", "compile_s", "graphs", "graph_breaks",
+           "median_ms", "min_ms", "max_ms",
            "x_none", "x_none_min", "x_none_max", "x_fp32", "x_fp32_min", "x_fp32_max")
 
 
@@ -52,6 +53,8 @@ class Trial:
     step: Step | None = None
     error: str = ""
     compile_s: float = math.nan
+    graphs: float = math.nan
+    graph_breaks: float = math.nan
     row: dict = field(default_factory=dict)
 
 
@@ -70,6 +73,13 @@ def finite_update(step: Step) -> str:
     return f"non-finite gradient of {bad[0]}" if bad else ""
 
 
+def compiled_graphs() -> tuple[int, int]:
+    """Graphs dynamo has compiled and graph breaks it has met so far in this process: a method
+    whose forward recompiles per layer or breaks the graph shows it in the difference."""
+    counters = torch._dynamo.utils.counters
+    return counters["stats"]["unique_graphs"], sum(counters["graph_break"].values())
+
+
 def prepare(method: str, mode: str, device: str, batch: int) -> Trial:
     """Build the method's step in ``mode``, run it once (compiling it for ``compile``) and check it."""
     trial = Trial(method, mode)
@@ -78,6 +88,7 @@ def prepare(method: str, mode: str, device: str, batch: int) -> Trial:
         if mode == "bf16":
             step.autocast = lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
         if mode == "compile":
+            graphs, breaks = compiled_graphs()
             step.D = torch.compile(step.D)
             t0 = time.perf_counter()
             step()
@@ -85,6 +96,9 @@ def prepare(method: str, mode: str, device: str, batch: int) -> Trial:
                 torch.cuda.synchronize(device)
             trial.compile_s = time.perf_counter() - t0
         trial.error = finite_update(step)
+        if mode == "compile":
+            now = compiled_graphs()
+            trial.graphs, trial.graph_breaks = now[0] - graphs, now[1] - breaks
         trial.step = None if trial.error else step
     except Exception as exc:  # the table reports what fails; it does not stop the others
         trial.error = one_line(exc)
@@ -117,7 +131,7 @@ def measure(names: list[str], modes: list[str], device: str, batch: int, rounds:
 def row(trial: Trial, timing) -> dict:
     out = {c: math.nan for c in COLUMNS}
     out.update(method=trial.method, mode=trial.mode, works=not trial.error, error=trial.error,
-               compile_s=trial.compile_s)
+               compile_s=trial.compile_s, graphs=trial.graphs, graph_breaks=trial.graph_breaks)
     key = f"{trial.method}/{trial.mode}"
     if trial.error or timing is None:
         return out
@@ -144,12 +158,13 @@ def table(rows: list[dict]) -> str:
         return "" if math.isnan(r[c]) else f"{r[c]:.3f} [{r[c + '_min']:.2f}, {r[c + '_max']:.2f}]"
 
     lines = ["| method | mode | works | ms / step (median [min, max]) | × none, same mode | × own fp32 "
-             "| compile s | error |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| compile s | graphs, breaks | error |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         ms = "" if math.isnan(r["median_ms"]) else f"{r['median_ms']:.2f} [{r['min_ms']:.2f}, {r['max_ms']:.2f}]"
         comp = "" if math.isnan(r["compile_s"]) else f"{r['compile_s']:.1f}"
+        graphs = "" if math.isnan(r["graphs"]) else f"{r['graphs']:.0f}, {r['graph_breaks']:.0f}"
         lines.append(f"| {r['method']} | {r['mode']} | {'yes' if r['works'] else 'no'} | {ms} | "
-                     f"{ratio(r, 'x_none')} | {ratio(r, 'x_fp32')} | {comp} | {r['error'].replace('|', '/')} |")
+                     f"{ratio(r, 'x_none')} | {ratio(r, 'x_fp32')} | {comp} | {graphs} | {r['error'].replace('|', '/')} |")
     return "\n".join(lines)
 
 
@@ -187,9 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    text = table(rows)
-    (out / "amp_compile.md").write_text(f"torch {torch.__version__}, {name}, batch {args.batch}\n\n{text}\n")
-    print(text)
+    text = f"torch {torch.__version__}, {name}, batch {args.batch}, {args.rounds} rounds\n\n{table(rows)}\n"
+    (out / "amp_compile.md").write_text(text)
+    print(text, end="")
     return 0
 
 

@@ -1,0 +1,66 @@
+"""The prepared GPU session (benchmarks/gpu, docs/gpu.md) on the CPU: run.sh parses, and the
+bf16/compile table measures what it says for a small set of methods."""
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU = ROOT / "benchmarks" / "gpu"
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("script", ["run.sh", "fetch_wheels.sh"])
+def test_scripts_parse(script):
+    done = subprocess.run(["bash", "-n", str(GPU / script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_run_sh_refuses_unknown_argument():
+    done = subprocess.run(["bash", str(GPU / "run.sh"), "--gpu"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "unknown argument --gpu" in done.stdout
+
+
+def test_amp_compile_table_on_cpu(tmp_path):
+    out = tmp_path / "ac"
+    done = subprocess.run([sys.executable, str(GPU / "amp_compile.py"), "--device", "cpu", "--methods", "sn_w",
+                           "--rounds", "2", "--warmup", "0", "--batch", "2", "--no-compile", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(out / "amp_compile.csv") as f:
+        rows = {(r["method"], r["mode"]): r for r in csv.DictReader(f)}
+    assert set(rows) == {("none", "fp32"), ("sn_w", "fp32"), ("none", "bf16"), ("sn_w", "bf16")}  # none added
+    for (method, mode), r in rows.items():
+        assert r["works"] == "True" and r["error"] == ""
+        assert 0 < float(r["min_ms"]) <= float(r["median_ms"]) <= float(r["max_ms"])
+        assert math.isfinite(float(r["x_none"])) and float(r["x_none"]) > 0
+        assert math.isnan(float(r["compile_s"]))  # --no-compile: nothing compiled
+    for mode in ("fp32", "bf16"):  # a per-round ratio of none to itself is exactly one
+        assert float(rows[("none", mode)]["x_none"]) == 1.0
+    assert float(rows[("sn_w", "fp32")]["x_fp32"]) == 1.0
+    table = (out / "amp_compile.md").read_text()
+    assert "| sn_w | bf16 | yes |" in table and "| none | fp32 | yes |" in table
+    assert table.strip() in done.stdout
+
+
+def test_amp_compile_reports_failures_as_rows():
+    """A method that cannot be built, or an update with a non-finite loss, is a row saying why."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.bench_methods import Step
+    from benchmarks.gpu import amp_compile
+
+    trial = amp_compile.prepare("no_such_method", "fp32", "cpu", 2)
+    assert trial.step is None and trial.error.startswith("MethodLoadError: unknown method 'no_such_method'")
+    r = amp_compile.row(trial, None)
+    assert r["works"] is False and math.isnan(r["median_ms"])
+    step = Step("none", batch=2)
+    assert amp_compile.finite_update(step) == ""
+    step.real = torch.full_like(step.real, float("nan"))
+    assert amp_compile.finite_update(step).startswith("non-finite loss")
