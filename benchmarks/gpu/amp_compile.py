@@ -8,7 +8,12 @@ backward, Adam, ``after_step``), in three modes per method:
 * ``bf16``: the forward passes, penalty and loss under ``torch.autocast(device, bfloat16)``
   (backward and the optimiser outside it, as torch's AMP recipe has them);
 * ``compile``: the discriminator replaced by ``torch.compile(D)`` after one eager update;
-  ``compile_s`` is the wall time of the first compiled update (tracing and code generation).
+  ``compile_s`` is the wall time of the first compiled update (tracing and code generation),
+  ``graphs`` and ``graph_breaks`` what dynamo compiled and broke on meanwhile. dynamo's
+  recompile limit per function is raised to ``--recompile-limit`` (torch's default 8 is below
+  one recompile per layer, which the methods' shared power-iteration code may need, and
+  would silently run it eagerly); code shared with a method compiled earlier in the same
+  process is reused, so a later method's ``graphs`` counts only what is new.
 
 A mode works for a method when its update raises nothing and gives a finite loss and finite
 gradients; otherwise the row says why in one line. Every working (method, mode) is then timed
@@ -179,6 +184,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile mode")
     p.add_argument("--compile-budget", type=float, default=180.0,
                    help="seconds of compiling after which the remaining methods are not compiled")
+    p.add_argument("--recompile-limit", type=int, default=64,
+                   help="dynamo's recompiles per function before it runs the function eagerly")
     p.add_argument("--out", default="amp_compile", help="folder for amp_compile.csv and amp_compile.md")
     args = p.parse_args(argv)
     args.names = methods() if args.methods == "all" else [m for m in args.methods.split(",") if m]
@@ -191,6 +198,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    torch._dynamo.config.recompile_limit = args.recompile_limit
     name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
     print(f"torch {torch.__version__}, device {args.device} ({name}), batch {args.batch}, "
           f"{args.warmup} warm-up + {args.rounds} timed rounds, modes {','.join(args.modes)}", flush=True)

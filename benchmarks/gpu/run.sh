@@ -61,14 +61,16 @@ lipbench() { python3 -m harness.cli.main "$@"; }
 
 install() {
     # The carried wheels (benchmarks/gpu/fetch_wheels.sh), then lipbench itself, without
-    # dependencies, into /tmp/site; here (no .whl) the environment already has them.
+    # dependencies, into $work/site (new at every call: a warm machine's older copy is never
+    # used); here (no .whl) the environment already has them.
     if compgen -G ".whl/*.whl" >/dev/null; then
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-            --target /tmp/site .whl/*.whl || return
-        python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir \
-            --target /tmp/site "$root" || return
+            --target "$work/site" .whl/*.whl || return
+        python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --upgrade \
+            --target "$work/site" "$root" || return
     fi
-    python3 -c "import harness, cleanfid, jsonschema; print('harness from', harness.__file__)"
+    PYTHONPATH="$work/site:$PYTHONPATH" python3 -c \
+        "import harness, cleanfid, jsonschema; print('harness from', harness.__file__)"
 }
 
 environment() {
@@ -92,7 +94,7 @@ export root work
 export -f lipbench install environment
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 part install 90 install
-[ -d /tmp/site ] && export PYTHONPATH="/tmp/site:$PYTHONPATH"
+[ -d "$work/site" ] && export PYTHONPATH="$work/site:$PYTHONPATH"
 part environment 30 environment
 
 # The tests that exercise CUDA (they skip without it; grep tests for torch.cuda.is_available).
@@ -124,8 +126,8 @@ part claims 150 lipbench run claims --device "$device" --out "$work/claims" "${c
     echo "total $(($(date +%s) - start)) s"
 } > "$work/summary.txt"
 cp "$work/summary.txt" "$OUT/summary.txt"
-tar -czf "$OUT/gpu-results.tar.gz" -C "$work" --exclude='*.pt' \
-    $(cd "$work" && find . -type f -size +1M -printf '--exclude=%P ') .
+tar -czf "$OUT/gpu-results.tar.gz" -C "$work" --exclude=./site --exclude='*.pt' \
+    $(cd "$work" && find . -path ./site -prune -o -type f -size +1M -printf '--exclude=./%P ') .
 ls -l "$OUT"
 echo "results: $OUT/gpu-results.tar.gz (work folder $work)"
 cat "$work/summary.txt"
