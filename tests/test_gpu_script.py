@@ -66,3 +66,17 @@ def test_amp_compile_reports_failures_as_rows():
     assert amp_compile.finite_update(step) == ""
     step.real = torch.full_like(step.real, float("nan"))
     assert amp_compile.finite_update(step).startswith("non-finite loss")
+
+
+def test_amp_compile_keeps_what_it_found_when_timing_fails(monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.gpu import amp_compile
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("device lost\nmore")
+
+    monkeypatch.setattr(amp_compile, "interleaved", broken)
+    rows = amp_compile.measure(["none"], ["fp32"], "cpu", batch=2, rounds=1, warmup=0, compile_budget=0,
+                               log=lambda line: None)
+    assert len(rows) == 1 and rows[0]["works"] is True
+    assert rows[0]["error"] == "timing failed: RuntimeError: device lost" and math.isnan(rows[0]["median_ms"])

@@ -129,16 +129,22 @@ def measure(names: list[str], modes: list[str], device: str, batch: int, rounds:
             trials.append(trial)
     working = {(t.method, t.mode): t.step for t in trials if t.step is not None}
     calls = {f"{m}/{mode}": step for (m, mode), step in working.items()}
-    timing = interleaved(calls, warmup=warmup, repeats=rounds, device=device) if calls else None
+    try:
+        timing = interleaved(calls, warmup=warmup, repeats=rounds, device=device) if calls else None
+    except Exception as exc:  # keep what was found about each mode; say why there are no times
+        log(f"timing failed: {one_line(exc)}")
+        timing = None
+        for t in trials:
+            t.error = t.error or f"timing failed: {one_line(exc)}"
     return [row(t, timing) for t in trials]
 
 
 def row(trial: Trial, timing) -> dict:
     out = {c: math.nan for c in COLUMNS}
-    out.update(method=trial.method, mode=trial.mode, works=not trial.error, error=trial.error,
+    out.update(method=trial.method, mode=trial.mode, works=trial.step is not None, error=trial.error,
                compile_s=trial.compile_s, graphs=trial.graphs, graph_breaks=trial.graph_breaks)
     key = f"{trial.method}/{trial.mode}"
-    if trial.error or timing is None:
+    if trial.step is None or timing is None:
         return out
     s = timing.summary()[key]
     out.update(median_ms=s["median"], min_ms=s["min"], max_ms=s["max"])
@@ -169,7 +175,7 @@ def table(rows: list[dict]) -> str:
         comp = "" if math.isnan(r["compile_s"]) else f"{r['compile_s']:.1f}"
         graphs = "" if math.isnan(r["graphs"]) else f"{r['graphs']:.0f}, {r['graph_breaks']:.0f}"
         lines.append(f"| {r['method']} | {r['mode']} | {'yes' if r['works'] else 'no'} | {ms} | "
-                     f"{ratio(r, 'x_none')} | {ratio(r, 'x_fp32')} | {comp} | {graphs} | {r['error'].replace('|', '/')} |")
+                     f"{ratio(r, 'x_none')} | {ratio(r, 'x_fp32')} | {comp} | {graphs} | {r['error'][:100].replace('|', '/')} |")
     return "\n".join(lines)
 
 
