@@ -3,6 +3,7 @@ bf16/compile table measures what it says for a small set of methods."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 import shutil
 import subprocess
@@ -80,3 +81,21 @@ def test_amp_compile_keeps_what_it_found_when_timing_fails(monkeypatch):
                                log=lambda line: None)
     assert len(rows) == 1 and rows[0]["works"] is True
     assert rows[0]["error"] == "timing failed: RuntimeError: device lost" and math.isnan(rows[0]["median_ms"])
+
+
+def test_summary_table_from_training_time_rows(tmp_path):
+    """summary.py pivots a training_time run into the README's table, one line per model and method."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.gpu import summary
+    from harness.results import ResultsDir
+
+    params = json.dumps({"model": "standard_cnn", "size": 32, "batch": 64})
+    values = {"none": (10.0, 1.0, 1.0, 50.0), "sn_w": (10.4, 1.04, 1.1, 52.4)}
+    rows = [{"suite": "training_time", "case": "model=standard_cnn,size=32,batch=64", "method": method, "seed": 0,
+             "metric": metric, "value": v, "unit": "", "device": "cuda:NVIDIA H200", "status": "ok", "message": "",
+             "params": params, "samples": ""}
+            for method, vals in values.items() for metric, v in zip(summary.METRICS, vals)]
+    ResultsDir(tmp_path / "tt").append_case(["training_time", "model=standard_cnn,size=32,batch=64", "", 0], rows)
+    lines = summary.table(tmp_path / "tt").splitlines()
+    assert lines[2:] == ["| standard_cnn b64 | none | 10.00 | 1.000 | 1.000 | 50 | cuda:NVIDIA H200 |",
+                         "| standard_cnn b64 | sn_w | 10.40 | 1.040 | 1.100 | 52 | cuda:NVIDIA H200 |"]
