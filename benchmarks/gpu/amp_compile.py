@@ -204,7 +204,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    torch._dynamo.config.recompile_limit = args.recompile_limit
+    for name in ("recompile_limit", "cache_size_limit"):  # the older name, an alias since torch 2.6
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, args.recompile_limit)
     name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
     print(f"torch {torch.__version__}, device {args.device} ({name}), batch {args.batch}, "
           f"{args.warmup} warm-up + {args.rounds} timed rounds, modes {','.join(args.modes)}", flush=True)

@@ -97,9 +97,9 @@ part install 90 install
 [ -d "$work/site" ] && export PYTHONPATH="$work/site:$PYTHONPATH"
 part environment 30 environment
 
-# The tests that exercise CUDA (they skip without it; grep tests for torch.cuda.is_available).
+# The tests that exercise CUDA (tests/test_cuda.py; the others grep finds for torch.cuda.is_available).
 part cuda_tests 90 python3 -m pytest -q -p no:cacheprovider -o addopts="-ra" \
-    tests/test_methods_spectral.py tests/test_metrics_timing.py
+    tests/test_cuda.py tests/test_methods_spectral.py tests/test_metrics_timing.py
 
 if [ "$tiny" = 1 ]; then
     tt=(--preset ci --methods none,sn_w --set repeats=1 --set warmup=0)
