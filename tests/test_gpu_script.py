@@ -99,3 +99,10 @@ def test_summary_table_from_training_time_rows(tmp_path):
     lines = summary.table(tmp_path / "tt").splitlines()
     assert lines[2:] == ["| standard_cnn b64 | none | 10.00 | 1.000 | 1.000 | 50 | cuda:NVIDIA H200 |",
                          "| standard_cnn b64 | sn_w | 10.40 | 1.040 | 1.100 | 52 | cuda:NVIDIA H200 |"]
+
+
+def test_summary_of_a_part_that_wrote_nothing_is_one_line(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.gpu import summary
+
+    assert summary.table(tmp_path / "missing") == f"no training_time table: {tmp_path / 'missing'}: no such results folder"

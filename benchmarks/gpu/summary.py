@@ -13,13 +13,17 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from harness.errors import UserError  # noqa: E402
 from harness.results import ResultsDir  # noqa: E402
 
 METRICS = ("iteration_ms", "iteration_ratio", "d_step_ratio", "peak_mib")
 
 
 def table(results: str | Path) -> str:
-    rows = ResultsDir(results).rows()
+    try:
+        rows = ResultsDir(results).rows()
+    except UserError as exc:  # a part that failed before writing results: say so, in one line
+        return f"no training_time table: {exc}"
     rows = rows[(rows["suite"] == "training_time") & (rows["status"] == "ok") & rows["metric"].isin(METRICS)]
     if rows.empty:
         return f"{results}: no training_time rows"
