@@ -5,6 +5,7 @@
 #
 #   bash benchmarks/gpu/run.sh                      # on the GPU machine (device tool, carry .whl)
 #   bash benchmarks/gpu/run.sh --device cpu --tiny  # here: the same parts with tiny settings
+#   BUDGET_S=240 bash benchmarks/gpu/run.sh --only training_time,claims  # a second call: those parts
 #
 # Parts run in order of value, each under its own timeout and all under one deadline
 # (BUDGET_S seconds from the start, default 450, so the whole ends within 8 minutes and a
@@ -18,11 +19,13 @@ export PYTHONUNBUFFERED=1 MPLBACKEND=Agg PYTHONHASHSEED=0
 
 device=cuda
 tiny=0
+only=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --device) device="$2"; shift 2 ;;
         --tiny) tiny=1; shift ;;
-        *) echo "run.sh: unknown argument $1 (--device cuda|cpu, --tiny)"; exit 2 ;;
+        --only) only="$2"; shift 2 ;;
+        *) echo "run.sh: unknown argument $1 (--device cuda|cpu, --tiny, --only PART,...)"; exit 2 ;;
     esac
 done
 [ "${GPU_TINY:-0}" = 1 ] && tiny=1
@@ -40,6 +43,9 @@ parts=()
 # part NAME LIMIT_S COMMAND...: run under min(LIMIT_S, what the deadline leaves), log, record
 part() {
     local name="$1" limit="$2"; shift 2
+    case "$name" in install | environment) ;;  # always: the others need them
+        *) [ -n "$only" ] && [[ ",$only," != *",$name,"* ]] && return ;;
+    esac
     local left=$((deadline - $(date +%s) - 20))  # 20 s kept for packing
     [ "$left" -lt "$limit" ] && limit=$left
     if [ "$limit" -lt 10 ]; then
