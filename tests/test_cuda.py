@@ -3,19 +3,17 @@ on the lent GPU machine, docs/gpu.md); every test skips without CUDA, as on CI."
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
+from benchmarks.gpu import amp_compile
 from harness.cli.main import main
 from harness.metrics import timing as T
 from harness.results.manifest import device_class, device_label
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_timer_uses_cuda_events_and_waits_for_queued_work():
@@ -50,9 +48,6 @@ def test_training_time_runs_on_cuda(tmp_path):
 
 
 def test_amp_compile_measures_on_cuda(tmp_path):
-    sys.path.insert(0, str(ROOT))
-    from benchmarks.gpu import amp_compile
-
     rows = amp_compile.measure(["none", "sn_w"], ["fp32", "bf16"], "cuda", batch=8, rounds=2, warmup=1,
                                compile_budget=0, log=lambda line: None)
     assert [(r["method"], r["mode"]) for r in rows] == [("none", "fp32"), ("sn_w", "fp32"),

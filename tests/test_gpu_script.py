@@ -7,11 +7,14 @@ import json
 import math
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from benchmarks.bench_methods import Step
+from benchmarks.gpu import amp_compile, summary
+from harness.results import ResultsDir
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU = ROOT / "benchmarks" / "gpu"
@@ -30,9 +33,6 @@ def test_run_sh_refuses_unknown_argument():
 
 
 def test_amp_compile_table_on_cpu(tmp_path, capsys):
-    sys.path.insert(0, str(ROOT))
-    from benchmarks.gpu import amp_compile
-
     out = tmp_path / "ac"
     assert amp_compile.main(["--device", "cpu", "--methods", "sn_w", "--rounds", "2", "--warmup", "0",
                              "--batch", "2", "--no-compile", "--out", str(out)]) == 0
@@ -55,10 +55,6 @@ def test_amp_compile_table_on_cpu(tmp_path, capsys):
 
 def test_amp_compile_reports_failures_as_rows():
     """A method that cannot be built, or an update with a non-finite loss, is a row saying why."""
-    sys.path.insert(0, str(ROOT))
-    from benchmarks.bench_methods import Step
-    from benchmarks.gpu import amp_compile
-
     trial = amp_compile.prepare("no_such_method", "fp32", "cpu", 2)
     assert trial.step is None and trial.error.startswith("MethodLoadError: unknown method 'no_such_method'")
     r = amp_compile.row(trial, None)
@@ -70,9 +66,6 @@ def test_amp_compile_reports_failures_as_rows():
 
 
 def test_amp_compile_keeps_what_it_found_when_timing_fails(monkeypatch):
-    sys.path.insert(0, str(ROOT))
-    from benchmarks.gpu import amp_compile
-
     def broken(*args, **kwargs):
         raise RuntimeError("device lost\nmore")
 
@@ -85,10 +78,6 @@ def test_amp_compile_keeps_what_it_found_when_timing_fails(monkeypatch):
 
 def test_summary_table_from_training_time_rows(tmp_path):
     """summary.py pivots a training_time run into the README's table, one line per model and method."""
-    sys.path.insert(0, str(ROOT))
-    from benchmarks.gpu import summary
-    from harness.results import ResultsDir
-
     params = json.dumps({"model": "standard_cnn", "size": 32, "batch": 64})
     values = {"none": (10.0, 1.0, 1.0, 50.0), "sn_w": (10.4, 1.04, 1.1, 52.4)}
     rows = [{"suite": "training_time", "case": "model=standard_cnn,size=32,batch=64", "method": method, "seed": 0,
@@ -102,7 +91,4 @@ def test_summary_table_from_training_time_rows(tmp_path):
 
 
 def test_summary_of_a_part_that_wrote_nothing_is_one_line(tmp_path):
-    sys.path.insert(0, str(ROOT))
-    from benchmarks.gpu import summary
-
     assert summary.table(tmp_path / "missing") == f"no training_time table: {tmp_path / 'missing'}: no such results folder"
