@@ -91,4 +91,5 @@ def test_summary_table_from_training_time_rows(tmp_path):
 
 
 def test_summary_of_a_part_that_wrote_nothing_is_one_line(tmp_path):
-    assert summary.table(tmp_path / "missing") == f"no training_time table: {tmp_path / 'missing'}: no such results folder"
+    missing = tmp_path / "missing"
+    assert summary.table(missing) == f"no training_time table: {missing}: no such results folder"

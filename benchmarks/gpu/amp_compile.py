@@ -33,7 +33,7 @@ import csv
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -41,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.bench_methods import Step, methods  # noqa: E402
-from harness.metrics.timing import interleaved  # noqa: E402
+from harness.metrics.timing import interleaved, summarize  # noqa: E402
 
 MODES = ("fp32", "bf16", "compile")
 COLUMNS = ("method", "mode", "works", "error", "compile_s", "graphs", "graph_breaks",
@@ -60,7 +60,6 @@ class Trial:
     compile_s: float = math.nan
     graphs: float = math.nan
     graph_breaks: float = math.nan
-    row: dict = field(default_factory=dict)
 
 
 def one_line(exc: BaseException) -> str:
@@ -140,6 +139,7 @@ def measure(names: list[str], modes: list[str], device: str, batch: int, rounds:
 
 
 def row(trial: Trial, timing) -> dict:
+    """The trial's line of :data:`COLUMNS`; times and per-round ratios when it was timed."""
     out = {c: math.nan for c in COLUMNS}
     out.update(method=trial.method, mode=trial.mode, works=trial.step is not None, error=trial.error,
                compile_s=trial.compile_s, graphs=trial.graphs, graph_breaks=trial.graph_breaks)
@@ -150,17 +150,9 @@ def row(trial: Trial, timing) -> dict:
     out.update(median_ms=s["median"], min_ms=s["min"], max_ms=s["max"])
     for column, reference in (("x_none", f"none/{trial.mode}"), ("x_fp32", f"{trial.method}/fp32")):
         if reference in timing.samples:
-            r = ratios(timing.samples[key], timing.samples[reference])
-            out.update({column: r[0], f"{column}_min": r[1], f"{column}_max": r[2]})
+            r = summarize([a / b for a, b in zip(timing.samples[key], timing.samples[reference])])
+            out.update({column: r["median"], f"{column}_min": r["min"], f"{column}_max": r["max"]})
     return out
-
-
-def ratios(samples: list[float], reference: list[float]) -> tuple[float, float, float]:
-    """Median, min and max over rounds of the per-round ratio."""
-    per_round = sorted(a / b for a, b in zip(samples, reference))
-    mid = len(per_round) // 2
-    median = per_round[mid] if len(per_round) % 2 else (per_round[mid - 1] + per_round[mid]) / 2
-    return median, per_round[0], per_round[-1]
 
 
 def table(rows: list[dict]) -> str:
@@ -174,8 +166,9 @@ def table(rows: list[dict]) -> str:
         ms = "" if math.isnan(r["median_ms"]) else f"{r['median_ms']:.2f} [{r['min_ms']:.2f}, {r['max_ms']:.2f}]"
         comp = "" if math.isnan(r["compile_s"]) else f"{r['compile_s']:.1f}"
         graphs = "" if math.isnan(r["graphs"]) else f"{r['graphs']:.0f}, {r['graph_breaks']:.0f}"
+        error = r["error"][:100].replace("|", "/")
         lines.append(f"| {r['method']} | {r['mode']} | {'yes' if r['works'] else 'no'} | {ms} | "
-                     f"{ratio(r, 'x_none')} | {ratio(r, 'x_fp32')} | {comp} | {graphs} | {r['error'][:100].replace('|', '/')} |")
+                     f"{ratio(r, 'x_none')} | {ratio(r, 'x_fp32')} | {comp} | {graphs} | {error} |")
     return "\n".join(lines)
 
 
