@@ -142,16 +142,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     # --model: validated in a defendant (with the built-ins that run on it), and its data
     own = own_model(args, [s.name for s in against if s.name in available()])
     theirs = {spec.label: profile(describe_method(spec.name, dict(spec.params))) for spec in against}
-    chosen, notes = [], []
+    chosen, notes, on_cpu = [], [], []
     suites = _chosen_suites(args, args.suite_names or [])
     for suite in on_own_model(suites, own) if own else suites:
         runner = runner_for(suite.kind)
         if not runner.uses_methods or not runner.applies_to(mine):
             continue
+        if args.device != "cpu" and not runner.declarations.on_device:
+            on_cpu.append(suite.name)
+            continue
         beside = [s for s in against if s.label != variant.label and runner.applies_to(theirs[s.label])]
         notes += [f"{suite.name}: --against {s.label} skipped (the suite does not apply to it)"
                   for s in against if s not in beside and s.label != variant.label]
         chosen.append(suite.with_methods([variant] + beside))
+    if on_cpu:
+        note = (f"{', '.join(on_cpu)}: compute on the CPU whatever --device says; run `lipbench check "
+                f"{args.variant}` without --device for them")
+        if not chosen:
+            raise UsageError(f"--device {args.device}: no suite that applies to {args.variant!r} computes there "
+                             f"({note})")
+        notes.append(note)
     if not chosen:
         raise UsageError(f"no suite applies to {args.variant!r}")
     if own:

@@ -21,6 +21,7 @@ from harness.errors import UserError
 from harness.shipped import build_info
 from harness.results.atomic import check_output_path, results_folder_of
 
+from harness.runners.devices import device_name
 from harness.runners.executors import EXECUTORS
 from harness.runners.isolation import default_max_memory
 from harness.runners.termination import Terminated, stop_on_signals
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     def run_options(p: argparse.ArgumentParser, out_default: str | None) -> None:
         p.add_argument("suites", nargs="*", metavar="SUITE", help="suite names or files (default: all)")
         p.add_argument("--preset", default="ci", type=preset_name)
-        p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+        p.add_argument("--device", default="cpu", type=device_name, help="cpu, cuda or cuda:N")
         p.add_argument("--out", default=out_default, help="results folder")
         execution_options(p)
         p.add_argument("--suites-dir")
@@ -122,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "sn_w none)")
     p.add_argument("--suites", nargs="+", dest="suite_names", metavar="SUITE")
     p.add_argument("--preset", default="ci", type=preset_name)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=device_name, help="cpu, cuda or cuda:N")
     p.add_argument("--out", help="results folder (default: results/check-VARIANT-TIME, a new one each time)")
     p.add_argument("--fail-fast", action="store_true", help="stop after the contract when it is violated")
     own_model.add_options(p)
@@ -170,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="cases, resources, estimated wall time and GPU-hours of a run, before it runs")
     p.add_argument("suites", nargs="*", metavar="SUITE", help="suite names or files (default: all)")
     p.add_argument("--preset", default="ci", type=preset_name)
-    p.add_argument("--device", default="cpu", help="where one iteration is measured (cpu, cuda or cuda:N)")
+    p.add_argument("--device", default="cpu", type=device_name,
+                   help="where one iteration is measured (cpu, cuda or cuda:N)")
     p.add_argument("--methods", help="comma-separated methods replacing the suites' lists")
     p.add_argument("--executor", choices=EXECUTORS, default="local", help="the executor the run would use")
     p.add_argument("--workers", type=worker_count, help="ray: cases at once (default: this machine's CPUs)")

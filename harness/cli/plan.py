@@ -27,6 +27,7 @@ from harness.errors import UserError
 from harness.results import ResultsDir
 from harness.runners import plan as plan_cases
 from harness.runners.costs import Cost, TrainingCosts, costs_from_results
+from harness.runners.devices import require_here
 from harness.runners.execute import case_needs
 from harness.runners.executors import CaseNeeds
 from harness.runners.executors.placement import Node, makespan
@@ -59,6 +60,7 @@ def _costs(cases: Sequence[Case], args: argparse.Namespace) -> dict[tuple, Cost]
             raise UserError(f"--from {args.from_results}: holds no lipbench results")
         with results.reading():
             return costs_from_results(cases, results)
+    require_here(args.device)
     measured = TrainingCosts(args.device, repeats=args.repeats,
                              on_measure=lambda text: print(text, file=sys.stderr, flush=True))
     return {c.key: measured.cost(c) for c in cases}

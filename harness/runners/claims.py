@@ -85,6 +85,7 @@ def _per_layer(claim) -> bool:
 class ClaimsRunner(Runner):
     kind = "claims"
     declarations = Declarations(
+        on_device=True,
         params=GAN_PARAMS,
         settings={**GAN_SETTINGS,
                   "iterations": Setting(int, description="generator updates of the training run"),

@@ -30,6 +30,7 @@ from harness.suite.resources import Resources
 
 from .base import runner_for
 from .case import error_outcome, short_traceback
+from .devices import require_on_device
 from .executors import CaseNeeds, Executor, Finished, Started, describe_case, make_executor
 from .isolation import default_max_memory, kill_all
 from .termination import deferred, stop_on_signals
@@ -72,7 +73,9 @@ class RunOptions:
 def plan(suites: Sequence[Suite], preset: str, device: str,
          methods: Sequence[MethodSpec] | None = None, max_cases: int = DEFAULT_MAX_CASES,
          threads: int | None = None) -> list[Case]:
-    """Every case the run will execute, in order (``methods`` replaces the suites' lists)."""
+    """Every case the run will execute, in order (``methods`` replaces the suites' lists); exit 2
+    for suites that cannot compute on ``device``."""
+    require_on_device(suites, device)
     cases: list[Case] = []
     for suite in suites:
         runner = runner_for(suite.kind)

@@ -65,6 +65,7 @@ def certificate(D, input_shape, samples, settings) -> list[Measurement]:
 class LipschitzCertificateRunner(Runner):
     kind = "lipschitz_certificate"
     declarations = Declarations(
+        on_device=True,
         params=GAN_PARAMS,
         settings={**GAN_SETTINGS,
                   "lower_samples": Setting(int, 8, "data samples the lower bound's ascent starts from"),

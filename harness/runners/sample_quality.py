@@ -128,6 +128,7 @@ def _quality(description: str, better: str | None, resolution: float, unit: str 
 class SampleQualityRunner(Runner):
     kind = "sample_quality"
     declarations = Declarations(
+        on_device=True,
         params=GAN_PARAMS,
         settings={**GAN_SETTINGS,
                   "iterations": Setting(int, description="generator updates"),

@@ -128,6 +128,10 @@ class Declarations:
     params: Mapping[str, Setting] = field(default_factory=dict)
     settings: Mapping[str, Setting] = field(default_factory=dict)
     metrics: Mapping[str, Metric] = field(default_factory=dict)
+    #: True: the method's model and the measurements are on ``--device``; False: the runner
+    #: computes on the CPU whatever ``--device`` says (a run on another device is refused,
+    #: :mod:`harness.runners.devices`).
+    on_device: bool = False
 
     def metric(self, name: str) -> Metric | None:
         """The declaration of ``name``; ``*`` in a declared name matches anything

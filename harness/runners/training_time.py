@@ -129,6 +129,7 @@ class TrainingTimeRunner(Runner):
     kind = "training_time"
     groups_methods = True
     declarations = Declarations(
+        on_device=True,
         params=GAN_PARAMS,
         settings={**GAN_SETTINGS,
                   "warmup": Setting(int, 1, "untimed rounds first"),

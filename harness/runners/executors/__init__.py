@@ -35,6 +35,7 @@ from harness.suite.resources import Resources
 
 from ..base import Runner, runner_for
 from ..case import CaseOutcome, error_outcome, run_case, short_traceback
+from ..devices import require_here
 from ..isolation import kill_all, run_isolated
 from ..termination import Terminated
 
@@ -160,6 +161,11 @@ class LocalExecutor(Executor):
     def __init__(self, *, workers: int = 1, isolation: bool = True, max_memory: int | None = None) -> None:
         self.workers, self.isolation, self.max_memory = workers, isolation, max_memory
         self.host = platform.node() or "localhost"
+
+    def check(self, cases: Sequence[Case], needs: NeedsFor) -> None:
+        """A CUDA device this machine lacks: exit 2 before anything is written."""
+        for device in sorted({c.device for c in cases}):
+            require_here(device)
 
     def run(self, cases: Sequence[Case], needs: NeedsFor) -> Iterator[Event]:
         if self.workers == 1:
