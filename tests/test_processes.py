@@ -101,7 +101,10 @@ def suite_with(tmp_path: Path, methods, timeout=600) -> Path:
 
 
 def start(tmp_path: Path, *args) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}", "OMP_NUM_THREADS": "1"}
+    """lipbench with ``args``, its temporary folder (``TMPDIR``) in ``tmp_path`` (see :func:`leftovers`)."""
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}", "OMP_NUM_THREADS": "1",
+           "TMPDIR": str(tmp_path / "tmp")}
     return subprocess.Popen([sys.executable, "-m", "harness.cli.main", *map(str, args)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -116,6 +119,11 @@ def pids(tmp_path: Path, count: int = 1, wait: float = 120) -> list[int]:
             return [int(x) for line in lines for x in line.split()]
         time.sleep(0.1)
     raise AssertionError("the case never started its child")
+
+
+def leftovers(tmp_path: Path) -> list[str]:
+    """Cases' and defendants' folders (``lipbench-*``) left in lipbench's temporary folder."""
+    return sorted(p.name for p in (tmp_path / "tmp").glob("lipbench-*"))
 
 
 def alive(pid: int) -> bool:
@@ -150,6 +158,7 @@ def test_sigterm_and_sighup_stop_the_run_kill_every_process_and_are_no_case_cras
         assert err.strip().splitlines()[-1] == (f"lipbench: stopped by {signal.Signals(signum).name}; every worker "
                                                 "was killed and finished cases are kept (use --resume)")
         assert gone(started), "the worker or the process it started outlived lipbench"
+        assert leftovers(tmp_path) == []  # nor the killed case's folder, nor its defendant's
         assert ResultsDir(out).completed_keys() == {("tiny", "depth=2,width=4", "none", 0)}
     (tmp_path / "gate").unlink()
     proc = start(tmp_path, "run", suite, "--out", out, "--resume")
@@ -167,6 +176,7 @@ def test_a_timeout_kills_the_cases_whole_process_tree_and_the_run_ends(tmp_path,
     out, err = proc.communicate(timeout=300)  # a surviving child holding stdout would make this hang
     assert proc.returncode == 1, err  # the run ended; its case is an error row
     assert gone(pids(tmp_path))
+    assert leftovers(tmp_path) == []  # nor the killed case's folder, nor the one its defendant's was in
     rows = ResultsDir(tmp_path / "r").rows()
     assert "timeout of 3 s; its worker and every process it started were killed" in rows["message"].iloc[0]
 
@@ -177,6 +187,7 @@ def test_the_memory_limit_holds_for_the_cases_whole_process_tree(tmp_path):
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, err  # the run ended; its case is an error row
     assert gone(pids(tmp_path))
+    assert leftovers(tmp_path) == []
     message = ResultsDir(tmp_path / "r").rows()["message"].iloc[0]
     assert "(its worker and the processes it started), more than --max-memory 3072 MiB" in message, message
 
