@@ -16,6 +16,7 @@ from harness.errors import ResultsFolderError
 from harness.results import Measurement, ResultsDir
 from harness.results.lock import FolderBusyError
 from harness.runners import Runner, register, run_suites
+from harness.runners.executors import execute_case
 from harness.suite import Suite
 
 CALLS = []
@@ -88,7 +89,12 @@ def statuses(rows):
 
 @pytest.fixture
 def case_tmp(tmp_path, monkeypatch):
-    """A fresh, empty temporary folder for this test (``TMPDIR``), where cases' folders are made."""
+    """A fresh, empty temporary folder for this test (``TMPDIR``), where cases' folders are made.
+
+    One case runs first, so the fork server is started before, with its socket elsewhere: an AF_UNIX
+    path has at most 107 bytes, and one in ``tmp_path`` can be longer.
+    """
+    execute_case(make_suite(["ok"], seeds=[0]).cases("ci")[0], 60.0, isolation=True, max_memory=None)
     folder = tmp_path / "tmp"
     folder.mkdir()
     monkeypatch.setenv("TMPDIR", str(folder))
