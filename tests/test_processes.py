@@ -3,9 +3,11 @@ a run like SIGINT, a case's limits hold for everything it started, and what the 
 test raises, or signals to itself or to lipbench, is that case's error, never the run's end."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -100,6 +102,17 @@ def suite_with(tmp_path: Path, methods, timeout=600) -> Path:
     return write_suite(tmp_path / "s", data)
 
 
+@pytest.fixture(autouse=True)
+def lipbench_tmp(monkeypatch):
+    """A fresh, empty ``TMPDIR`` for the lipbench a test starts (this process's own stays as it is),
+    removed after. A short path, not in ``tmp_path``: lipbench's fork server puts its socket there,
+    and an AF_UNIX path has at most 107 bytes."""
+    folder = Path(tempfile.mkdtemp(prefix="lbtest-"))
+    monkeypatch.setenv("TMPDIR", str(folder))
+    yield folder
+    shutil.rmtree(folder)
+
+
 def start(tmp_path: Path, *args) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "harness.cli.main", *map(str, args)], cwd=tmp_path, env=env,
@@ -116,6 +129,11 @@ def pids(tmp_path: Path, count: int = 1, wait: float = 120) -> list[int]:
             return [int(x) for line in lines for x in line.split()]
         time.sleep(0.1)
     raise AssertionError("the case never started its child")
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Cases' and defendants' folders (``lipbench-*``) left in lipbench's temporary ``folder``."""
+    return sorted(p.name for p in folder.glob("lipbench-*"))
 
 
 def alive(pid: int) -> bool:
@@ -137,7 +155,8 @@ def gone(pid_list, wait: float = 10) -> bool:
 
 
 @pytest.mark.parametrize("signum, times", [(signal.SIGTERM, 2), (signal.SIGHUP, 1)])
-def test_sigterm_and_sighup_stop_the_run_kill_every_process_and_are_no_case_crash(tmp_path, signum, times):
+def test_sigterm_and_sighup_stop_the_run_kill_every_process_and_are_no_case_crash(tmp_path, lipbench_tmp, signum,
+                                                                                 times):
     suite = suite_with(tmp_path, ["none", "treemod:Hangs"])
     out = tmp_path / "r"
     (tmp_path / "gate").touch()
@@ -150,6 +169,7 @@ def test_sigterm_and_sighup_stop_the_run_kill_every_process_and_are_no_case_cras
         assert err.strip().splitlines()[-1] == (f"lipbench: stopped by {signal.Signals(signum).name}; every worker "
                                                 "was killed and finished cases are kept (use --resume)")
         assert gone(started), "the worker or the process it started outlived lipbench"
+        assert leftovers(lipbench_tmp) == []  # nor the killed case's folder, nor its defendant's
         assert ResultsDir(out).completed_keys() == {("tiny", "depth=2,width=4", "none", 0)}
     (tmp_path / "gate").unlink()
     proc = start(tmp_path, "run", suite, "--out", out, "--resume")
@@ -160,23 +180,25 @@ def test_sigterm_and_sighup_stop_the_run_kill_every_process_and_are_no_case_cras
 
 
 @pytest.mark.parametrize("method", ["treemod:Hangs", "treemod:Escapes"])
-def test_a_timeout_kills_the_cases_whole_process_tree_and_the_run_ends(tmp_path, method):
+def test_a_timeout_kills_the_cases_whole_process_tree_and_the_run_ends(tmp_path, lipbench_tmp, method):
     suite = suite_with(tmp_path, [method], timeout=3)
     (tmp_path / "gate").touch()
     proc = start(tmp_path, "run", suite, "--out", tmp_path / "r")
     out, err = proc.communicate(timeout=300)  # a surviving child holding stdout would make this hang
     assert proc.returncode == 1, err  # the run ended; its case is an error row
     assert gone(pids(tmp_path))
+    assert leftovers(lipbench_tmp) == []  # nor the killed case's folder, nor the one its defendant's was in
     rows = ResultsDir(tmp_path / "r").rows()
     assert "timeout of 3 s; its worker and every process it started were killed" in rows["message"].iloc[0]
 
 
-def test_the_memory_limit_holds_for_the_cases_whole_process_tree(tmp_path):
+def test_the_memory_limit_holds_for_the_cases_whole_process_tree(tmp_path, lipbench_tmp):
     suite = suite_with(tmp_path, ["treemod:Hungry"], timeout=120)
     proc = start(tmp_path, "run", suite, "--out", tmp_path / "r", "--max-memory", "3072")
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, err  # the run ended; its case is an error row
     assert gone(pids(tmp_path))
+    assert leftovers(lipbench_tmp) == []
     message = ResultsDir(tmp_path / "r").rows()["message"].iloc[0]
     assert "(its worker and the processes it started), more than --max-memory 3072 MiB" in message, message
 

@@ -3,6 +3,7 @@ import ctypes
 import json
 import os
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from harness.errors import ResultsFolderError
 from harness.results import Measurement, ResultsDir
 from harness.results.lock import FolderBusyError
 from harness.runners import Runner, register, run_suites
+from harness.runners.executors import execute_case
 from harness.suite import Suite
 
 CALLS = []
@@ -59,6 +61,12 @@ class FakeRunner(Runner):
             if gate.exists():
                 gate.with_suffix(".started").touch()
                 time.sleep(60)
+        if mode == "leaves_files":  # a careless case: a temporary file, a link out of its folder, an image
+            tempfile.mkstemp()
+            where = tempfile.gettempdir()
+            Path(case.settings["keep"], "tmpdir.json").write_text(json.dumps([where, os.stat(where).st_mode & 0o777]))
+            os.symlink(case.settings["keep"], ctx.artifact_dir / "link")
+            ctx.artifact_path(case, "grid.png").write_bytes(b"image bytes")
         if mode == "per_layer":  # one planned case, rows under case ids and methods of its own
             return [Measurement("x", 1.0, case=f"mode=per_layer,layer={i}", method="m") for i in range(2)]
         import torch
@@ -79,7 +87,28 @@ def statuses(rows):
     return rows.groupby("case")["status"].agg(set).to_dict()
 
 
-def test_errors_nan_and_hangs_do_not_stop_the_run(tmp_path):
+@pytest.fixture
+def case_tmp(tmp_path, monkeypatch):
+    """A fresh, empty temporary folder for this test (``TMPDIR``), where cases' folders are made.
+
+    One case runs first, so the fork server is started before, with its socket elsewhere: an AF_UNIX
+    path has at most 107 bytes, and one in ``tmp_path`` can be longer.
+    """
+    execute_case(make_suite(["ok"], seeds=[0]).cases("ci")[0], 60.0, isolation=True, max_memory=None)
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+    assert tempfile.gettempdir() == str(folder)
+    return folder
+
+
+def leftovers(folder: Path) -> list[str]:
+    """The case folders (``lipbench-case-*``) and defendants' folders left in ``folder``."""
+    return sorted(p.name for p in folder.glob("lipbench-*"))
+
+
+def test_errors_nan_and_hangs_do_not_stop_the_run(tmp_path, case_tmp):
     out = ResultsDir(tmp_path / "r")
     rows = run_suites([make_suite(["ok", "raise", "nan", "hang", "sys_exit"], timeout=1)], "ci", out,
                       progress=False)
@@ -90,6 +119,7 @@ def test_errors_nan_and_hangs_do_not_stop_the_run(tmp_path):
     assert "SystemExit" in messages
     assert (tmp_path / "r" / "results.csv").exists() and (tmp_path / "r" / "manifest.json").exists()
     assert len(out.traces()) == 4  # the ok and nan cases traced, two seeds each
+    assert leftovers(case_tmp) == []  # a worker killed for its timeout leaves no folder either
 
 
 @pytest.mark.parametrize("mode, needle", [
@@ -98,18 +128,39 @@ def test_errors_nan_and_hangs_do_not_stop_the_run(tmp_path):
     ("exit", "exited with code 7"),
     ("segfault", "killed by SIGSEGV"),
 ])
-def test_a_case_that_kills_or_hangs_its_worker_is_an_error_row(tmp_path, mode, needle):
+def test_a_case_that_kills_or_hangs_its_worker_is_an_error_row(tmp_path, case_tmp, mode, needle):
     rows = run_suites([make_suite([mode, "ok"], timeout=1, seeds=[0])], "ci", ResultsDir(tmp_path / "r"),
                       progress=False)
     assert statuses(rows) == {f"mode={mode}": {"error"}, "mode=ok": {"ok"}}
     assert needle in rows[rows["case"] == f"mode={mode}"]["message"].iloc[0]
+    assert leftovers(case_tmp) == []  # lipbench, not the killed worker, removes the case's folder
 
 
-def test_a_case_over_the_memory_limit_is_an_error_row(tmp_path):
+def test_a_case_over_the_memory_limit_is_an_error_row(tmp_path, case_tmp):
     rows = run_suites([make_suite(["memory", "ok"], seeds=[0])], "ci", ResultsDir(tmp_path / "r"),
                       progress=False, max_memory=int(1.5 * 2**30))
     assert statuses(rows) == {"mode=memory": {"error"}, "mode=ok": {"ok"}}
     assert "memory" in rows[rows["case"] == "mode=memory"]["message"].iloc[0]
+    assert leftovers(case_tmp) == []
+
+
+def test_a_cases_artifacts_come_back_and_its_folder_goes_with_all_it_left_there(tmp_path, case_tmp):
+    """A case's temporary files land in its folder (``TMPDIR``), which lipbench removes without
+    following the link the case planted there."""
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "precious").write_text("the user's")
+    out = ResultsDir(tmp_path / "r")
+    rows = run_suites([make_suite(["leaves_files"], seeds=[0], settings={"keep": str(keep)})], "ci", out,
+                      progress=False)
+    assert statuses(rows) == {"mode=leaves_files": {"ok"}}
+    images = list(out.artifacts.rglob("*grid.png"))
+    assert len(images) == 1 and images[0].read_bytes() == b"image bytes"
+    used, mode = json.loads((keep / "tmpdir.json").read_text())  # the case's TMPDIR: the folder lipbench made
+    assert Path(used).parent == case_tmp and Path(used).name.startswith("lipbench-case-") and mode == 0o700
+    assert not Path(used).exists()
+    assert leftovers(case_tmp) == [] and not list(case_tmp.glob("tmp*"))  # mkstemp's: in the case's folder
+    assert (keep / "precious").read_text() == "the user's"
 
 
 def test_without_isolation_a_stubborn_case_still_times_out(tmp_path):
@@ -139,7 +190,7 @@ def _interrupt_when(started: Path, signum=signal.SIGINT) -> threading.Thread:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
-def test_a_stop_signal_keeps_finished_cases_and_resume_skips_them(tmp_path, signum):
+def test_a_stop_signal_keeps_finished_cases_and_resume_skips_them(tmp_path, case_tmp, signum):
     from harness.runners.termination import Terminated
     gate = tmp_path / "gate"
     gate.touch()
@@ -153,6 +204,7 @@ def test_a_stop_signal_keeps_finished_cases_and_resume_skips_them(tmp_path, sign
     assert time.monotonic() - started < 50  # the gated worker was killed, not waited for
     assert out.completed_keys() == {("fake", "mode=ok", "", 0), ("fake", "mode=ok", "", 1)}
     assert not out.unfinished_attempts()  # stopped from outside: no death of the harness is counted
+    assert leftovers(case_tmp) == []  # nor a folder of the killed case
     with pytest.raises(ResultsFolderError, match="--resume"):
         run_suites([suite], "ci", out, progress=False)
     gate.unlink()

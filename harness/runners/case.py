@@ -37,6 +37,9 @@ from harness.suite import Case
 
 from .base import RunContext, Runner, runner_for
 
+#: How a case's private folder (its artifacts, and in a worker its temporary files) is named.
+CASE_FOLDER_PREFIX = "lipbench-case-"
+
 
 class CaseTimeout(BaseException):
     """Raised inside a case that ran past its time limit (in-process path only).
@@ -100,12 +103,17 @@ def error_outcome(case: Case, message: str) -> CaseOutcome:
 
 
 def run_case(case: Case, runner: Runner | None = None, *, timeout: float | None = None,
-             keep_artifacts: bool = True, threads: int | None = None) -> CaseOutcome:
+             keep_artifacts: bool = True, threads: int | None = None, folder: Path | None = None) -> CaseOutcome:
     """Run ``case`` with ``runner`` (default: the registered one for its kind) on ``threads``
-    torch intra-op threads (default: the case's own ``threads``; ``None``: torch's setting)."""
+    torch intra-op threads (default: the case's own ``threads``; ``None``: torch's setting).
+
+    ``folder``: where the case writes its artifacts, made and removed by the caller (a worker's
+    folder belongs to the process that kills the worker, :func:`~.isolation.run_isolated`);
+    ``None``: a temporary folder made and removed here.
+    """
     runner = runner or runner_for(case.kind)
     with intra_op_threads(case.threads if threads is None else threads):
-        return _run_case(case, runner, timeout, keep_artifacts)
+        return _run_case(case, runner, timeout, keep_artifacts, folder)
 
 
 @contextlib.contextmanager
@@ -130,9 +138,11 @@ def intra_op_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _run_case(case: Case, runner: Runner, timeout: float | None, keep_artifacts: bool) -> CaseOutcome:
+def _run_case(case: Case, runner: Runner, timeout: float | None, keep_artifacts: bool,
+              folder: Path | None) -> CaseOutcome:
     seed_everything(case.seed)
-    with tempfile.TemporaryDirectory(prefix="lipbench-case-") as tmp:
+    own = tempfile.TemporaryDirectory(prefix=CASE_FOLDER_PREFIX) if folder is None else contextlib.nullcontext(folder)
+    with own as tmp:
         ctx = RunContext(device=torch.device(case.device), artifact_dir=Path(tmp) if keep_artifacts else None,
                          judged_as=case.method.judged_as if case.method else "")
         try:

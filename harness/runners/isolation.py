@@ -17,6 +17,11 @@ and every descendant (SIGKILL) when the case:
 * or when lipbench itself is stopped (:func:`kill_all`; the worker also dies with the
   fork server, ``PR_SET_PDEATHSIG``, if lipbench is killed outright).
 
+The case's folder (its artifacts, and every temporary file the case makes: ``TMPDIR`` points
+into it) is made here, private (mode 0700), before the worker starts, and removed here once the
+worker is gone, whatever ended it (:func:`case_folder`): a worker killed by SIGKILL cannot clean
+up after itself. Only lipbench killed outright (SIGKILL) leaves a folder behind.
+
 An ``os._exit``, a segfault or any other death is an ``error`` row naming the exit code or
 signal, and so is a ``KeyboardInterrupt`` or ``SystemExit`` raised by the code under test.
 A worker ended by SIGINT, SIGTERM or SIGHUP while lipbench received one too was stopped
@@ -31,17 +36,20 @@ import math
 import multiprocessing
 import os
 import resource
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 from harness.observe.defendant import ended
 from harness.suite import Case
 
 from .base import Runner
-from .case import CaseOutcome, error_outcome, run_case, short_traceback
+from .case import CASE_FOLDER_PREFIX, CaseOutcome, error_outcome, run_case, short_traceback
 from .termination import SIGNALS, Terminated, blame_with, deferred, keep_blocked, mark, received_since
 
 #: Modules the server imports once, so each forked worker starts with them loaded
@@ -91,7 +99,7 @@ def _context():
     return _CONTEXT
 
 
-def _worker(conn: Connection, case: Case, runner: Runner, max_memory: int | None) -> None:
+def _worker(conn: Connection, case: Case, runner: Runner, max_memory: int | None, folder: Path) -> None:
     os.setsid()  # a process group of its own: killed as one, out of reach of terminal signals
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)  # lipbench blocks them (termination); a case must not
     with contextlib.suppress(OSError, AttributeError):
@@ -105,9 +113,11 @@ def _worker(conn: Connection, case: Case, runner: Runner, max_memory: int | None
             resource.setrlimit(resource.RLIMIT_DATA, (max_memory, max_memory))
         except (ValueError, OSError):
             pass  # a hard limit below ours: the harness still watches the resident size
+    # every temporary file of the case (its defendants', its children's) goes into its folder
+    tempfile.tempdir = os.environ["TMPDIR"] = str(folder)
     conn.send(STARTED)
     try:
-        outcome: Any = run_case(case, runner)
+        outcome: Any = run_case(case, runner, folder=folder)
     except KeyboardInterrupt as exc:  # raised by the code under test: no signal reaches a worker's session
         outcome = error_outcome(case, short_traceback(exc))
     conn.send(outcome)
@@ -117,9 +127,35 @@ def _worker(conn: Connection, case: Case, runner: Runner, max_memory: int | None
 def run_isolated(case: Case, runner: Runner, *, timeout: float | None,
                  max_memory: int | None) -> CaseOutcome:
     """:func:`~.case.run_case` in a fresh worker process; an error outcome if the worker dies."""
+    with case_folder() as folder:
+        return _supervise(case, runner, folder, timeout, max_memory)
+
+
+@contextlib.contextmanager
+def case_folder() -> Iterator[Path]:
+    """A private folder (mode 0700) for one case, removed when the block ends in any way.
+
+    Removal never follows a symbolic link: one planted inside is removed, not its target
+    (``shutil.rmtree`` works through directory descriptors), and a folder replaced by a link
+    is left alone.
+    """
+    folder = None
+    try:
+        with deferred():  # a stop signal arriving now is raised once the folder is known
+            folder = tempfile.mkdtemp(prefix=CASE_FOLDER_PREFIX)
+        yield Path(folder)
+    finally:
+        if folder is not None:
+            with deferred():
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _supervise(case: Case, runner: Runner, folder: Path, timeout: float | None,
+               max_memory: int | None) -> CaseOutcome:
+    """Start the case's worker in ``folder``, watch its time and memory, and end it (with all it started)."""
     ctx = _context()
     receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker, args=(send, case, runner, max_memory), daemon=True)
+    proc = ctx.Process(target=_worker, args=(send, case, runner, max_memory, folder), daemon=True)
     since = mark()
     proc.start()
     keep_blocked()

@@ -74,6 +74,12 @@ def run_on_worker(case: Case, runner: Runner, timeout: float, isolation: bool, m
 
     ``runner`` travels with the case (pickled by reference to its module, like the isolated
     worker's), so a runner registered by the driver's own imports runs on the node too.
+
+    The case's temporary folder is on this node: :func:`execute_case` makes it and removes it in
+    a ``finally`` whatever the case does (:func:`~harness.runners.isolation.case_folder`; with
+    ``--no-isolation``, :func:`~harness.runners.case.run_case`'s own). A Ray worker that is itself
+    killed (``ray.cancel(force=True)`` of an overdue task, a lost node) cannot, and the driver
+    never reaches into another node's files: such leftovers are out of lipbench's scope.
     """
     started = time.monotonic()
     outcome = execute_case(case, timeout, isolation=isolation, max_memory=max_memory, runner=runner)
