@@ -7,6 +7,7 @@ import argparse
 import pytest
 import torch
 
+from harness.cli.main import main
 from harness.runners.base import kinds, runner_for
 from harness.runners.devices import device_name
 
@@ -58,3 +59,9 @@ def test_check_on_another_device_runs_only_the_suites_that_compute_there(capsys)
     code, err = lipbench(capsys, "check", "sn_w", "--suites", "contract", "spectral_accuracy", "--device", "cuda")
     one_line_error(code, err, "--device cuda: no suite that applies to 'sn_w' computes there",
                    "contract, spectral_accuracy: compute on the CPU")
+
+
+def test_list_says_which_suites_compute_on_the_device(capsys):
+    assert main(["list"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if "kind=" in line}
+    assert "on=--device" in lines["training_time"] and "on=cpu" in lines["thm2_variance"]

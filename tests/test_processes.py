@@ -222,3 +222,15 @@ def test_what_a_method_raises_or_signals_to_itself_is_an_error_row_and_the_run_g
     assert "the case sent SIGTERM to lipbench itself" in messages["treemod:TermsLipbench"]
     assert not [json.loads(x) for x in (tmp_path / "r" / "attempts.jsonl").read_text().splitlines()
                 if json.loads(x)["outcome"] == "interrupted"]
+
+
+def test_output_closed_early_by_its_reader_ends_quietly_with_141(tmp_path, lipbench_tmp):
+    """``lipbench list | head``: the reader's end is closed before lipbench prints (its imports take
+    seconds), so the first print meets a closed pipe: exit 141 (128 + SIGPIPE), nothing on stderr."""
+    read, write = os.pipe()
+    os.close(read)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "harness.cli.main", "list"], cwd=tmp_path, env=env,
+                          stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
+    os.close(write)
+    assert proc.returncode == 141 and proc.stderr == ""

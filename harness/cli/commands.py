@@ -38,9 +38,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     suites = resolve_suites([], directory, import_methods=False) if suite_files(directory) else []
     print(f"suites ({directory}):")
     for s in suites:
-        grouped = runner_for(s.kind).groups_methods
-        sizes = ", ".join(f"{p}: {len(s.cases(p, grouped=grouped))} cases" for p in s.presets)
-        print(f"  {s.name:24s} kind={s.kind:22s} {sizes}")
+        runner = runner_for(s.kind)
+        sizes = ", ".join(f"{p}: {len(s.cases(p, grouped=runner.groups_methods))} cases" for p in s.presets)
+        where = "--device" if runner.declarations.on_device else "cpu"
+        print(f"  {s.name:24s} kind={s.kind:22s} on={where:9s} {sizes}")
+    print("  (on=cpu: computes on the CPU whatever --device says)")
     print("methods:")
     print("  " + ", ".join(available()))
     presets = sorted({p for s in suites for p in s.presets})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import errno
 import math
+import os
 import re
 import sys
 import traceback
@@ -31,6 +32,8 @@ from . import commands, own_model
 
 USAGE_ERROR = 2
 INTERNAL_ERROR = 3
+#: The reader of the output closed it early: 128 + SIGPIPE, as a shell reports a command that died of it.
+PIPE_CLOSED = 141
 #: Smallest --max-memory, and smallest share of the machine one of --workers may get: a worker
 #: process with torch and lipbench loaded is resident at 448 MiB before its case starts
 #: (measured on the development machine), so a limit much nearer than this fails every case.
@@ -227,6 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lipbench: stopped by {signum.name}; every worker was killed and finished cases are kept "
               "(use --resume)", file=sys.stderr)
         return signum.exit_code
+    except BrokenPipeError:  # the reader of the output went away (`lipbench list | head`): not an error here
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+        return PIPE_CLOSED
     except OSError as exc:
         if exc.errno in _ENVIRONMENT_ERRNOS:
             where = f"{exc.filename}: " if exc.filename else ""
