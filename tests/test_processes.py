@@ -224,12 +224,15 @@ def test_what_a_method_raises_or_signals_to_itself_is_an_error_row_and_the_run_g
                 if json.loads(x)["outcome"] == "interrupted"]
 
 
-def test_output_closed_early_by_its_reader_ends_quietly_with_141(tmp_path, lipbench_tmp):
+@pytest.mark.parametrize("unbuffered", [True, False])
+def test_output_closed_early_by_its_reader_ends_quietly_with_141(tmp_path, lipbench_tmp, unbuffered):
     """``lipbench list | head``: the reader's end is closed before lipbench prints (its imports take
-    seconds), so the first print meets a closed pipe: exit 141 (128 + SIGPIPE), nothing on stderr."""
+    seconds), so the output meets a closed pipe, at a print (unbuffered) or at the last flush
+    (buffered, as when stdout is a pipe): exit 141 (128 + SIGPIPE), nothing on stderr."""
     read, write = os.pipe()
     os.close(read)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env.update({"PYTHONPATH": str(ROOT), **({"PYTHONUNBUFFERED": "1"} if unbuffered else {})})
     proc = subprocess.run([sys.executable, "-m", "harness.cli.main", "list"], cwd=tmp_path, env=env,
                           stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
     os.close(write)

@@ -222,7 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with stop_on_signals():
             args = build_parser().parse_args(argv)
             check_arguments(args)
-            return int(args.func(args) or 0)
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # a closed pipe surfaces here, not in the interpreter's exit
+            return code
     except UserError as exc:
         return _usage_error(str(exc), debug)
     except KeyboardInterrupt as exc:
