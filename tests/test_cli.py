@@ -227,3 +227,15 @@ def test_default_check_folders_and_reports_never_collide(tmp_path, suites_dir, m
     assert len(folders) == 2 and all(f.startswith("check-sn_w-") for f in folders)
     assert reports == folders  # compared as names: "T.html" sorts after "T-2.html", "T" before "T-2"
     assert run("check", "sn_w", "--resume", *common) == 2  # --resume needs the folder named
+
+
+def test_a_broken_pipe_of_lipbench_s_own_is_an_internal_error_not_a_closed_output(monkeypatch, capsys):
+    """Only a closed standard output is the reader going away (exit 141, tests/test_processes.py);
+    a BrokenPipeError from any other pipe (a worker's, say) is a bug and says so."""
+    from harness.cli import commands
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr(commands, "cmd_list", broken)
+    assert run("list") == 3
+    assert "internal error: BrokenPipeError" in capsys.readouterr().err

@@ -13,6 +13,7 @@ import errno
 import math
 import os
 import re
+import select
 import sys
 import traceback
 from pathlib import Path
@@ -223,7 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
             check_arguments(args)
             code = int(args.func(args) or 0)
-            sys.stdout.flush()  # a closed pipe surfaces here, not in the interpreter's exit
+            if sys.stdout is not None:  # None: started with its output closed
+                sys.stdout.flush()  # a closed pipe surfaces here, not in the interpreter's exit
             return code
     except UserError as exc:
         return _usage_error(str(exc), debug)
@@ -232,7 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lipbench: stopped by {signum.name}; every worker was killed and finished cases are kept "
               "(use --resume)", file=sys.stderr)
         return signum.exit_code
-    except BrokenPipeError:  # the reader of the output went away (`lipbench list | head`): not an error here
+    except BrokenPipeError as exc:
+        if not _output_closed():  # another pipe of lipbench's own: a bug
+            return _internal_error(exc, debug)
+        # the reader of the output went away (`lipbench list | head`): not an error here
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
         return PIPE_CLOSED
     except OSError as exc:
@@ -242,6 +247,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _internal_error(exc, debug)
     except Exception as exc:  # noqa: BLE001 - a bug: one line unless --debug
         return _internal_error(exc, debug)
+
+
+def _output_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (``poll`` reports an error on it)."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _usage_error(message: str, debug: bool) -> int:
