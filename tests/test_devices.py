@@ -65,3 +65,18 @@ def test_list_says_which_suites_compute_on_the_device(capsys):
     assert main(["list"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if "kind=" in line}
     assert "on=--device" in lines["training_time"] and "on=cpu" in lines["thm2_variance"]
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_a_refused_device_leaves_no_results_folder_behind(tmp_path, capsys, monkeypatch, command):
+    """Without --out a run makes its own dated folder under results/; refused before anything is
+    written, it takes that folder (and a results/ it made) away again."""
+    monkeypatch.chdir(tmp_path)
+    args = ["sn_w", "--suites", "claims"] if command == "check" else ["claims"]
+    code, err = lipbench(capsys, command, *args, "--device", "cuda:7")
+    one_line_error(code, err, "--device cuda:7")
+    assert not (tmp_path / "results").exists()
+    (tmp_path / "results" / "mine").mkdir(parents=True)  # a results/ of the user's: kept as it is
+    code, err = lipbench(capsys, command, *args, "--device", "cuda:7")
+    one_line_error(code, err, "--device cuda:7")
+    assert [p.name for p in (tmp_path / "results").iterdir()] == ["mine"]

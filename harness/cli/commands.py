@@ -23,7 +23,7 @@ from harness.suite import MethodSpec, Suite
 from harness.suite.loader import parse_yaml_value
 
 from .locate import baselines_dir, baselines_dir_to_write, resolve_suites, suite_files, suites_dir
-from .outputs import default_report, new_results_folder
+from .outputs import default_report, results_folder
 from .overrides import apply_overrides, parse_overrides
 from .own_model import DEFAULT_AGAINST, check_batches, judge_beside, on_own_model, own_model, reference_of, takes_model
 from .pipeline import baseline_notes, baseline_rows, execute, judge_results, publish, run_options
@@ -76,9 +76,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run suites; exit 1 when any case ended in error (its rows say why), 0 otherwise."""
     suites = _chosen_suites(args, args.suites)
     _resume_needs_out(args)
-    out = Path(args.out) if args.out else new_results_folder(f"run-{args.preset}")
-    results = execute(suites, preset=args.preset, out=out,
-                      options=run_options(args, methods=_method_specs(args.methods)))
+    with results_folder(args.out, f"run-{args.preset}") as out:
+        results = execute(suites, preset=args.preset, out=out,
+                          options=run_options(args, methods=_method_specs(args.methods)))
     rows = results.rows()
     errors = int((rows["status"] == "error").sum()) if len(rows) else 0
     print(f"{len(rows)} rows, {errors} error(s) -> {results.path}")
@@ -170,30 +170,30 @@ def cmd_check(args: argparse.Namespace) -> int:
         check_batches(chosen, own, args.preset)
     chosen.sort(key=lambda s: s.kind != "contract")  # the contract first: seconds, and it names what broke
     _resume_needs_out(args)
-    out = Path(args.out) if args.out else new_results_folder(f"check-{variant.label}")
-    options = run_options(args)
-    if args.report is None:
-        args.report = f"reports/{out.name}.html"
-    if args.junit is None:
-        args.junit = f"reports/{out.name}-junit.xml"
-    contract = [s for s in chosen if s.kind == "contract"]
-    if contract and args.fail_fast:
-        results = execute(contract, preset=args.preset, out=out, options=options)
-        verdicts = judge_results(contract, results, baselines_dir(args.baselines))
-        if not passed(verdicts):
-            print(f"checked {variant.label}: the contract failed (--fail-fast)")
-            return publish(contract, results, verdicts, **_outputs(args),
-                           title=f"lipbench check {variant.label}", notes=notes,
-                           baselines=baseline_rows(contract, results, baselines_dir(args.baselines)))
-        options = dataclasses.replace(options, resume=True, overwrite=False)
-    results = execute(chosen, preset=args.preset, out=out, options=options)
-    if own:
-        return _publish_beside(args, chosen, results, variant, against, notes)
-    verdicts = judge_results(chosen, results, baselines_dir(args.baselines))
-    print(f"checked {variant.label} in: {', '.join(s.name for s in chosen)}")
-    return publish(chosen, results, verdicts, **_outputs(args),
-                   title=f"lipbench check {variant.label}", notes=notes + _notes(results, args.baselines),
-                   baselines=baseline_rows(chosen, results, baselines_dir(args.baselines)))
+    with results_folder(args.out, f"check-{variant.label}") as out:
+        options = run_options(args)
+        if args.report is None:
+            args.report = f"reports/{out.name}.html"
+        if args.junit is None:
+            args.junit = f"reports/{out.name}-junit.xml"
+        contract = [s for s in chosen if s.kind == "contract"]
+        if contract and args.fail_fast:
+            results = execute(contract, preset=args.preset, out=out, options=options)
+            verdicts = judge_results(contract, results, baselines_dir(args.baselines))
+            if not passed(verdicts):
+                print(f"checked {variant.label}: the contract failed (--fail-fast)")
+                return publish(contract, results, verdicts, **_outputs(args),
+                               title=f"lipbench check {variant.label}", notes=notes,
+                               baselines=baseline_rows(contract, results, baselines_dir(args.baselines)))
+            options = dataclasses.replace(options, resume=True, overwrite=False)
+        results = execute(chosen, preset=args.preset, out=out, options=options)
+        if own:
+            return _publish_beside(args, chosen, results, variant, against, notes)
+        verdicts = judge_results(chosen, results, baselines_dir(args.baselines))
+        print(f"checked {variant.label} in: {', '.join(s.name for s in chosen)}")
+        return publish(chosen, results, verdicts, **_outputs(args),
+                       title=f"lipbench check {variant.label}", notes=notes + _notes(results, args.baselines),
+                       baselines=baseline_rows(chosen, results, baselines_dir(args.baselines)))
 
 
 def _publish_beside(args: argparse.Namespace, chosen: list[Suite], results: ResultsDir, variant: MethodSpec,

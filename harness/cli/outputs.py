@@ -1,10 +1,12 @@
 """Default output names that never collide: one results folder (and report) per run, named by what ran and when."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
 from pathlib import Path
+from typing import Iterator
 
 
 def slug(text: str) -> str:
@@ -29,6 +31,25 @@ def new_results_folder(label: str, root: str | Path = "results") -> Path:
         except FileExistsError:
             continue
     raise FileExistsError(f"{root}: no free results folder name for {base}")
+
+
+@contextlib.contextmanager
+def results_folder(given: str | None, label: str) -> Iterator[Path]:
+    """``given`` (``--out``), or a new folder (:func:`new_results_folder`) that is removed again
+    when the command fails before anything was written into it (a bad ``--device``, say)."""
+    if given:
+        yield Path(given)
+        return
+    root = Path("results")
+    made = [] if root.is_dir() else [root]
+    made.insert(0, new_results_folder(label, root))
+    try:
+        yield made[0]
+    except BaseException:
+        for folder in made:  # only while empty: made here a moment ago, nothing written into them yet
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 def default_report(label: str, root: str | Path = "reports") -> Path:
